@@ -1,0 +1,1 @@
+"""The kopf operator that deploys the platform on Kubernetes."""

