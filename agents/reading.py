@@ -1,0 +1,51 @@
+"""What an agent knows about one value at one moment.
+
+A reading always says how far it can be trusted. When a device cannot be read the agent
+still reports each of its points, with ``BAD`` quality, no value and the reason, so the IOC
+sees "no data because the RTU times out" instead of the last good number frozen in place.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Quality(StrEnum):
+    GOOD = "good"
+    BAD = "bad"
+    """No trustworthy value: the device did not answer, refused, or sent garbage."""
+    UNCERTAIN = "uncertain"
+    """A value exists but the source doubts it (OPC-UA Uncertain*, sensor out of range)."""
+    STALE = "stale"
+    """The value is the last known one, older than its poll interval allows."""
+
+
+Value = float | int | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    metric: str
+    value: Value | None
+    unit: str
+    quality: Quality
+    reason: str = ""
+    source_time: float | None = None
+    """When the device says the value was measured (Unix seconds), if it says so."""
+    read_time: float = field(default_factory=time.time)
+    """When the agent received it (Unix seconds)."""
+
+    @classmethod
+    def good(cls, metric: str, value: Value, unit: str, **times: float | None) -> Reading:
+        """A value as read. A float that is not finite is reported BAD: NaN/Inf on the wire is
+        a sensor or decoding fault, never a measurement."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return cls(metric, None, unit, Quality.BAD, f"not a finite number ({value})", **times)
+        return cls(metric, value, unit, Quality.GOOD, **times)
+
+    @classmethod
+    def bad(cls, metric: str, unit: str, reason: str, read_time: float | None = None) -> Reading:
+        return cls(metric, None, unit, Quality.BAD, reason, read_time=read_time or time.time())
