@@ -59,7 +59,8 @@ class GrpcServer:
 
     ``registrations`` are ``(add_FooServicer_to_server, servicer)`` pairs; ``service_names``
     are the full names of the services they implement (``smartcity.alerts.v1.Alerts``), used
-    for reflection and for per-service health. ``tracer_provider`` defaults to the global one.
+    for reflection and for per-service health. ``tracer_provider`` defaults to the global one;
+    ``interceptors``, when given, replace the standard chain (and ``tracer_provider`` with it).
     Use as ``async with GrpcServer(...) as server:``, or call :meth:`start` and :meth:`stop`.
     """
 
