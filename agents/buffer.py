@@ -5,7 +5,8 @@ deleted only after JetStream has acknowledged it. When the uplink is down batche
 are replayed oldest first when it returns; when the agent is killed they are still here on
 the next start. The per-device sequence counters live in the same database and advance in the
 same transaction as the append, so a restarted agent never reuses a message id (JetStream
-would silently drop the new batch as a duplicate of the old one).
+would silently drop the new batch as a duplicate of the old one) and the sequence of a device
+only ever grows.
 
 The buffer is capped in bytes. When an append would pass the cap, the oldest batches are
 dropped, counted and logged; the loss is never silent, and the count survives restarts.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +134,10 @@ class DiskBuffer:
 
     def _reserve(self, device: str, count: int) -> int:
         row = self._db.execute("SELECT next FROM sequences WHERE device = ?", (device,)).fetchone()
-        first = row[0] if row else 1
+        # A device new to this buffer starts at the clock in microseconds, not at 1: if the
+        # buffer file is ever lost, the new sequence still lies above everything this device
+        # published before, and consumers that drop "already seen" sequences keep working.
+        first = row[0] if row else time.time_ns() // 1000
         self._db.execute(
             "INSERT INTO sequences(device, next) VALUES (?, ?) "
             "ON CONFLICT(device) DO UPDATE SET next = excluded.next",

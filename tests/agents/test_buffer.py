@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -15,20 +16,22 @@ from smartcity.agents.buffer import DiskBuffer
 
 def batch(tag: str, size: int = 10):
     def build(first: int) -> tuple[str, bytes]:
-        return f"{tag}:{first}", (tag.encode() * size)[:size]
+        return tag, (tag.encode() * size)[:size]
 
     return build
 
 
 def test_fifo_and_removal(tmp_path: Path) -> None:
     buffer = DiskBuffer(tmp_path / "b.db")
-    for n in range(5):
-        buffer.append("city.telemetry.x.s.d", batch(f"b{n}"), device="d", count=3)
+    firsts = [
+        buffer.append("city.telemetry.x.s.d", batch(f"b{n}"), device="d", count=3) for n in range(5)
+    ]
+    assert [b - a for a, b in itertools.pairwise(firsts)] == [3, 3, 3, 3]
     entries = buffer.peek(10)
-    assert [e.msg_id for e in entries] == ["b0:1", "b1:4", "b2:7", "b3:10", "b4:13"]
+    assert [e.msg_id for e in entries] == ["b0", "b1", "b2", "b3", "b4"]
     buffer.remove([entries[0].id, entries[1].id])
-    assert [e.msg_id for e in buffer.peek(10)] == ["b2:7", "b3:10", "b4:13"]
-    assert [e.msg_id for e in buffer.peek(10, after=entries[2].id)] == ["b3:10", "b4:13"]
+    assert [e.msg_id for e in buffer.peek(10)] == ["b2", "b3", "b4"]
+    assert [e.msg_id for e in buffer.peek(10, after=entries[2].id)] == ["b3", "b4"]
     stats = buffer.stats()
     assert (stats.batches, stats.bytes) == (3, 30)
 
@@ -36,14 +39,21 @@ def test_fifo_and_removal(tmp_path: Path) -> None:
 def test_contents_and_sequences_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     buffer = DiskBuffer(path)
-    buffer.append("s", batch("a"), device="d1", count=5)
+    first = buffer.append("s", batch("a"), device="d1", count=5)
     buffer.append("s", batch("b"), device="d2", count=2)
     buffer.close()
     again = DiskBuffer(path)
-    assert [e.msg_id for e in again.peek()] == ["a:1", "b:1"]
+    assert [e.msg_id for e in again.peek()] == ["a", "b"]
     assert again.stats().batches == 2
     # sequence numbers continue; a restarted agent never reuses a message id
-    assert again.append("s", batch("c"), device="d1", count=1) == 6
+    assert again.append("s", batch("c"), device="d1", count=1) == first + 5
+
+
+def test_a_lost_buffer_never_restarts_a_device_below_its_old_sequence(tmp_path: Path) -> None:
+    old = DiskBuffer(tmp_path / "old.db")
+    last = old.append("s", batch("a"), device="d", count=1000)
+    new = DiskBuffer(tmp_path / "new.db")  # the old file is gone; same device
+    assert new.append("s", batch("b"), device="d", count=1) > last
 
 
 def _append_then_die(path: str, ready: multiprocessing.synchronize.Event) -> None:
@@ -64,7 +74,7 @@ def test_appended_batches_survive_a_killed_process(tmp_path: Path) -> None:
     assert child.exitcode == -signal.SIGKILL
     assert ready.is_set()
     survivor = DiskBuffer(path)
-    assert [e.msg_id for e in survivor.peek(1000)] == [f"k{n}:{n + 1}" for n in range(100)]
+    assert [e.msg_id for e in survivor.peek(1000)] == [f"k{n}" for n in range(100)]
 
 
 def test_cap_drops_oldest_counted_and_logged(tmp_path: Path, caplog) -> None:
@@ -78,7 +88,7 @@ def test_cap_drops_oldest_counted_and_logged(tmp_path: Path, caplog) -> None:
     assert stats.dropped_batches == 3
     assert stats.dropped_bytes == 30
     assert stats.bytes == 95
-    assert buffer.peek(1)[0].msg_id == "3:4"
+    assert buffer.peek(1)[0].msg_id == "3"
     assert "dropped the 3 oldest batch(es)" in caplog.text
     # the loss count is durable
     buffer.close()
@@ -87,9 +97,9 @@ def test_cap_drops_oldest_counted_and_logged(tmp_path: Path, caplog) -> None:
 
 def test_a_batch_larger_than_the_cap_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     buffer = DiskBuffer(tmp_path / "b.db", max_bytes=50)
-    buffer.append("s", batch("a"), device="d", count=1)
+    first = buffer.append("s", batch("a"), device="d", count=1)
     with pytest.raises(ValueError, match="exceeds the buffer cap"):
         buffer.append("s", batch("big", size=60), device="d", count=1)
-    assert [e.msg_id for e in buffer.peek()] == ["a:1"]
+    assert [e.msg_id for e in buffer.peek()] == ["a"]
     # the failed append did not consume sequence numbers
-    assert buffer.append("s", batch("b"), device="d", count=1) == 2
+    assert buffer.append("s", batch("b"), device="d", count=1) == first + 1
