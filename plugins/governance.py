@@ -1,0 +1,156 @@
+"""Governance: the Intelligent Operations Center, public services and information security.
+
+The city runs an IOC with the basic smart-city services of the Ministry of Information and
+Communications' pilot guideline (feedback, public-service monitoring, traffic, security and
+order, information-security and social-network monitoring) and a dozen more (Tuong 2021, 4.2
+(1)). Nearly all administrative procedures are offered online and the e-government system
+handles dossiers at every level (Tuong 2021, 4.2; in 2024 the city reported 95 % of public
+services online and 65 % of dossiers filed online). The city also watches information
+security for its agencies permanently (Tuong 2021, 4.1, tasks on mechanisms and policies
+(4)).
+"""
+
+from __future__ import annotations
+
+from smartcity.fields import (
+    Aggregation,
+    Direction,
+    FieldInfo,
+    Kpi,
+    Metric,
+    MetricKind,
+    Pillar,
+    ValueType,
+    hookimpl,
+)
+
+FIELD_ID = "governance"
+MONTH = 30 * 24 * 3600
+
+
+@hookimpl
+def field_info() -> FieldInfo:
+    return FieldInfo(
+        id=FIELD_ID,
+        pillar=Pillar.GOVERNANCE,
+        title="Governance and IOC",
+        description=(
+            "Intelligent Operations Center, public-service monitoring, information-security "
+            "monitoring and city KPIs"
+        ),
+    )
+
+
+def _count(name: str, unit: str, description: str) -> Metric:
+    return Metric(name, unit, description, 0, kind=MetricKind.COUNTER, value_type=ValueType.INT)
+
+
+@hookimpl
+def metrics() -> list[Metric]:
+    return [
+        _count("dossiers_received", "{dossier}", "Administrative dossiers received"),
+        _count(
+            "dossiers_received_online",
+            "{dossier}",
+            "Administrative dossiers filed through the online public-service portal",
+        ),
+        _count("dossiers_resolved", "{dossier}", "Administrative dossiers resolved"),
+        _count(
+            "dossiers_resolved_on_time",
+            "{dossier}",
+            "Administrative dossiers resolved within their legal deadline",
+        ),
+        Metric(
+            "dossiers_overdue",
+            "{dossier}",
+            "Dossiers pending past their deadline",
+            0,
+            value_type=ValueType.INT,
+        ),
+        Metric(
+            "online_procedure_share",
+            "%",
+            "Administrative procedures offered as online public services",
+            0,
+            100,
+        ),
+        _count(
+            "security_incidents",
+            "{incident}",
+            "Information-security incidents detected in the city's agencies",
+        ),
+        _count("malware_detections", "{detection}", "Malicious code detected on agency hosts"),
+        Metric(
+            "ioc_services_total",
+            "{service}",
+            "Smart-city services the IOC runs",
+            0,
+            value_type=ValueType.INT,
+        ),
+        Metric(
+            "ioc_services_up",
+            "{service}",
+            "Smart-city services of the IOC passing their health check",
+            0,
+            value_type=ValueType.INT,
+        ),
+        Metric(
+            "open_datasets",
+            "{dataset}",
+            "Data sets published on the open data portal",
+            0,
+            value_type=ValueType.INT,
+        ),
+    ]
+
+
+@hookimpl
+def kpis() -> list[Kpi]:
+    return [
+        Kpi(
+            id="online_filing_rate",
+            title="Dossiers filed online",
+            unit="%",
+            description="Dossiers filed online as a share of all dossiers received, 30 days",
+            direction=Direction.HIGHER,
+            aggregation=Aggregation.RATIO,
+            metric="dossiers_received_online",
+            denominator="dossiers_received",
+            scale=100,
+            window_seconds=MONTH,
+        ),
+        Kpi(
+            id="on_time_resolution_rate",
+            title="Dossiers resolved on time",
+            unit="%",
+            description="Dossiers resolved within their deadline as a share of all resolved",
+            direction=Direction.HIGHER,
+            aggregation=Aggregation.RATIO,
+            metric="dossiers_resolved_on_time",
+            denominator="dossiers_resolved",
+            scale=100,
+            window_seconds=MONTH,
+            target=100,
+        ),
+        Kpi(
+            id="ioc_availability",
+            title="IOC services up",
+            unit="%",
+            description="IOC services passing their health check as a share of all, daily mean",
+            direction=Direction.HIGHER,
+            aggregation=Aggregation.RATIO,
+            metric="ioc_services_up",
+            denominator="ioc_services_total",
+            scale=100,
+        ),
+        Kpi(
+            id="monthly_security_incidents",
+            title="Information-security incidents",
+            unit="{incident}",
+            description="Information-security incidents detected over 30 days",
+            direction=Direction.LOWER,
+            aggregation=Aggregation.INCREASE,
+            metric="security_incidents",
+            window_seconds=MONTH,
+        ),
+    ]

@@ -1,0 +1,136 @@
+"""Water supply: the SCADA of the city's water stations, from river intake to the network.
+
+The water company watches flow, pressure, level and water quality continuously, online, for
+raw surface water at the intakes, treated water at the plants and water in the supply
+network (Tuong 2021, 4.2 (8)). Raw-water quality is kept apart from treated-water quality by
+name: at the intakes on the Cau Do river the concerns are turbidity after floods and salt
+intrusion in the dry season, while treated water is held to QCVN 01-1:2018/BYT, the national
+technical regulation on domestic water quality (turbidity at most 2 NTU, pH 6.0 to 8.5, free
+residual chlorine 0.2 to 1.0 mg/L in piped water).
+"""
+
+from __future__ import annotations
+
+from smartcity.fields import (
+    Aggregation,
+    Direction,
+    FieldInfo,
+    Kpi,
+    Metric,
+    MetricKind,
+    Pillar,
+    ValueType,
+    hookimpl,
+)
+
+FIELD_ID = "water_supply"
+DRINKING_WATER = "QCVN 01-1:2018/BYT"
+
+
+@hookimpl
+def field_info() -> FieldInfo:
+    return FieldInfo(
+        id=FIELD_ID,
+        pillar=Pillar.ENVIRONMENT,
+        title="Water supply",
+        description=(
+            "SCADA of intakes, treatment plants, tanks and the supply network: flow, "
+            "pressure, level and online water quality"
+        ),
+    )
+
+
+@hookimpl
+def metrics() -> list[Metric]:
+    return [
+        Metric("flow_rate", "m3/h", "Volumetric flow through the metering point", 0, 20000),
+        Metric(
+            "total_volume",
+            "m3",
+            "Volume through the metering point (totaliser)",
+            0,
+            kind=MetricKind.COUNTER,
+        ),
+        Metric("pressure", "bar", "Gauge pressure in the main or at the pump discharge", 0, 16),
+        Metric("tank_level", "m", "Water level in a clear-water tank or reservoir", 0, 20),
+        Metric("turbidity", "NTU", "Turbidity of treated or network water", 0, 100),
+        Metric("ph", "pH", "pH of treated or network water", 0, 14),
+        Metric(
+            "residual_chlorine",
+            "mg/L",
+            "Free residual chlorine of treated or network water",
+            0,
+            10,
+        ),
+        Metric("conductivity", "uS/cm", "Electrical conductivity of treated water", 0, 5000),
+        Metric("water_temperature", "degC", "Temperature of the water", 0, 50),
+        Metric(
+            "raw_water_turbidity",
+            "NTU",
+            "Turbidity of raw surface water at the intake (high after floods)",
+            0,
+            4000,
+        ),
+        Metric("raw_water_ph", "pH", "pH of raw surface water at the intake", 0, 14),
+        Metric(
+            "raw_water_salinity",
+            "g/kg",
+            "Salinity of raw water at the intake, in per mille (salt intrusion)",
+            0,
+            40,
+        ),
+        Metric(
+            "pump_state",
+            "{state}",
+            "Operating state of a pump",
+            kind=MetricKind.STATE,
+            value_type=ValueType.INT,
+            states={0: "stopped", 1: "running", 2: "tripped"},
+        ),
+        Metric("pump_speed", "%", "Pump speed set by its variable-frequency drive", 0, 100),
+        Metric("pump_power", "kW", "Electrical power drawn by a pump", 0, 2000),
+    ]
+
+
+@hookimpl
+def kpis() -> list[Kpi]:
+    return [
+        Kpi(
+            id="turbidity_compliance",
+            title="Treated water within the turbidity limit",
+            unit="%",
+            description=(
+                "Share of the day during which treated and network water stayed at or below 2 NTU"
+            ),
+            direction=Direction.HIGHER,
+            aggregation=Aggregation.SHARE_AT_MOST,
+            metric="turbidity",
+            threshold=2,
+            target=100,
+            standard=DRINKING_WATER,
+        ),
+        Kpi(
+            id="chlorine_compliance",
+            title="Network water disinfected",
+            unit="%",
+            description=(
+                "Share of the day during which free residual chlorine stayed at or above "
+                "0.2 mg/L, so that water reaching customers is still protected"
+            ),
+            direction=Direction.HIGHER,
+            aggregation=Aggregation.SHARE_AT_LEAST,
+            metric="residual_chlorine",
+            threshold=0.2,
+            target=100,
+            standard=DRINKING_WATER,
+        ),
+        Kpi(
+            id="volume_supplied",
+            title="Water supplied",
+            unit="m3",
+            description="Volume through the metering points over a day",
+            direction=Direction.HIGHER,
+            aggregation=Aggregation.INCREASE,
+            metric="total_volume",
+        ),
+    ]

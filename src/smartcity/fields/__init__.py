@@ -1,0 +1,66 @@
+"""The field-plugin host: the contract a smart field implements and the loader that checks it.
+
+A field plugin imports everything it needs from here::
+
+    from smartcity.fields import FieldInfo, Kpi, Metric, hookimpl
+
+and registers under the ``smartcity.fields`` entry-point group. Processes call
+:func:`load_fields` once at start-up and use the :class:`FieldHost` it returns. See
+``README.md`` beside this file for the plugin author's guide.
+"""
+
+from smartcity.fields.errors import DeriveError, FieldHostError, FieldLoadError, PluginError
+from smartcity.fields.manager import Field, FieldHost, PluginOrigin, load_fields
+from smartcity.fields.markers import ENTRY_POINT_GROUP, hookimpl, hookspec
+from smartcity.fields.model import (
+    Aggregation,
+    AlertRuleTemplate,
+    Comparison,
+    ConditionKind,
+    DeviceProfileTemplate,
+    Direction,
+    FieldInfo,
+    Kpi,
+    Metric,
+    MetricKind,
+    Pillar,
+    Quality,
+    Reading,
+    RecordAccess,
+    RecordType,
+    Severity,
+    ValueType,
+)
+from smartcity.fields.tracing import TRACE_LOGGER
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "TRACE_LOGGER",
+    "Aggregation",
+    "AlertRuleTemplate",
+    "Comparison",
+    "ConditionKind",
+    "DeriveError",
+    "DeviceProfileTemplate",
+    "Direction",
+    "Field",
+    "FieldHost",
+    "FieldHostError",
+    "FieldInfo",
+    "FieldLoadError",
+    "Kpi",
+    "Metric",
+    "MetricKind",
+    "Pillar",
+    "PluginError",
+    "PluginOrigin",
+    "Quality",
+    "Reading",
+    "RecordAccess",
+    "RecordType",
+    "Severity",
+    "ValueType",
+    "hookimpl",
+    "hookspec",
+    "load_fields",
+]
