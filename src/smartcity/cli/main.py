@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from smartcity import __version__
+from smartcity.cli.fields import fields_app
 
 app = typer.Typer(
     name="smartcity",
@@ -67,6 +68,9 @@ def version(
     for name, value in info.items():
         if name != "smartcity":
             console.print(f"  {name:<18} {value}")
+
+
+app.add_typer(fields_app, name="fields")
 
 
 if __name__ == "__main__":  # pragma: no cover - ``python -m smartcity.cli.main``
