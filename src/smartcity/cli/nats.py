@@ -1,0 +1,137 @@
+"""``smartcity nats``: the embedded JetStream server in the foreground.
+
+For development and for a single machine that runs the other processes separately: they
+connect with ``SMARTCITY_NATS__URL`` set to the URL printed here.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from smartcity.runtime.config import ConfigError, load_settings
+from smartcity.runtime.nats_server import EmbeddedNats, NatsServerError
+
+#: The port NATS clients try when given no URL; used unless a flag or the configuration
+#: names another, because a server people connect to by hand should not move.
+DEFAULT_PORT = 4222
+
+
+def nats_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="YAML configuration file (default: $SMARTCITY_CONFIG); its nats section applies.",
+            dir_okay=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (default: nats.host, 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help=f"Client port; 0 picks a free one (default: nats.port, else {DEFAULT_PORT}).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            file_okay=False,
+            help="Folder for JetStream storage and the server log (default: nats.data_dir).",
+        ),
+    ] = None,
+    monitor_port: Annotated[
+        int | None,
+        typer.Option(
+            "--monitor-port",
+            min=0,
+            max=65535,
+            help="HTTP monitoring port (/healthz, /varz, /jsz); 0 picks a free one (default: off).",
+        ),
+    ] = None,
+) -> None:
+    """Run a NATS server with JetStream in the foreground until Ctrl-C or SIGTERM."""
+    out = Console(soft_wrap=True)
+    err = Console(stderr=True, soft_wrap=True)
+
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in (("host", host), ("port", port), ("data_dir", data_dir))
+        if value is not None
+    }
+    try:
+        settings = load_settings(config, nats=overrides or None).nats
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if "port" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"port": DEFAULT_PORT})
+
+    server = EmbeddedNats(settings, monitor_port=monitor_port)
+    signalled = threading.Event()
+    wake = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        signalled.set()
+        wake.set()
+        # Also interrupts a start still waiting for readiness; stop() is idempotent.
+        threading.Thread(target=server.stop, name="smartcity-nats-stop", daemon=True).start()
+
+    def watch() -> None:
+        server.wait()
+        wake.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            server.start()
+        except NatsServerError as exc:
+            if signalled.is_set():
+                return
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        _print_endpoints(out, server)
+        threading.Thread(target=watch, name="smartcity-nats-watch", daemon=True).start()
+        wake.wait()
+        if not signalled.is_set():
+            err.print(
+                f"[red]error:[/red] nats-server exited on its own with code {server.wait()}; "
+                f"last lines of {escape(str(server.log_file))}:"
+            )
+            err.print(escape(server.log_tail()), highlight=False)
+            raise typer.Exit(1)
+        out.print("Stopping NATS...")
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out.print("NATS stopped.")
+
+
+def _print_endpoints(out: Console, server: EmbeddedNats) -> None:
+    out.print(f"[green]NATS with JetStream is ready[/green] ({server.settings.name})")
+    out.print(f"  client URL   [bold]{server.url}[/bold]", highlight=False)
+    if server.monitor_url is not None:
+        out.print(f"  monitoring   [bold]{server.monitor_url}[/bold]", highlight=False)
+    out.print(f"  data folder  {escape(str(server.data_dir))}", highlight=False)
+    out.print(f"  log          {escape(str(server.log_file))}", highlight=False)
+    out.print(f"  pid          {server.pid}", highlight=False)
+    out.print(
+        f"Other processes connect with [bold]SMARTCITY_NATS__URL={server.url}[/bold]; "
+        "press Ctrl-C to stop.",
+        highlight=False,
+    )

@@ -1,0 +1,135 @@
+"""The NATS subject namespace of the city, in one place.
+
+Every subject is ``city.<kind>.<token>...``. A token comes from data (a site name, a device id,
+a record type), so it is checked before it becomes part of a subject: a dot would shift every
+later token, and a ``*`` or ``>`` in a publish subject is refused by the server, or worse, in a
+permission it would grant more than intended. Builders raise :class:`SubjectError` instead of
+producing a subject that means something else.
+
+Filters (``*`` and ``>``) are only built by the ``*_filter`` functions, never from data.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+ROOT = "city"
+TELEMETRY = f"{ROOT}.telemetry"
+ALERTS = f"{ROOT}.alerts"
+RECORDS = f"{ROOT}.records"
+IDENTITY = f"{ROOT}.identity"
+AGENTS = f"{ROOT}.agents"
+COMMANDS = f"{ROOT}.commands"
+
+ALL_TELEMETRY = f"{TELEMETRY}.>"
+ALL_ALERTS = f"{ALERTS}.>"
+ALL_RECORDS = f"{RECORDS}.>"
+ALL_IDENTITY = f"{IDENTITY}.>"
+
+WILDCARD = "*"
+
+# Printable characters other than space, dot and the two wildcards. Non-ASCII letters are
+# allowed: NATS subjects are UTF-8, and Vietnamese site names may use them.
+_TOKEN = re.compile(r"[^\s.*>\x00-\x1f\x7f]+")
+
+
+class SubjectError(ValueError):
+    """A value that cannot be used as a token of a NATS subject."""
+
+
+def token(value: str, what: str = "token") -> str:
+    """Return ``value`` if it is a single, literal subject token; raise otherwise.
+
+    ``what`` names the value in the error (``"site"``, ``"device"``), so that the message
+    points at the configuration key that is wrong.
+    """
+    if not isinstance(value, str):
+        raise SubjectError(f"{what} must be a string, not {type(value).__name__}")
+    if not value:
+        raise SubjectError(f"{what} must not be empty")
+    if not _TOKEN.fullmatch(value):
+        bad = sorted({c for c in value if not _TOKEN.fullmatch(c)})
+        shown = ", ".join(repr(c) for c in bad)
+        raise SubjectError(
+            f"{what} {value!r} cannot be a NATS subject token: it contains {shown} "
+            "(dots, '*', '>', whitespace and control characters are not allowed)"
+        )
+    return value
+
+
+def telemetry_subject(field: str, site: str, device: str) -> str:
+    """``city.telemetry.<field>.<site>.<device>``: a device's ``TelemetryBatch``."""
+    return ".".join(
+        (TELEMETRY, token(field, "field"), token(site, "site"), token(device, "device"))
+    )
+
+
+def alert_subject(field: str, severity: str) -> str:
+    """``city.alerts.<field>.<severity>``: alert lifecycle events."""
+    return ".".join((ALERTS, token(field, "field"), token(severity, "severity")))
+
+
+def record_subject(record_type: str, event: str) -> str:
+    """``city.records.<type>.<event>``: record created/updated/deleted events."""
+    return ".".join((RECORDS, token(record_type, "record type"), token(event, "event")))
+
+
+def identity_subject(event: str) -> str:
+    """``city.identity.<event>``: principal, role and key-set events."""
+    return ".".join((IDENTITY, token(event, "event")))
+
+
+def agent_subject(site: str, agent: str) -> str:
+    """``city.agents.<site>.<agent>``: an edge agent's status and heartbeats."""
+    return ".".join((AGENTS, token(site, "site"), token(agent, "agent")))
+
+
+def command_subject(site: str, device: str) -> str:
+    """``city.commands.<site>.<device>``: audited writes (setpoints) to a field device."""
+    return ".".join((COMMANDS, token(site, "site"), token(device, "device")))
+
+
+def _filter_token(value: str | None, what: str) -> str:
+    return WILDCARD if value is None else token(value, what)
+
+
+def telemetry_filter(
+    field: str | None = None, site: str | None = None, device: str | None = None
+) -> str:
+    """A subscription filter over telemetry; ``None`` matches any value of that token."""
+    return ".".join(
+        (
+            TELEMETRY,
+            _filter_token(field, "field"),
+            _filter_token(site, "site"),
+            _filter_token(device, "device"),
+        )
+    )
+
+
+def alert_filter(field: str | None = None, severity: str | None = None) -> str:
+    """A subscription filter over alert events; ``None`` matches any value of that token."""
+    return ".".join((ALERTS, _filter_token(field, "field"), _filter_token(severity, "severity")))
+
+
+class TelemetrySubject(NamedTuple):
+    field: str
+    site: str
+    device: str
+
+
+def parse_telemetry_subject(subject: str) -> TelemetrySubject:
+    """Split a received telemetry subject into its field, site and device.
+
+    Consumers use this instead of trusting the payload's own idea of where it came from: the
+    subject is what the publisher was authorised to publish on.
+    """
+    parts = subject.split(".")
+    if len(parts) != 5 or ".".join(parts[:2]) != TELEMETRY:
+        raise SubjectError(
+            f"{subject!r} is not a telemetry subject ({TELEMETRY}.<field>.<site>.<device>)"
+        )
+    return TelemetrySubject(
+        token(parts[2], "field"), token(parts[3], "site"), token(parts[4], "device")
+    )
