@@ -15,6 +15,7 @@ from rich.console import Console
 
 from smartcity import __version__
 from smartcity.cli.fields import fields_app
+from smartcity.cli.nats import nats_command
 
 app = typer.Typer(
     name="smartcity",
@@ -71,6 +72,7 @@ def version(
 
 
 app.add_typer(fields_app, name="fields")
+app.command("nats")(nats_command)
 
 
 if __name__ == "__main__":  # pragma: no cover - ``python -m smartcity.cli.main``

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from smartcity.runtime.config import ConfigError, load_settings
+from smartcity.runtime.logs import setup_logging
 from smartcity.runtime.nats_server import EmbeddedNats, NatsServerError
 
 #: The port NATS clients try when given no URL; used unless a flag or the configuration
@@ -74,10 +75,12 @@ def nats_command(
         if value is not None
     }
     try:
-        settings = load_settings(config, nats=overrides or None).nats
+        everything = load_settings(config, nats=overrides or None)
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    setup_logging(everything.logging, service="nats")
+    settings = everything.nats
     if "port" not in settings.model_fields_set:
         settings = settings.model_copy(update={"port": DEFAULT_PORT})
 
