@@ -37,6 +37,9 @@ class Reading:
     """When the device says the value was measured (Unix seconds), if it says so."""
     read_time: float = field(default_factory=time.time)
     """When the agent received it (Unix seconds)."""
+    server_time: float | None = None
+    """When a server between the agent and the sensor (an OPC-UA server) last saw the value;
+    differs from ``source_time`` when the server relays a field device."""
 
     @classmethod
     def good(cls, metric: str, value: Value, unit: str, **times: float | None) -> Reading:

@@ -1,0 +1,1 @@
+"""OPC-UA: the subscribe/poll driver, status-code mapping and application certificates."""
