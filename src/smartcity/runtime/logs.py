@@ -95,9 +95,10 @@ def _formatter(settings: LoggingSettings, service: str | None, stream: TextIO) -
         ]
     else:
         colors = stream.isatty() and "NO_COLOR" not in os.environ
-        tracebacks = structlog.dev.RichTracebackFormatter(
-            show_locals=False, **({} if colors else {"color_system": None})
-        )
+        # The standard library's format, not rich's: rich reads every frame's f_locals to
+        # look for its own markers, and on CPython 3.11 that has been seen to leave a
+        # dangling reference that crashes the garbage collector later.
+        tracebacks = structlog.dev.plain_traceback
         render = [structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=tracebacks)]
 
     return structlog.stdlib.ProcessorFormatter(

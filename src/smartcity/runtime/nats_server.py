@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import ctypes
 import json
 import os
 import queue
@@ -94,28 +93,25 @@ def find_nats_server() -> Path:
     )
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """Build the ``preexec_fn`` that makes the child receive SIGKILL when its parent dies.
+# Arms PR_SET_PDEATHSIG in a short-lived interpreter that then becomes nats-server (the
+# setting survives execve). Doing it in a ``preexec_fn`` instead would run Python code between
+# fork and exec in a process full of threads (gRPC, asyncio), which is not safe: it has been
+# seen to corrupt the owner's heap. argv: parent pid, then the server's own argv.
+_TRAMPOLINE = f"""\
+import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl({_PR_SET_PDEATHSIG}, {int(signal.SIGKILL)}, 0, 0, 0):
+    sys.exit("prctl(PR_SET_PDEATHSIG) failed: errno " + str(ctypes.get_errno()))
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)  # the owner died before the signal was armed: it would never come
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
-    Everything it needs is resolved here, before the fork, so that the child only makes two
-    system calls between fork and exec.
-    """
+
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so the server receives SIGKILL when its owner dies (Linux only)."""
     if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent = os.getpid()
-    kill = int(signal.SIGKILL)
-
-    def arm() -> None:
-        if prctl(_PR_SET_PDEATHSIG, kill, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:
-            # The parent died between fork and prctl: the signal will never come.
-            os._exit(1)
-
-    return arm
+        return argv
+    return [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), *argv]
 
 
 class _Spawner:
@@ -395,14 +391,12 @@ class EmbeddedNats:
 
     def _popen(self, binary: Path, log: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            self._arguments(binary),
+            _die_with_parent(self._arguments(binary)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             close_fds=True,
             process_group=0,
-            # Runs between fork and exec; safe here because it only calls prctl and getppid.
-            preexec_fn=_die_with_parent(),
         )
 
     def _wait_until_ready(self) -> None:
