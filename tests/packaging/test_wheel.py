@@ -53,6 +53,12 @@ def test_only_top_level_package_is_smartcity(wheel: Path) -> None:
         assert f"smartcity/{area}/__init__.py" in names, f"{area}/ is not mapped into smartcity"
     assert "smartcity/py.typed" in names
     assert "smartcity/runtime/config.py" in names
+    for api in ("common", "telemetry", "identity", "records", "monitoring", "alerts"):
+        assert f"smartcity/{api}/v1/{api}_pb2.py" in names
+        assert f"smartcity/{api}/v1/{api}_pb2.pyi" in names
+    for service in ("identity", "records", "monitoring", "alerts"):
+        assert f"smartcity/{service}/v1/{service}_pb2_grpc.py" in names
+    assert "smartcity/plugins/electricity.py" in names
 
 
 def test_entry_points_declare_cli_and_fields(wheel: Path) -> None:
