@@ -17,11 +17,12 @@ process; ``synchronous=FULL`` also survives power loss at the cost of an fsync p
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     subject TEXT NOT NULL,
     msg_id TEXT NOT NULL,
+    headers TEXT NOT NULL DEFAULT '{}',
     payload BLOB NOT NULL,
     created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
 );
@@ -52,6 +54,7 @@ class Entry:
     id: int
     subject: str
     msg_id: str
+    headers: dict[str, str]
     payload: bytes
 
 
@@ -97,13 +100,15 @@ class DiskBuffer:
         *,
         device: str,
         count: int,
+        headers: Mapping[str, str] | None = None,
     ) -> int:
         """Number ``count`` readings of ``device`` and store their batch, atomically.
 
         ``build(first_sequence)`` returns ``(msg_id, payload)``; it runs inside the
         transaction, so either the batch and its sequence numbers are both on disk or
         neither is, and a crash can leave no gap that looks like lost readings. Returns the
-        first sequence number. Drops the oldest batches first if the cap requires.
+        first sequence number. ``headers`` (the trace context of the read) are sent with
+        the batch. Drops the oldest batches first if the cap requires.
         """
         with self._lock:
             with self._transaction():
@@ -116,8 +121,8 @@ class DiskBuffer:
                     )
                 dropped, dropped_bytes = self._make_room(size)
                 self._db.execute(
-                    "INSERT INTO batches(subject, msg_id, payload) VALUES (?, ?, ?)",
-                    (subject, msg_id, payload),
+                    "INSERT INTO batches(subject, msg_id, headers, payload) VALUES (?, ?, ?, ?)",
+                    (subject, msg_id, json.dumps(dict(headers or {})), payload),
                 )
             self._batches += 1 - dropped
             self._bytes += size - dropped_bytes
@@ -173,10 +178,14 @@ class DiskBuffer:
         """The oldest ``limit`` batches with id greater than ``after``, in order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, subject, msg_id, payload FROM batches WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT id, subject, msg_id, headers, payload FROM batches WHERE id > ? "
+                "ORDER BY id LIMIT ?",
                 (after, limit),
             ).fetchall()
-        return [Entry(*row) for row in rows]
+        return [
+            Entry(batch_id, subject, msg_id, json.loads(headers), payload)
+            for batch_id, subject, msg_id, headers, payload in rows
+        ]
 
     def remove(self, ids: Iterable[int]) -> None:
         """Forget batches that JetStream has acknowledged."""

@@ -39,11 +39,13 @@ def test_fifo_and_removal(tmp_path: Path) -> None:
 def test_contents_and_sequences_survive_reopen(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     buffer = DiskBuffer(path)
-    first = buffer.append("s", batch("a"), device="d1", count=5)
+    first = buffer.append("s", batch("a"), device="d1", count=5, headers={"traceparent": "00-t"})
     buffer.append("s", batch("b"), device="d2", count=2)
     buffer.close()
     again = DiskBuffer(path)
     assert [e.msg_id for e in again.peek()] == ["a", "b"]
+    assert [e.headers for e in again.peek()] == [{"traceparent": "00-t"}, {}]
+    assert again.peek()[0].payload == b"aaaaaaaaaa"
     assert again.stats().batches == 2
     # sequence numbers continue; a restarted agent never reuses a message id
     assert again.append("s", batch("c"), device="d1", count=1) == first + 5
