@@ -204,6 +204,12 @@ class DiskBuffer:
             self._batches -= row[0]
             self._bytes -= row[1]
 
+    def depth_by_subject(self) -> dict[str, int]:
+        """Batches waiting per subject, i.e. per device."""
+        with self._lock:
+            rows = self._db.execute("SELECT subject, count(*) FROM batches GROUP BY subject")
+            return dict(rows.fetchall())
+
     def stats(self) -> BufferStats:
         with self._lock:
             counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())

@@ -8,9 +8,14 @@ was missing. On a laptop the same test is skipped with the same message.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator, Iterator
+from pathlib import Path
 
 import pytest
+
+from smartcity.runtime.bus import Bus
+from smartcity.runtime.config import NatsSettings
+from smartcity.runtime.nats_server import EmbeddedNats
 
 STRICT = os.environ.get("SMARTCITY_TEST_STRICT", "") not in ("", "0", "false", "no")
 
@@ -25,3 +30,30 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         report.longrepr = f"skipped in strict mode (SMARTCITY_TEST_STRICT=1): {reason}"
     return report
+
+
+# -- NATS: a real nats-server per test, on a port it picks, in the test's tmp_path ----------
+
+
+@pytest.fixture
+def nats_settings(tmp_path: Path) -> NatsSettings:
+    # Short waits keep reconnect tests fast; port 0 keeps clear of any NATS on 4222.
+    return NatsSettings(
+        data_dir=tmp_path / "nats",
+        port=0,
+        reconnect_wait_seconds=0.1,
+        connect_timeout_seconds=5,
+    )
+
+
+@pytest.fixture
+def nats_server(nats_settings: NatsSettings) -> Iterator[EmbeddedNats]:
+    with EmbeddedNats(nats_settings) as server:
+        yield server
+
+
+@pytest.fixture
+async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
+    connected = await Bus.connect(nats_server.client_settings(), name="test-bus")
+    yield connected
+    await connected.close()

@@ -15,6 +15,7 @@ silently fall back to a default.
 from __future__ import annotations
 
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -127,6 +128,33 @@ class PluginSettings(_Section):
     trace_hooks: bool = False
 
 
+class AgentSettings(_Section):
+    """An edge agent: its identity, its disk buffer and its uplink."""
+
+    id: str | None = Field(
+        default=None, description="agent id in subjects and heartbeats; the host name if unset"
+    )
+    buffer_dir: Path | None = Field(
+        default=None, description="where the write-ahead buffer lives; <data_dir>/agent if unset"
+    )
+    buffer_max_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    buffer_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", description="FULL also survives power loss, at an fsync per batch"
+    )
+    max_batch_readings: int = Field(default=1000, ge=1, le=100_000)
+    publish_window: int = Field(default=256, ge=1, le=10_000)
+    ack_timeout_seconds: float = Field(default=5.0, gt=0)
+    drain_timeout_seconds: float = Field(default=5.0, ge=0)
+    heartbeat_interval_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("id")
+    @classmethod
+    def _token(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", value):
+            raise ValueError(f"{value!r} must be lower case letters, digits, - and _")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole platform's configuration."""
 
@@ -142,6 +170,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     plugins: PluginSettings = PluginSettings()
+    agent: AgentSettings = AgentSettings()
     data_dir: Path = Path(".smartcity")
 
     @classmethod

@@ -1,0 +1,180 @@
+"""The agent process: every device's driver, the disk buffer, the uplink and the heartbeat.
+
+Reading never waits for the network. Drivers start at once and write into the disk buffer
+whether or not NATS is reachable; the connection to NATS is made (and re-made) beside them,
+and the uplink drains the buffer whenever it is up. Stopping the agent stops the drivers
+first, gives the uplink ``drain_timeout`` to empty the buffer, and keeps on disk whatever is
+left for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+from smartcity.agents.buffer import DiskBuffer
+from smartcity.agents.driver import DeviceDriver, driver_for
+from smartcity.agents.health import publish_heartbeats, register_metrics
+from smartcity.agents.profile import ModbusDevice, OpcuaDevice
+from smartcity.agents.publisher import TelemetryPublisher
+from smartcity.agents.resilience import Backoff
+from smartcity.runtime.bus import Bus, BusError
+from smartcity.runtime.config import Settings
+
+log = logging.getLogger(__name__)
+
+Profile = ModbusDevice | OpcuaDevice
+
+
+class AgentError(Exception):
+    """The agent cannot run as configured; the message says what to change."""
+
+
+def default_agent_id() -> str:
+    """The host name, made a valid subject token."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-_")
+    return name[:63] or "agent"
+
+
+class Agent:
+    """One agent process serving the devices of ``profiles``."""
+
+    def __init__(
+        self,
+        profiles: Sequence[Profile],
+        settings: Settings,
+        *,
+        nats_url: str | None = None,
+    ) -> None:
+        if not profiles:
+            raise AgentError("an agent needs at least one device profile")
+        seen: set[tuple[str, str]] = set()
+        for profile in profiles:
+            key = (profile.site, profile.device)
+            if key in seen:
+                raise AgentError(
+                    f"device {profile.device!r} of site {profile.site!r} is in two profiles"
+                )
+            seen.add(key)
+        self.url = nats_url or settings.nats.url
+        if not self.url:
+            raise AgentError(
+                "an agent publishes to an existing NATS: give --nats URL or set nats.url "
+                "(SMARTCITY_NATS__URL)"
+            )
+        self.settings = settings
+        self.agent_id = settings.agent.id or default_agent_id()
+        self.profiles = list(profiles)
+        buffer_dir = settings.agent.buffer_dir or (Path(settings.data_dir) / "agent")
+        self.buffer_path = Path(buffer_dir) / f"{self.agent_id}.buffer.db"
+        self.buffer: DiskBuffer | None = None
+        self.publisher: TelemetryPublisher | None = None
+        self.drivers: list[DeviceDriver] = []
+        self.bus: Bus | None = None
+        self.connected = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down in order."""
+        options = self.settings.agent
+        self.buffer = DiskBuffer(
+            self.buffer_path,
+            max_bytes=options.buffer_max_bytes,
+            synchronous=options.buffer_synchronous,
+        )
+        pending = self.buffer.stats()
+        if pending.batches:
+            log.info(
+                "agent %s: %d batch(es), %d bytes from an earlier run wait in %s; they are sent "
+                "first",
+                self.agent_id,
+                pending.batches,
+                pending.bytes,
+                self.buffer_path,
+            )
+        self.publisher = TelemetryPublisher(
+            self.buffer,
+            agent_id=self.agent_id,
+            max_batch=options.max_batch_readings,
+            window=options.publish_window,
+            ack_timeout=options.ack_timeout_seconds,
+        )
+        self.drivers = [driver_for(profile) for profile in self.profiles]
+        register_metrics(drivers=self.drivers, buffer=self.buffer, publisher=self.publisher)
+        devices = [
+            asyncio.create_task(
+                driver.run(self.publisher.sink_for(driver.profile)),
+                name=f"device {driver.profile.site}/{driver.profile.device}",
+            )
+            for driver in self.drivers
+        ]
+        uplink = asyncio.create_task(self._uplink(self.buffer, self.publisher), name="uplink")
+        log.info(
+            "agent %s: reading %d device(s), publishing to %s, buffer %s",
+            self.agent_id,
+            len(self.drivers),
+            self.url,
+            self.buffer_path,
+        )
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown(devices, uplink, self.buffer, self.publisher)
+
+    async def _uplink(self, buffer: DiskBuffer, publisher: TelemetryPublisher) -> None:
+        """Connect (again and again, if need be), then run the uplink and the heartbeat."""
+        backoff = Backoff(initial=0.5, maximum=10.0)
+        nats = self.settings.nats.model_copy(update={"url": self.url})
+        while self.bus is None:
+            try:
+                self.bus = await Bus.connect(nats, name=f"agent-{self.agent_id}")
+            except BusError as exc:
+                delay = backoff.next_delay()
+                log.warning("agent %s: %s; retrying in %.1f s", self.agent_id, exc, delay)
+                await asyncio.sleep(delay)
+        self.connected.set()
+        await asyncio.gather(
+            publisher.run(self.bus),
+            publish_heartbeats(
+                self.bus,
+                agent_id=self.agent_id,
+                drivers=self.drivers,
+                buffer=buffer,
+                publisher=publisher,
+                interval=self.settings.agent.heartbeat_interval_seconds,
+            ),
+        )
+
+    async def _shutdown(
+        self,
+        devices: list[asyncio.Task[None]],
+        uplink: asyncio.Task[None],
+        buffer: DiskBuffer,
+        publisher: TelemetryPublisher,
+    ) -> None:
+        for task in devices:
+            task.cancel()
+        await asyncio.gather(*devices, return_exceptions=True)
+        for driver in self.drivers:
+            with contextlib.suppress(Exception):
+                await driver.close()
+        uplink.cancel()
+        await asyncio.gather(uplink, return_exceptions=True)
+        if self.bus is not None:
+            await publisher.drain(self.bus, self.settings.agent.drain_timeout_seconds)
+            await self.bus.close()
+        left = buffer.stats()
+        if left.batches:
+            log.warning(
+                "agent %s: stopping with %d batch(es) not yet acknowledged; they stay in %s "
+                "for the next start",
+                self.agent_id,
+                left.batches,
+                self.buffer_path,
+            )
+        buffer.close()
+        log.info("agent %s stopped", self.agent_id)

@@ -1,0 +1,265 @@
+"""From readings to JetStream: numbered batches on disk, then an acknowledged uplink.
+
+Two halves that never wait for each other:
+
+* :meth:`TelemetryPublisher.sink_for` gives each device driver a sink. It numbers the
+  readings (per-device sequence, kept across restarts), builds a ``TelemetryBatch``, and
+  appends it to the disk buffer together with the trace context of the read. A driver is
+  never slowed by the network: the append is a local SQLite transaction.
+* :meth:`TelemetryPublisher.run` is the uplink. It sends the oldest buffered batches to
+  JetStream as a pipelined window (``publish_async``), each with ``Nats-Msg-Id`` set to the
+  batch id, and deletes a batch from the buffer only once JetStream has acknowledged it.
+  While NATS is unreachable it backs off and retries; the batches wait on disk, oldest
+  first. A batch whose acknowledgement was lost is sent again with the same id, and
+  JetStream's de-duplication stores it once; consumers also de-duplicate by sequence.
+
+``sent_time`` is stamped at each send without decoding the stored batch: protobuf merges a
+serialized message with the bytes of one more field appended, so the stored payload plus an
+encoded ``sent_time`` is the batch with that field set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nats.js import api as js_api
+from opentelemetry import trace
+
+from smartcity.agents.buffer import DiskBuffer
+from smartcity.agents.driver import ReadingSink
+from smartcity.agents.profile import DeviceBase
+from smartcity.agents.reading import Quality, Reading
+from smartcity.agents.resilience import Backoff
+from smartcity.common.v1 import common_pb2
+from smartcity.runtime.bus import Bus, context_headers
+from smartcity.runtime.subjects import telemetry_subject
+from smartcity.telemetry.v1 import telemetry_pb2
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("smartcity.agents")
+
+_QUALITY = {
+    Quality.GOOD: common_pb2.QUALITY_GOOD,
+    Quality.BAD: common_pb2.QUALITY_BAD,
+    Quality.UNCERTAIN: common_pb2.QUALITY_UNCERTAIN,
+    Quality.STALE: common_pb2.QUALITY_STALE,
+}
+_INT64 = range(-(2**63), 2**63)
+
+
+def _stamp(timestamp: object, seconds: float) -> None:
+    whole = int(seconds)
+    timestamp.seconds = whole  # type: ignore[attr-defined]
+    timestamp.nanos = int((seconds - whole) * 1e9)  # type: ignore[attr-defined]
+
+
+def to_proto(reading: Reading, sequence: int) -> telemetry_pb2.Reading:
+    """One reading as it travels; ``value`` is always the numeric view (DESIGN.md)."""
+    message = telemetry_pb2.Reading(
+        metric=reading.metric,
+        unit=reading.unit,
+        quality=_QUALITY[reading.quality],
+        quality_reason=reading.reason,
+        sequence=sequence,
+    )
+    value = reading.value
+    if isinstance(value, bool):
+        message.bool_value = value
+        message.value = 1.0 if value else 0.0
+    elif isinstance(value, int):
+        if value in _INT64:
+            message.int_value = value
+        message.value = float(value)
+    elif value is not None:
+        message.value = value
+    _stamp(message.read_time, reading.read_time)
+    if reading.source_time is not None:
+        _stamp(message.source_time, reading.source_time)
+    if reading.server_time is not None:
+        _stamp(message.server_time, reading.server_time)
+    return message
+
+
+def batch_id(site: str, device: str, first_sequence: int) -> str:
+    """The batch's identity: the same readings always get the same id, on every replay."""
+    return f"{site}/{device}/{first_sequence}"
+
+
+def sent_time_suffix(now: float) -> bytes:
+    """Serialized ``TelemetryBatch`` holding only ``sent_time``, to append to a payload."""
+    suffix = telemetry_pb2.TelemetryBatch()
+    _stamp(suffix.sent_time, now)
+    return suffix.SerializeToString()
+
+
+@dataclass
+class UplinkStats:
+    batches_sent: int = 0
+    send_failures: int = 0
+    last_error: str = ""
+    connected: bool = False
+
+
+class TelemetryPublisher:
+    """Buffers device readings as batches and ships them to JetStream in order."""
+
+    def __init__(
+        self,
+        buffer: DiskBuffer,
+        *,
+        agent_id: str,
+        max_batch: int = 1000,
+        window: int = 256,
+        ack_timeout: float = 5.0,
+    ) -> None:
+        if max_batch < 1 or window < 1 or ack_timeout <= 0:
+            raise ValueError("max_batch and window must be >= 1 and ack_timeout positive")
+        self.buffer = buffer
+        self.agent_id = agent_id
+        self.max_batch = max_batch
+        self.window = window
+        self.ack_timeout = ack_timeout
+        self.stats = UplinkStats()
+        self.last_sequence: dict[tuple[str, str], int] = {}
+        self.readings_buffered = 0
+        self._wake = asyncio.Event()
+
+    # -- producing ---------------------------------------------------------------------------
+
+    def sink_for(self, profile: DeviceBase) -> ReadingSink:
+        """The sink a device's driver hands its readings to."""
+
+        async def sink(readings: Sequence[Reading]) -> None:
+            self.submit(profile, readings)
+
+        return sink
+
+    def submit(self, profile: DeviceBase, readings: Sequence[Reading]) -> None:
+        """Number ``readings`` and buffer them as one or more batches (at most
+        ``max_batch`` readings each)."""
+        subject = telemetry_subject(profile.field, profile.site, profile.device)
+        key = f"{profile.site}/{profile.device}"
+        span_name = f"create city.telemetry.{profile.field}"
+        for start in range(0, len(readings), self.max_batch):
+            chunk = readings[start : start + self.max_batch]
+            with _tracer.start_as_current_span(
+                span_name,
+                kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.destination.name": subject,
+                    "messaging.batch.message_count": len(chunk),
+                    "smartcity.site": profile.site,
+                    "smartcity.device": profile.device,
+                },
+            ):
+                headers = context_headers()
+
+                def build(first: int, chunk: Sequence[Reading] = chunk) -> tuple[str, bytes]:
+                    ident = batch_id(profile.site, profile.device, first)
+                    batch = telemetry_pb2.TelemetryBatch(
+                        field=profile.field,
+                        site=profile.site,
+                        device=profile.device,
+                        agent_id=self.agent_id,
+                        batch_id=ident,
+                        first_sequence=first,
+                        last_sequence=first + len(chunk) - 1,
+                        readings=[to_proto(r, first + i) for i, r in enumerate(chunk)],
+                    )
+                    return ident, batch.SerializeToString()
+
+                first = self.buffer.append(
+                    subject, build, device=key, count=len(chunk), headers=headers
+                )
+            self.last_sequence[(profile.site, profile.device)] = first + len(chunk) - 1
+            self.readings_buffered += len(chunk)
+        self._wake.set()
+
+    # -- the uplink --------------------------------------------------------------------------
+
+    async def run(self, bus: Bus) -> None:
+        """Send buffered batches until cancelled; never raises for a NATS outage."""
+        backoff = Backoff(initial=0.1, maximum=5.0)
+        while True:
+            if not bus.nc.is_connected:
+                self.stats.connected = False
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.stats.connected = True
+            entries = self.buffer.peek(self.window)
+            if not entries:
+                self._wake.clear()
+                if self.buffer.stats().batches == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), 1.0)
+                continue
+            acked = await self._send(bus, entries)
+            if len(acked) < len(entries):
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                backoff.reset()
+
+    async def drain(self, bus: Bus, timeout: float) -> bool:  # noqa: ASYNC109
+        """Send what is buffered for up to ``timeout`` seconds; True when nothing is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and bus.nc.is_connected:
+            entries = self.buffer.peek(self.window)
+            if not entries:
+                return True
+            await self._send(bus, entries, min(self.ack_timeout, deadline - time.monotonic()))
+        return self.buffer.stats().batches == 0
+
+    async def _send(self, bus: Bus, entries: list, ack_timeout: float | None = None) -> list[int]:
+        suffix = sent_time_suffix(time.time())
+        futures: list[asyncio.Future[js_api.PubAck]] = []
+        error = ""
+        try:
+            for entry in entries:
+                headers = {**entry.headers, js_api.Header.MSG_ID.value: entry.msg_id}
+                futures.append(
+                    await bus.js.publish_async(
+                        entry.subject,
+                        entry.payload + suffix,
+                        headers=headers,
+                        wait_stall=self.ack_timeout,
+                    )
+                )
+        except Exception as exc:  # connection lost mid-window, publish buffer full, ...
+            error = f"{type(exc).__name__}: {exc}"
+        if futures:
+            _, pending = await asyncio.wait(futures, timeout=ack_timeout or self.ack_timeout)
+            for future in pending:
+                future.cancel()
+        acked: list[int] = []
+        for entry, future in zip(entries, futures, strict=False):
+            if future.cancelled():
+                error = error or f"no acknowledgement within {self.ack_timeout:g} s"
+                continue
+            exc = future.exception()
+            if exc is not None:
+                error = error or f"{type(exc).__name__}: {exc}"
+                continue
+            acked.append(entry.id)
+        if acked:
+            self.buffer.remove(acked)
+            self.stats.batches_sent += len(acked)
+        if len(acked) < len(entries):
+            self.stats.send_failures += 1
+            if error != self.stats.last_error:
+                log.warning(
+                    "uplink: %d of %d batch(es) not acknowledged, kept on disk for retry: %s",
+                    len(entries) - len(acked),
+                    len(entries),
+                    error,
+                )
+            self.stats.last_error = error
+        elif self.stats.last_error:
+            log.info("uplink: JetStream acknowledges again; replaying the buffer in order")
+            self.stats.last_error = ""
+        return acked
