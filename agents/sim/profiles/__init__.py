@@ -1,0 +1,1 @@
+"""Device profiles describing the simulators' register maps, loadable by the agent as they are."""
