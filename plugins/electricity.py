@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from smartcity.fields import (
     Aggregation,
+    DeviceProfileTemplate,
     Direction,
     FieldInfo,
     Kpi,
@@ -23,6 +24,7 @@ from smartcity.fields import (
     ValueType,
     hookimpl,
 )
+from smartcity.plugins import profiles
 
 FIELD_ID = "electricity"
 YEAR = 365 * 24 * 3600
@@ -206,3 +208,14 @@ def kpis() -> list[Kpi]:
             scale=100,
         ),
     ]
+
+
+# -- device profiles ---------------------------------------------------------------------
+# Ready profiles for the field's common equipment are YAML files in profiles/electricity/,
+# read once, when this module is imported, so that the hook itself does no I/O.
+DEVICE_PROFILES = profiles.load(FIELD_ID)
+
+
+@hookimpl
+def device_profiles() -> list[DeviceProfileTemplate]:
+    return list(DEVICE_PROFILES)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from smartcity.fields import (
     Aggregation,
+    DeviceProfileTemplate,
     Direction,
     FieldInfo,
     Kpi,
@@ -25,6 +26,7 @@ from smartcity.fields import (
     ValueType,
     hookimpl,
 )
+from smartcity.plugins import profiles
 
 FIELD_ID = "environment"
 VN_AQI = "Decision 1459/QD-TCMT (VN_AQI)"
@@ -121,3 +123,14 @@ def kpis() -> list[Kpi]:
             standard="Decision 1460/QD-TCMT (VN_WQI)",
         ),
     ]
+
+
+# -- device profiles ---------------------------------------------------------------------
+# Ready profiles for the field's common equipment are YAML files in profiles/environment/,
+# read once, when this module is imported, so that the hook itself does no I/O.
+DEVICE_PROFILES = profiles.load(FIELD_ID)
+
+
+@hookimpl
+def device_profiles() -> list[DeviceProfileTemplate]:
+    return list(DEVICE_PROFILES)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from smartcity.fields import (
     Aggregation,
+    DeviceProfileTemplate,
     Direction,
     FieldInfo,
     Kpi,
@@ -20,6 +21,7 @@ from smartcity.fields import (
     ValueType,
     hookimpl,
 )
+from smartcity.plugins import profiles
 
 FIELD_ID = "lighting"
 
@@ -116,3 +118,14 @@ def kpis() -> list[Kpi]:
             metric="active_energy",
         ),
     ]
+
+
+# -- device profiles ---------------------------------------------------------------------
+# Ready profiles for the field's common equipment are YAML files in profiles/lighting/,
+# read once, when this module is imported, so that the hook itself does no I/O.
+DEVICE_PROFILES = profiles.load(FIELD_ID)
+
+
+@hookimpl
+def device_profiles() -> list[DeviceProfileTemplate]:
+    return list(DEVICE_PROFILES)

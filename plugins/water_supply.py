@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from smartcity.fields import (
     Aggregation,
+    DeviceProfileTemplate,
     Direction,
     FieldInfo,
     Kpi,
@@ -22,6 +23,7 @@ from smartcity.fields import (
     ValueType,
     hookimpl,
 )
+from smartcity.plugins import profiles
 
 FIELD_ID = "water_supply"
 DRINKING_WATER = "QCVN 01-1:2018/BYT"
@@ -134,3 +136,14 @@ def kpis() -> list[Kpi]:
             metric="total_volume",
         ),
     ]
+
+
+# -- device profiles ---------------------------------------------------------------------
+# Ready profiles for the field's common equipment are YAML files in profiles/water_supply/,
+# read once, when this module is imported, so that the hook itself does no I/O.
+DEVICE_PROFILES = profiles.load(FIELD_ID)
+
+
+@hookimpl
+def device_profiles() -> list[DeviceProfileTemplate]:
+    return list(DEVICE_PROFILES)

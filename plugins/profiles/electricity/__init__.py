@@ -1,0 +1,1 @@
+"""Device profile templates of the electricity field, one YAML file each."""

@@ -1,0 +1,1 @@
+"""Device profile templates of the environment field, one YAML file each."""

@@ -1,0 +1,1 @@
+"""Device profile templates of the public lighting field, one YAML file each."""

@@ -1,0 +1,1 @@
+"""Device profile templates of the water supply field, one YAML file each."""
