@@ -199,7 +199,8 @@ class ModbusPoint(PointBase):
         if "byte_order" in data or "word_order" in data:
             raise ValueError("give either order or byte_order/word_order, not both")
         byte_order, word_order = _NOTATION[code]
-        return {**data, "order": code, "byte_order": byte_order, "word_order": word_order}
+        # Kept as the two explicit keys only, so a profile written back out is unambiguous.
+        return {**data, "order": None, "byte_order": byte_order, "word_order": word_order}
 
     @model_validator(mode="after")
     def _shape(self) -> ModbusPoint:

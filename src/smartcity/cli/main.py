@@ -14,8 +14,10 @@ import typer
 from rich.console import Console
 
 from smartcity import __version__
+from smartcity.cli.agent import agent_app
 from smartcity.cli.fields import fields_app
 from smartcity.cli.nats import nats_command
+from smartcity.cli.sim import sim_app
 
 app = typer.Typer(
     name="smartcity",
@@ -73,6 +75,8 @@ def version(
 
 app.add_typer(fields_app, name="fields")
 app.command("nats")(nats_command)
+app.add_typer(agent_app, name="agent")
+app.add_typer(sim_app, name="sim")
 
 
 if __name__ == "__main__":  # pragma: no cover - ``python -m smartcity.cli.main``

@@ -1,0 +1,237 @@
+"""``smartcity agent``: read field devices and publish their readings to NATS.
+
+``smartcity agent --profile FILE...`` runs an agent; ``agent check`` is the commissioning
+tool (validate a profile, connect, read once, show what was decoded); ``agent cert`` makes
+the OPC-UA application certificate an agent presents to secured servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from smartcity.cli.foreground import run_until_signalled
+
+agent_app = typer.Typer(
+    name="agent",
+    invoke_without_command=True,
+)
+
+ProfileOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        exists=True,
+        dir_okay=False,
+        help="Device profile (YAML); repeat for several devices.",
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", dir_okay=False, help="YAML configuration (default: $SMARTCITY_CONFIG)."
+    ),
+]
+
+log = logging.getLogger(__name__)
+
+
+def _load_profiles(paths: list[Path], err: Console) -> list:
+    from smartcity.agents.profile import ProfileError, load_profile
+    from smartcity.fields import FieldHostError, load_fields
+
+    try:
+        known = [field.id for field in load_fields()]
+    except FieldHostError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    profiles, problems = [], []
+    for path in paths:
+        try:
+            profiles.append(load_profile(path, known_fields=known))
+        except ProfileError as exc:
+            problems.append(str(exc))
+    if problems:
+        for problem in problems:
+            err.print(f"[red]error:[/red] {escape(problem)}", highlight=False)
+        raise typer.Exit(2)
+    return profiles
+
+
+@agent_app.callback()
+def agent_run(
+    ctx: typer.Context,
+    profile: ProfileOption = None,
+    nats: Annotated[
+        str | None, typer.Option("--nats", help="NATS URL (default: nats.url).")
+    ] = None,
+    agent_id: Annotated[
+        str | None, typer.Option("--id", help="Agent id (default: agent.id, else host name).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run an agent for the devices of --profile until Ctrl-C or SIGTERM.
+
+    Readings go through an on-disk buffer (agent.buffer_dir) and are deleted only when
+    JetStream has acknowledged them; what is not yet sent survives restarts.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    err = Console(stderr=True)
+    if not profile:
+        err.print(ctx.get_help())
+        err.print("[red]error:[/red] give at least one --profile FILE")
+        raise typer.Exit(2)
+    from smartcity import __version__
+    from smartcity.agents.agent import Agent, AgentError
+    from smartcity.runtime.config import ConfigError, load_settings
+    from smartcity.runtime.logs import setup_logging
+    from smartcity.runtime.observability import setup_observability
+
+    try:
+        settings = load_settings(config, agent={"id": agent_id} if agent_id else None)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    profiles = _load_profiles(profile, err)
+    setup_logging(settings.logging, service="agent")
+    try:
+        agent = Agent(profiles, settings, nats_url=nats)
+    except AgentError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    telemetry = setup_observability(
+        settings.telemetry, service_name="smartcity-agent", service_version=__version__
+    )
+    try:
+        run_until_signalled(agent.run)
+    finally:
+        telemetry.shutdown()
+
+
+@agent_app.command("cert")
+def agent_cert(
+    out: Annotated[
+        Path, typer.Option("--out", file_okay=False, help="Folder for agent.der and agent.pem.")
+    ] = Path("certs"),
+    uri: Annotated[
+        str | None,
+        typer.Option(help="Application URI (default: urn:<host>:smartcity:agent)."),
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Validity in days.")] = 365,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing files.")] = False,
+) -> None:
+    """Create the agent's OPC-UA application certificate (DER) and private key (PEM).
+
+    Give agent.der to the OPC-UA server's administrator to trust, and point the profile's
+    security.cert and security.key at the two files.
+    """
+    from smartcity.agents.opcua.certificates import (
+        CertificateError,
+        default_application_uri,
+        generate_certificate,
+    )
+
+    try:
+        pair = generate_certificate(
+            out / "agent.der",
+            out / "agent.pem",
+            application_uri=uri or default_application_uri("agent"),
+            role="client",
+            days=days,
+            overwrite=overwrite,
+        )
+    except CertificateError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    Console().print(f"certificate {pair.cert}\nprivate key {pair.key}", highlight=False)
+
+
+@agent_app.command("check")
+def agent_check(
+    profile: Annotated[
+        Path,
+        typer.Option("--profile", "-p", exists=True, dir_okay=False, help="Device profile."),
+    ],
+) -> None:
+    """Validate a profile, connect, read every point once and show the decoded values.
+
+    The commissioning tool: for Modbus it also shows each point's raw registers, so a wrong
+    byte or word order shows at a glance.
+    """
+    err = Console(stderr=True)
+    (device,) = _load_profiles([profile], err)
+    from smartcity.agents.driver import driver_for
+
+    async def read() -> list:
+        driver = driver_for(device)
+        try:
+            return await driver.read_once()
+        finally:
+            await driver.close()
+
+    try:
+        readings = asyncio.run(read())
+    except (OSError, ConnectionError, TimeoutError) as exc:
+        err.print(f"[red]error:[/red] cannot read {escape(device.endpoint)}: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    by_name = {reading.metric: reading for reading in readings}
+    table = Table(title=f"{device.site}/{device.device} at {device.endpoint}")
+    for column in ("point", "where", "value", "unit", "quality"):
+        table.add_column(column, justify="right" if column == "value" else "left")
+    bad = 0
+    for point in device.points:
+        reading = by_name.get(point.name)
+        where = _where(point)
+        if reading is None:
+            table.add_row(point.name, where, "", point.unit, "[yellow]not read[/yellow]")
+            bad += 1
+            continue
+        quality = reading.quality.value
+        if reading.reason:
+            quality += f": {reading.reason}"
+        if reading.quality.value != "good":
+            bad += 1
+            quality = f"[red]{escape(quality)}[/red]"
+        value = (
+            ""
+            if reading.value is None
+            else f"{reading.value:g}"
+            if isinstance(reading.value, float)
+            else str(reading.value)
+        )
+        table.add_row(point.name, escape(where), value, point.unit, quality)
+    Console().print(table)
+    if bad:
+        raise typer.Exit(1)
+
+
+_ORDERS = {
+    ("big", "big"): "ABCD",
+    ("big", "little"): "CDAB",
+    ("little", "big"): "BADC",
+    ("little", "little"): "DCBA",
+}
+
+
+def _where(point: object) -> str:
+    """Where a point lives on the device, as the engineer wrote it in the profile."""
+    node = getattr(point, "node", None)
+    if node is not None:
+        return str(node)
+    text = f"{point.function} {point.address} {point.type}"  # type: ignore[attr-defined]
+    if point.bit is not None:  # type: ignore[attr-defined]
+        return f"{text} bit {point.bit}"  # type: ignore[attr-defined]
+    if point.width > 1:  # type: ignore[attr-defined]
+        text += " " + _ORDERS[(point.byte_order, point.word_order)]  # type: ignore[attr-defined]
+    elif point.byte_order == "little":  # type: ignore[attr-defined]
+        text += " BA"
+    return text

@@ -1,0 +1,263 @@
+"""``smartcity sim``: simulated field equipment to point agents at.
+
+``sim modbus`` serves a 110/22 kV substation over Modbus TCP (and RTU on a serial port),
+``sim opcua`` a water station over OPC-UA with Basic256Sha256; both write, next to their
+data, a ready device profile for ``smartcity agent``. ``sim fault`` injects a fault into a
+running simulator through its own protocol, exactly as a test or a drill would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+
+from smartcity.cli.foreground import run_until_signalled
+
+sim_app = typer.Typer(
+    name="sim",
+    help="Simulated substations (Modbus) and water stations (OPC-UA) with faults on command.",
+    no_args_is_help=True,
+)
+
+HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
+OutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        file_okay=False,
+        help="Folder for the generated device profile(s) and certificates.",
+    ),
+]
+SeedOption = Annotated[int | None, typer.Option(help="Random seed, for a reproducible simulation.")]
+
+
+def _dump(path: Path, document: dict[str, Any], header: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+    path.write_text(f"# {header}\n{text}", encoding="utf-8")
+
+
+@sim_app.command("modbus")
+def sim_modbus(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port; 0 picks one.")] = 5020,
+    devices: Annotated[
+        int, typer.Option(min=1, max=247, help="Transformer bays, one per unit id from 1.")
+    ] = 1,
+    serial_port: Annotated[
+        str | None,
+        typer.Option(help="Also serve Modbus RTU on this serial device (e.g. a socat pty)."),
+    ] = None,
+    baudrate: Annotated[int, typer.Option(help="Serial speed for RTU.")] = 19200,
+    period: Annotated[float, typer.Option(min=0.01, help="Seconds between updates.")] = 1.0,
+    seed: SeedOption = None,
+    out: OutOption = Path(".smartcity/sim"),
+) -> None:
+    """Serve a simulated 110/22 kV substation over Modbus until Ctrl-C.
+
+    Values follow a daily load curve with noise; every data type and byte/word order is on
+    the register map. Faults: `smartcity sim fault tcp://HOST:PORT voltage_sag`.
+    """
+    from smartcity.agents.sim.substation import Substation, serve_substation
+
+    console = Console(soft_wrap=True)
+
+    def ready(simulator: Substation) -> None:
+        written = []
+        for unit in simulator.units:
+            profile = simulator.profile_for(unit)
+            document = profile.model_dump(mode="json", exclude_defaults=True)
+            document["protocol"] = "modbus"
+            path = out / f"substation-unit{unit}.yaml"
+            _dump(path, document, f"Simulated substation bay on unit id {unit}")
+            written.append(path)
+        console.print(
+            f"[green]Substation simulator ready[/green] on tcp://{simulator.host}:"
+            f"{simulator.port}, unit ids {simulator.units[0]}..{simulator.units[-1]}"
+        )
+        if serial_port:
+            console.print(f"  Modbus RTU on {escape(serial_port)} at {baudrate} baud")
+        console.print(f"  profiles: {escape(str(written[0].parent))}/substation-unit*.yaml")
+        console.print(
+            f"  read it:  smartcity agent check --profile {escape(str(written[0]))}",
+            highlight=False,
+        )
+        console.print(
+            "  fault:    smartcity sim fault "
+            f"tcp://{simulator.host}:{simulator.port} voltage_sag --seconds 30",
+            highlight=False,
+        )
+
+    async def main(stop: asyncio.Event) -> None:
+        await serve_substation(
+            host,
+            port,
+            devices=devices,
+            serial_port=serial_port,
+            baudrate=baudrate,
+            period=period,
+            seed=seed,
+            stop_event=stop,
+            on_ready=ready,
+        )
+
+    try:
+        run_until_signalled(main)
+    except OSError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print("Substation simulator stopped.")
+
+
+@sim_app.command("opcua")
+def sim_opcua(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port; 0 picks one.")] = 4840,
+    allow_none: Annotated[
+        bool,
+        typer.Option(
+            "--allow-none", help="Also offer an unsecured endpoint (policy None); off by default."
+        ),
+    ] = False,
+    seed: SeedOption = None,
+    out: OutOption = Path(".smartcity/sim"),
+) -> None:
+    """Serve a simulated water station over OPC-UA (Basic256Sha256) until Ctrl-C.
+
+    Creates the station's certificate and an agent certificate the station trusts in
+    --out, with a profile that uses them. Faults: `smartcity sim fault opc.tcp://... NAME`.
+    """
+    from smartcity.agents.opcua.certificates import default_application_uri, generate_certificate
+    from smartcity.agents.sim.water_station import WaterStation, serve_water_station
+
+    shipped = resources.files("smartcity.agents.sim.profiles") / "water_station.yaml"
+
+    console = Console(soft_wrap=True)
+    certs = out / "certs"
+    agent_cert, agent_key = certs / "agent.der", certs / "agent.pem"
+    if not agent_cert.exists():
+        generate_certificate(
+            agent_cert, agent_key, application_uri=default_application_uri("agent"), role="client"
+        )
+    modes = ("None", "Sign", "SignAndEncrypt") if allow_none else ("Sign", "SignAndEncrypt")
+
+    def ready(station: WaterStation) -> None:
+        document = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+        document["endpoint"] = station.url
+        document["security"].update(cert="certs/agent.der", key="certs/agent.pem")
+        path = out / "water-station.yaml"
+        _dump(path, document, "Simulated water station (smartcity sim opcua)")
+        console.print(f"[green]Water station simulator ready[/green] at {station.url}")
+        console.print(f"  security: Basic256Sha256 {' and '.join(modes)}", highlight=False)
+        console.print(f"  profile:  {escape(str(path))} (agent certificate in {certs})")
+        console.print(
+            f"  read it:  smartcity agent check --profile {escape(str(path))}", highlight=False
+        )
+        console.print(
+            f"  fault:    smartcity sim fault {station.url} turbidity_spike --seconds 60 "
+            f"--cert {agent_cert} --key {agent_key}",
+            highlight=False,
+        )
+
+    async def main(stop: asyncio.Event) -> None:
+        await serve_water_station(
+            host,
+            port,
+            stop_event=stop,
+            on_ready=ready,
+            modes=modes,
+            certificate_dir=certs,
+            trusted_certificates=[agent_cert],
+            seed=seed,
+        )
+
+    try:
+        run_until_signalled(main)
+    except OSError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print("Water station simulator stopped.")
+
+
+@sim_app.command("fault")
+def sim_fault(
+    endpoint: Annotated[
+        str, typer.Argument(help="The simulator: tcp://HOST:PORT or opc.tcp://HOST:PORT/station.")
+    ],
+    fault: Annotated[
+        str,
+        typer.Argument(
+            help="Modbus: voltage_sag, frozen, no_answer, clear. OPC-UA: turbidity_spike, "
+            "frozen_sensor[:Var], sensor_failure[:Var], uncertain_sensor[:Var], offline, clear."
+        ),
+    ],
+    seconds: Annotated[float, typer.Option(min=1, max=65535, help="How long it lasts.")] = 30,
+    unit: Annotated[int, typer.Option(min=1, max=247, help="Modbus unit id (bay).")] = 1,
+    cert: Annotated[Path | None, typer.Option(help="OPC-UA: the agent certificate.")] = None,
+    key: Annotated[Path | None, typer.Option(help="OPC-UA: the agent private key.")] = None,
+) -> None:
+    """Inject a fault into a running simulator, through its own protocol."""
+    err = Console(stderr=True)
+    try:
+        if endpoint.startswith("tcp://"):
+            result = asyncio.run(_modbus_fault(endpoint, fault, seconds, unit))
+        elif endpoint.startswith("opc.tcp://"):
+            result = asyncio.run(_opcua_fault(endpoint, fault, seconds, cert, key))
+        else:
+            raise ValueError(f"{endpoint!r} is neither tcp://HOST:PORT nor opc.tcp://...")
+    except (ValueError, OSError, ConnectionError, TimeoutError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    Console().print(result, highlight=False)
+
+
+async def _modbus_fault(endpoint: str, fault: str, seconds: float, unit: int) -> str:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    from smartcity.agents.profile import parse_modbus_endpoint
+    from smartcity.agents.sim.substation import CONTROL_ADDRESS, Fault
+
+    try:
+        code = 0 if fault == "clear" else Fault(fault).code
+    except ValueError:
+        known = ", ".join([*(f.value for f in Fault), "clear"])
+        raise ValueError(f"unknown Modbus fault {fault!r}; known: {known}") from None
+    where = parse_modbus_endpoint(endpoint)
+    client = AsyncModbusTcpClient(where.host, port=where.port, timeout=3, retries=0)
+    if not await client.connect():
+        raise ConnectionError(f"cannot connect to {endpoint}")
+    try:
+        reply = await client.write_registers(CONTROL_ADDRESS, [code, int(seconds)], device_id=unit)
+    finally:
+        client.close()
+    if reply.isError():
+        raise ValueError(f"the simulator refused the fault: {reply}")
+    lasting = "" if fault == "clear" else f" for {seconds:g} s"
+    return f"{fault} on unit {unit} of {endpoint}{lasting}"
+
+
+async def _opcua_fault(
+    endpoint: str, fault: str, seconds: float, cert: Path | None, key: Path | None
+) -> str:
+    from asyncua import Client, ua
+
+    client = Client(endpoint, timeout=5)
+    if cert is not None and key is not None:
+        await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
+    elif cert is not None or key is not None:
+        raise ValueError("give both --cert and --key for a secured station")
+    async with client:
+        namespace = await client.get_namespace_index("urn:smartcity:sim:water-station")
+        station = client.get_node(ua.NodeId("Station1", namespace))
+        method = ua.NodeId("Station1.InjectFault", namespace)
+        try:
+            return str(await station.call_method(method, fault, float(seconds)))
+        except ua.UaStatusCodeError as exc:
+            raise ValueError(f"the station refused the fault: {exc}") from None
