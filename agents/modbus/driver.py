@@ -39,8 +39,9 @@ import asyncio
 import math
 import struct
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from pymodbus import FramerType
@@ -225,6 +226,28 @@ def _compile(swapped: bool, endian: str, fields: list[tuple[int, str, int]]) -> 
     )
 
 
+@dataclass(eq=False)
+class _SerialLine:
+    """One serial port and the drivers whose devices hang on it (RS-485 multi-drop).
+
+    pyserial opens a port exclusively, and the line carries one request at a time anyway:
+    the drivers of one port share a client and a lock, and take turns request by request.
+    A device that stays silent holds the line for its timeout; on a shared wire that is
+    physics, not a choice (TCP devices never wait for one another).
+    """
+
+    settings: tuple[int, int, str, int]
+    client: AsyncModbusSerialClient
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: set[int] = field(default_factory=set)
+
+
+_LINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _SerialLine]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Open serial lines per event loop (a transport belongs to the loop that opened it)."""
+
+
 class _Schedule:
     """Points grouped by their interval; a group is due when its next tick has come."""
 
@@ -318,41 +341,41 @@ class ModbusDriver(DeviceDriver):
             )
         if not point.function.is_writable:
             raise WriteRefusedError(f"{point.name}: a {point.function} cannot be written")
-        unit = self.profile.unit_id
-        async with self._lock:
+        registers: list[int] = []
+        if point.function is Function.COIL:
+            if not isinstance(value, bool | int) or value not in (0, 1):
+                raise WriteRefusedError(f"{point.name}: a coil takes true or false, not {value!r}")
+        else:
             try:
+                registers = encode(value, point)
+            except EncodeError as exc:
+                raise WriteRefusedError(str(exc)) from None
+        try:
+            async with self._guard():
                 await self._connect()
                 client = self._require_client()
+                unit = self.profile.unit_id
                 if point.function is Function.COIL:
-                    if not isinstance(value, bool | int) or value not in (0, 1):
-                        raise WriteRefusedError(
-                            f"{point.name}: a coil takes true or false, not {value!r}"
-                        )
                     response = await client.write_coil(point.address, bool(value), device_id=unit)
+                elif len(registers) == 1:
+                    response = await client.write_register(
+                        point.address, registers[0], device_id=unit
+                    )
                 else:
-                    try:
-                        registers = encode(value, point)
-                    except EncodeError as exc:
-                        raise WriteRefusedError(str(exc)) from None
-                    if len(registers) == 1:
-                        response = await client.write_register(
-                            point.address, registers[0], device_id=unit
-                        )
-                    else:
-                        response = await client.write_registers(
-                            point.address, registers, device_id=unit
-                        )
+                    response = await client.write_registers(
+                        point.address, registers, device_id=unit
+                    )
                 _honour_cancellation()
                 self.stats.requests += 1
-            except _NoAnswerError as exc:
-                raise WriteRefusedError(f"{point.name}: {exc.reason}") from None
-            except ModbusException as exc:
-                reason = self._explain(exc)
-                if self.endpoint.scheme == "tcp":
-                    await self.close()
-                raise WriteRefusedError(
-                    f"{point.name}: {reason}; the write may or may not have taken effect"
-                ) from None
+        except _NoAnswerError as exc:
+            raise WriteRefusedError(f"{point.name}: {exc.reason}") from None
+        except ModbusException as exc:
+            reason = self._explain(exc)
+            if self.endpoint.scheme == "tcp":
+                await self.close()
+            raise WriteRefusedError(
+                f"{point.name}: {reason}; the write may or may not have taken effect"
+            ) from None
         if response.isError():
             reason = exception_reason(response.exception_code)
             raise WriteRefusedError(f"{point.name}: device refused the write: {reason}")
@@ -368,9 +391,11 @@ class ModbusDriver(DeviceDriver):
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            client.close()
         self.stats.connected = False
+        if self.endpoint.scheme == "rtu":
+            self._detach()
+        elif client is not None:
+            client.close()
 
     # -- one poll cycle --------------------------------------------------------------------
 
@@ -385,8 +410,8 @@ class ModbusDriver(DeviceDriver):
             reason = f"device unreachable, retry in {self.breaker.retry_in:.1f} s"
             return self.bad_readings((p for block in blocks for p in block.points), reason)
         probing = self.breaker.state is BreakerState.HALF_OPEN
-        if probing:
-            await self.close()
+        if probing and self.endpoint.scheme == "tcp":
+            await self.close()  # a fresh connection; a serial port stays open for the others
         readings, failure = await self._read(
             blocks, attempts=1 if probing else 1 + self.profile.retries
         )
@@ -482,7 +507,7 @@ class ModbusDriver(DeviceDriver):
         reason = ""
         for attempt in range(attempts):
             try:
-                async with self._lock:
+                async with self._guard():
                     await self._connect()
                     started = time.perf_counter()
                     self.stats.requests += 1
@@ -520,6 +545,49 @@ class ModbusDriver(DeviceDriver):
 
     # -- connection --------------------------------------------------------------------------
 
+    def _guard(self) -> asyncio.Lock:
+        """The lock a request holds: the driver's own for TCP, the line's for RTU."""
+        return self._lock if self.endpoint.scheme == "tcp" else self._attach().lock
+
+    def _attach(self) -> _SerialLine:
+        lines = _LINES.setdefault(asyncio.get_running_loop(), {})
+        endpoint = self.endpoint
+        settings = (endpoint.baudrate, endpoint.bytesize, endpoint.parity, endpoint.stopbits)
+        line = lines.get(endpoint.device)
+        if line is None:
+            client = AsyncModbusSerialClient(
+                endpoint.device,
+                framer=FramerType.RTU,
+                baudrate=endpoint.baudrate,
+                bytesize=endpoint.bytesize,
+                parity=endpoint.parity,
+                stopbits=endpoint.stopbits,
+                name=endpoint.device,
+                timeout=self.profile.timeout,
+                retries=0,
+                reconnect_delay=0,
+            )
+            line = lines[endpoint.device] = _SerialLine(settings, client)
+        elif line.settings != settings:
+            baudrate, bytesize, parity, stopbits = line.settings
+            raise _NoAnswerError(
+                f"serial port {endpoint.device} is already open at {baudrate} baud, "
+                f"{bytesize}{parity}{stopbits} for another device on the line"
+            )
+        line.users.add(id(self))
+        self._client = line.client
+        return line
+
+    def _detach(self) -> None:
+        lines = _LINES.get(asyncio.get_running_loop(), {})
+        line = lines.get(self.endpoint.device)
+        if line is None or id(self) not in line.users:
+            return
+        line.users.discard(id(self))
+        if not line.users:
+            del lines[self.endpoint.device]
+            line.client.close()
+
     async def _connect(self) -> None:
         if self._client is not None and self._client.connected:
             return
@@ -531,9 +599,7 @@ class ModbusDriver(DeviceDriver):
         if connected:
             self.stats.connected = True
             return
-        self.stats.connected = False
-        self._client.close()
-        self._client = None
+        await self.close()
         if self.endpoint.scheme == "rtu":
             raise _NoAnswerError(f"cannot open serial port {self.where}")
         if time.monotonic() - started >= self.profile.timeout * 0.9:
@@ -543,26 +609,13 @@ class ModbusDriver(DeviceDriver):
         raise _NoAnswerError(f"cannot connect to {self.where}: connection refused or unreachable")
 
     def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        endpoint, timeout = self.endpoint, self.profile.timeout
-        name = f"{self.profile.site}/{self.profile.device}"
-        if endpoint.scheme == "tcp":
-            return AsyncModbusTcpClient(
-                endpoint.host,
-                port=endpoint.port,
-                name=name,
-                timeout=timeout,
-                retries=0,
-                reconnect_delay=0,
-            )
-        return AsyncModbusSerialClient(
-            endpoint.device,
-            framer=FramerType.RTU,
-            baudrate=endpoint.baudrate,
-            bytesize=endpoint.bytesize,
-            parity=endpoint.parity,
-            stopbits=endpoint.stopbits,
-            name=name,
-            timeout=timeout,
+        if self.endpoint.scheme == "rtu":
+            return self._attach().client
+        return AsyncModbusTcpClient(
+            self.endpoint.host,
+            port=self.endpoint.port,
+            name=f"{self.profile.site}/{self.profile.device}",
+            timeout=self.profile.timeout,
             retries=0,
             reconnect_delay=0,
         )

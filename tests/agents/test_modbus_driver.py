@@ -3,6 +3,7 @@ through a socat pseudo-terminal pair): decoding, planning, refused gaps, outages
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import random
@@ -128,6 +129,37 @@ async def test_reads_every_type_and_order_over_rtu(tmp_path) -> None:
         for p in profile.points:
             assert values[p.name] == await expected_value(sim, 1, p), p.name
         assert driver.stats.requests == len(plan_of(profile))
+
+
+async def test_devices_on_one_rtu_line_share_the_port(tmp_path) -> None:
+    async with (
+        pty_pair(tmp_path) as (server_tty, agent_tty),
+        Substation(port=0, devices=2, serial_port=server_tty, period=None, seed=8) as sim,
+    ):
+        line = f"rtu://{agent_tty}?baudrate=19200"
+        drivers = [
+            ModbusDriver(quick(sim.profile_for(unit, endpoint=line), timeout=1.0, retries=1))
+            for unit in sim.units
+        ]
+        try:
+            results = await asyncio.gather(*(driver.read_once() for driver in drivers))
+            for unit, readings in zip(sim.units, results, strict=True):
+                values = good_values(readings)
+                for p in sim.profile.points:
+                    assert values[p.name] == await expected_value(sim, unit, p), (unit, p.name)
+            await drivers[0].close()  # one device leaves the line; the port stays open
+            assert good_values(await drivers[1].read_once())
+            other_speed = sim.profile_for(1, endpoint=f"rtu://{agent_tty}?baudrate=9600")
+            stranger = ModbusDriver(quick(other_speed))
+            reasons = {r.reason for r in await stranger.read_once()}
+            await stranger.close()
+            assert reasons == {
+                f"serial port {agent_tty} is already open at 19200 baud, 8N1 "
+                "for another device on the line"
+            }
+        finally:
+            for driver in drivers:
+                await driver.close()
 
 
 async def test_requests_per_cycle_follow_the_plan() -> None:
