@@ -36,6 +36,7 @@ deadband are published on every read.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import struct
 import time
@@ -57,6 +58,11 @@ from smartcity.agents.reading import Quality, Reading, Value
 from smartcity.agents.resilience import Backoff, BreakerState, CircuitBreaker
 
 log = structlog.stdlib.get_logger(__name__)
+
+# pymodbus logs every timeout at ERROR with a dump of recent frames; the driver already turns
+# each failure into BAD readings with the reason and logs state changes once, so the
+# library's own messages are kept for real failures of the library.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 EXCEPTION_NAMES = {
     1: "illegal function",
