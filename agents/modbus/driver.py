@@ -339,6 +339,23 @@ class ModbusDriver(DeviceDriver):
         )
         return readings
 
+    async def read_raw(self) -> dict[str, list[int] | list[bool]]:
+        """Each point's registers (or bit) exactly as the device sent them: what an engineer
+        compares with the device's documentation when a value decodes wrong. Points the
+        device refused are missing; an unreachable device raises ConnectionError."""
+        raw: dict[str, list[int] | list[bool]] = {}
+        for block in self._plan(self.profile.points):
+            try:
+                response = await self._request(block, 1 + self.profile.retries)
+            except _NoAnswerError as exc:
+                raise ConnectionError(exc.reason) from None
+            if response.isError():
+                continue
+            answer = list(response.bits if block.function.is_bits else response.registers)
+            for point in block.points:
+                raw[point.name] = block.request.slice_for(point, answer)
+        return raw
+
     async def write(self, point: PointBase, value: Value) -> Value:
         target = self._points.get(point.name)
         if not isinstance(point, ModbusPoint) or target != point:

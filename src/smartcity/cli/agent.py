@@ -161,57 +161,97 @@ def agent_check(
         Path,
         typer.Option("--profile", "-p", exists=True, dir_okay=False, help="Device profile."),
     ],
+    orders: Annotated[
+        bool,
+        typer.Option(
+            "--orders",
+            help="Modbus: also decode every 32/64-bit point in all four orders "
+            "(ABCD, CDAB, BADC, DCBA), to find the one the device uses.",
+        ),
+    ] = False,
 ) -> None:
     """Validate a profile, connect, read every point once and show the decoded values.
 
     The commissioning tool: for Modbus it also shows each point's raw registers, so a wrong
-    byte or word order shows at a glance.
+    byte or word order shows at a glance. Exits 1 when a point is not read as good.
     """
     err = Console(stderr=True)
     (device,) = _load_profiles([profile], err)
     from smartcity.agents.driver import driver_for
+    from smartcity.agents.modbus.driver import ModbusDriver
 
-    async def read() -> list:
+    async def read() -> tuple[list, dict]:
         driver = driver_for(device)
         try:
-            return await driver.read_once()
+            readings = await driver.read_once()
+            raw = await driver.read_raw() if isinstance(driver, ModbusDriver) else {}
+            return readings, raw
         finally:
             await driver.close()
 
     try:
-        readings = asyncio.run(read())
+        readings, raw = asyncio.run(read())
     except (OSError, ConnectionError, TimeoutError) as exc:
         err.print(f"[red]error:[/red] cannot read {escape(device.endpoint)}: {escape(str(exc))}")
         raise typer.Exit(1) from None
     by_name = {reading.metric: reading for reading in readings}
     table = Table(title=f"{device.site}/{device.device} at {device.endpoint}")
-    for column in ("point", "where", "value", "unit", "quality"):
-        table.add_column(column, justify="right" if column == "value" else "left")
+    columns = ["point", "where", "raw", "value", "unit", "quality"]
+    if not raw:
+        columns.remove("raw")
+    if orders and raw:
+        columns += ["ABCD", "CDAB", "BADC", "DCBA"]
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("value", "raw") else "left")
     bad = 0
     for point in device.points:
         reading = by_name.get(point.name)
-        where = _where(point)
+        row = [point.name, escape(_where(point))]
+        if raw:
+            row.append(_hex(raw.get(point.name)))
         if reading is None:
-            table.add_row(point.name, where, "", point.unit, "[yellow]not read[/yellow]")
+            row += ["", point.unit, "[yellow]not read[/yellow]"]
             bad += 1
-            continue
-        quality = reading.quality.value
-        if reading.reason:
-            quality += f": {reading.reason}"
-        if reading.quality.value != "good":
-            bad += 1
-            quality = f"[red]{escape(quality)}[/red]"
-        value = (
-            ""
-            if reading.value is None
-            else f"{reading.value:g}"
-            if isinstance(reading.value, float)
-            else str(reading.value)
-        )
-        table.add_row(point.name, escape(where), value, point.unit, quality)
+        else:
+            quality = reading.quality.value + (f": {reading.reason}" if reading.reason else "")
+            if reading.quality.value != "good":
+                bad += 1
+                quality = f"[red]{escape(quality)}[/red]"
+            row += [_show(reading.value), point.unit, quality]
+        if orders and raw:
+            row += _all_orders(point, raw.get(point.name))
+        table.add_row(*row)
     Console().print(table)
     if bad:
         raise typer.Exit(1)
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _hex(registers: list | None) -> str:
+    if not registers:
+        return ""
+    if isinstance(registers[0], bool):
+        return "1" if registers[0] else "0"
+    return " ".join(f"{word:04X}" for word in registers)
+
+
+def _all_orders(point: object, registers: list | None) -> list[str]:
+    from smartcity.agents.modbus.codec import decode
+
+    if not registers or isinstance(registers[0], bool) or point.width < 2:  # type: ignore[attr-defined]
+        return ["", "", "", ""]
+    cells = []
+    for byte_order, word_order in _ORDERS:
+        variant = point.model_copy(  # type: ignore[attr-defined]
+            update={"byte_order": byte_order, "word_order": word_order}
+        )
+        cells.append(_show(decode(registers, variant)))
+    return cells
 
 
 _ORDERS = {

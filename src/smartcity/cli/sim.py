@@ -220,6 +220,7 @@ def sim_fault(
 
 async def _modbus_fault(endpoint: str, fault: str, seconds: float, unit: int) -> str:
     from pymodbus.client import AsyncModbusTcpClient
+    from pymodbus.exceptions import ModbusException
 
     from smartcity.agents.profile import parse_modbus_endpoint
     from smartcity.agents.sim.substation import CONTROL_ADDRESS, Fault
@@ -235,6 +236,11 @@ async def _modbus_fault(endpoint: str, fault: str, seconds: float, unit: int) ->
         raise ConnectionError(f"cannot connect to {endpoint}")
     try:
         reply = await client.write_registers(CONTROL_ADDRESS, [code, int(seconds)], device_id=unit)
+    except ModbusException as exc:
+        raise ConnectionError(
+            f"unit {unit} at {endpoint} does not answer ({exc}); a unit in a no_answer fault "
+            "ignores commands until the fault ends"
+        ) from None
     finally:
         client.close()
     if reply.isError():
