@@ -1,10 +1,15 @@
-"""The agent process: every device's driver, the disk buffer, the uplink and the heartbeat.
+"""The agent process: every device's driver, the disk buffer, the uplink, the heartbeat and
+the write commands.
 
 Reading never waits for the network. Drivers start at once and write into the disk buffer
 whether or not NATS is reachable; the connection to NATS is made (and re-made) beside them,
 and the uplink drains the buffer whenever it is up. Stopping the agent stops the drivers
 first, gives the uplink ``drain_timeout`` to empty the buffer, and keeps on disk whatever is
 left for the next start.
+
+Write commands are served only when the agent can check who sends them: with ``auth`` keys
+configured (identity's key set, or a public key handed over) it answers
+``city.commands.<site>.<device>``; without keys it does not subscribe at all.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from smartcity.agents.buffer import DiskBuffer
+from smartcity.agents.commands import CommandService
 from smartcity.agents.driver import DeviceDriver, driver_for
 from smartcity.agents.health import publish_heartbeats, register_metrics
 from smartcity.agents.profile import ModbusDevice, OpcuaDevice
@@ -25,6 +31,7 @@ from smartcity.agents.publisher import TelemetryPublisher
 from smartcity.agents.resilience import Backoff
 from smartcity.runtime.bus import Bus, BusError
 from smartcity.runtime.config import Settings
+from smartcity.runtime.tokens import KeySetError, TokenVerifier
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,13 @@ class Agent:
         self.drivers: list[DeviceDriver] = []
         self.bus: Bus | None = None
         self.connected = asyncio.Event()
+        self.commands: list[CommandService] = []
+        self.verifier: TokenVerifier | None = None
+        if settings.auth.jwks_file or settings.auth.public_keys:
+            try:
+                self.verifier = TokenVerifier.from_settings(settings.auth)
+            except KeySetError as exc:
+                raise AgentError(f"auth: {exc}") from None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
@@ -137,6 +151,7 @@ class Agent:
                 log.warning("agent %s: %s; retrying in %.1f s", self.agent_id, exc, delay)
                 await asyncio.sleep(delay)
         self.connected.set()
+        await self._serve_commands(self.bus)
         await asyncio.gather(
             publisher.run(self.bus),
             publish_heartbeats(
@@ -149,6 +164,24 @@ class Agent:
             ),
         )
 
+    async def _serve_commands(self, bus: Bus) -> None:
+        if self.verifier is None:
+            log.info(
+                "agent %s: write commands are off (no auth.jwks_file or auth.public_keys)",
+                self.agent_id,
+            )
+            return
+        by_site: dict[str, dict[str, tuple[Profile, DeviceDriver]]] = {}
+        for driver in self.drivers:
+            profile = driver.profile
+            by_site.setdefault(profile.site, {})[profile.device] = (profile, driver)
+        for site, devices in by_site.items():
+            service = CommandService(
+                bus, site=site, agent_id=self.agent_id, devices=devices, verifier=self.verifier
+            )
+            await service.start()
+            self.commands.append(service)
+
     async def _shutdown(
         self,
         devices: list[asyncio.Task[None]],
@@ -156,6 +189,9 @@ class Agent:
         buffer: DiskBuffer,
         publisher: TelemetryPublisher,
     ) -> None:
+        for service in self.commands:  # a write in progress still has its driver
+            with contextlib.suppress(Exception):
+                await service.stop()
         for task in devices:
             task.cancel()
         await asyncio.gather(*devices, return_exceptions=True)

@@ -60,17 +60,15 @@ from smartcity.agents.profile import DataType, ModbusDevice, ModbusPoint, OpcuaD
 from smartcity.agents.reading import Value
 from smartcity.common.v1 import common_pb2
 from smartcity.runtime import subjects
-from smartcity.runtime.bus import Bus, MessageHandler
+from smartcity.runtime.bus import AUDIT_STREAM, Bus, MessageHandler
 from smartcity.runtime.tokens import Claims, PrincipalKind, Role, TokenError, TokenVerifier
 from smartcity.telemetry.v1.telemetry_pb2 import WriteCommand, WriteCommandReply
 
 log = structlog.stdlib.get_logger(__name__)
 
-AUDIT_COMMANDS = f"{subjects.ROOT}.audit.commands"
+AUDIT_COMMANDS = subjects.AUDIT_COMMANDS
 """Prefix of the audit subjects: ``city.audit.commands.<site>.<device>``."""
-AUDIT_STREAM = "AUDIT"
-"""The JetStream stream that keeps the audit log; it captures :data:`AUDIT_SUBJECTS`."""
-AUDIT_SUBJECTS = f"{subjects.ROOT}.audit.>"
+AUDIT_SUBJECTS = subjects.ALL_AUDIT
 AUDIT_SCHEMA = "smartcity.audit.write_command.v1"
 """Names the layout of an audit record (see :func:`audit_record`)."""
 
@@ -101,9 +99,7 @@ _PRINCIPAL_KINDS = {
 
 def audit_subject(site: str, device: str) -> str:
     """``city.audit.commands.<site>.<device>``: the audit records of a device's commands."""
-    return ".".join(
-        (AUDIT_COMMANDS, subjects.token(site, "site"), subjects.token(device, "device"))
-    )
+    return subjects.audit_command_subject(site, device)
 
 
 class Reason(StrEnum):

@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from smartcity.runtime import subjects
 from smartcity.runtime.bus import (
     ALERTS_STREAM,
+    AUDIT_STREAM,
     IDENTITY_STREAM,
     RECORDS_STREAM,
     STREAM_SUBJECTS,
@@ -219,7 +220,16 @@ async def _assert_streams_match(bus: Bus, streams: StreamsSettings) -> None:
 
 async def test_streams_are_created_once_with_the_configured_limits(bus):
     created = await bus.ensure_streams(LIMITS)
-    assert set(created) == {TELEMETRY_STREAM, ALERTS_STREAM, RECORDS_STREAM, IDENTITY_STREAM}
+    assert set(created) == {
+        TELEMETRY_STREAM,
+        ALERTS_STREAM,
+        RECORDS_STREAM,
+        IDENTITY_STREAM,
+        AUDIT_STREAM,
+    }
+    audit = (await bus.js.stream_info(AUDIT_STREAM)).config
+    assert audit.deny_delete
+    assert audit.deny_purge
     await _assert_streams_match(bus, LIMITS)
 
     ack = await bus.jetstream_publish(SUBJECT, b"kept")

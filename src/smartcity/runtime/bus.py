@@ -43,6 +43,7 @@ TELEMETRY_STREAM = "TELEMETRY"
 ALERTS_STREAM = "ALERTS"
 RECORDS_STREAM = "RECORDS"
 IDENTITY_STREAM = "IDENTITY"
+AUDIT_STREAM = "AUDIT"
 
 #: Which subjects each stream of the design captures.
 STREAM_SUBJECTS: Mapping[str, tuple[str, ...]] = {
@@ -50,6 +51,7 @@ STREAM_SUBJECTS: Mapping[str, tuple[str, ...]] = {
     ALERTS_STREAM: (subjects.ALL_ALERTS,),
     RECORDS_STREAM: (subjects.ALL_RECORDS,),
     IDENTITY_STREAM: (subjects.ALL_IDENTITY,),
+    AUDIT_STREAM: (subjects.ALL_AUDIT,),
 }
 
 MessageHandler = Callable[[Msg], Awaitable[None]]
@@ -180,6 +182,7 @@ def stream_limits(streams: StreamsSettings) -> dict[str, StreamLimits]:
         ALERTS_STREAM: streams.alerts,
         RECORDS_STREAM: streams.records,
         IDENTITY_STREAM: streams.identity,
+        AUDIT_STREAM: streams.audit,
     }
 
 
@@ -197,6 +200,9 @@ def stream_config(name: str, limits: StreamLimits) -> js_api.StreamConfig:
         num_replicas=limits.replicas,
         duplicate_window=limits.duplicate_window_seconds,
         storage=js_api.StorageType(limits.storage),
+        # The audit log is append-only: no message is deleted or purged by hand.
+        deny_delete=name == AUDIT_STREAM or None,
+        deny_purge=name == AUDIT_STREAM or None,
     )
 
 
@@ -222,6 +228,8 @@ def _managed(config: js_api.StreamConfig) -> tuple[Any, ...]:
         config.num_replicas,
         _nanoseconds(config.duplicate_window),
         _value(config.storage),
+        bool(config.deny_delete),
+        bool(config.deny_purge),
     )
 
 

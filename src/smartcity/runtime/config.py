@@ -28,6 +28,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from smartcity.runtime.tokens import AuthSettings
+
 ENV_PREFIX = "SMARTCITY_"
 CONFIG_ENV = "SMARTCITY_CONFIG"
 
@@ -53,12 +55,14 @@ class StreamLimits(_Section):
 
 
 class StreamsSettings(_Section):
-    """Limits for the four streams named in DESIGN.md."""
+    """Limits for the streams named in DESIGN.md, and the audit log of device writes."""
 
     telemetry: StreamLimits = StreamLimits()
     alerts: StreamLimits = StreamLimits(max_age_seconds=30 * 24 * 3600)
     records: StreamLimits = StreamLimits(max_age_seconds=30 * 24 * 3600)
     identity: StreamLimits = StreamLimits(max_age_seconds=30 * 24 * 3600)
+    audit: StreamLimits = StreamLimits(max_age_seconds=400 * 24 * 3600)
+    """Every write command to a field device, accepted or refused: kept for over a year."""
 
 
 class NatsSettings(_Section):
@@ -171,6 +175,7 @@ class Settings(BaseSettings):
     telemetry: TelemetrySettings = TelemetrySettings()
     plugins: PluginSettings = PluginSettings()
     agent: AgentSettings = AgentSettings()
+    auth: AuthSettings = AuthSettings()
     data_dir: Path = Path(".smartcity")
 
     @classmethod

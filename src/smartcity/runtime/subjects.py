@@ -21,11 +21,14 @@ RECORDS = f"{ROOT}.records"
 IDENTITY = f"{ROOT}.identity"
 AGENTS = f"{ROOT}.agents"
 COMMANDS = f"{ROOT}.commands"
+AUDIT = f"{ROOT}.audit"
+AUDIT_COMMANDS = f"{AUDIT}.commands"
 
 ALL_TELEMETRY = f"{TELEMETRY}.>"
 ALL_ALERTS = f"{ALERTS}.>"
 ALL_RECORDS = f"{RECORDS}.>"
 ALL_IDENTITY = f"{IDENTITY}.>"
+ALL_AUDIT = f"{AUDIT}.>"
 
 WILDCARD = "*"
 
@@ -88,6 +91,11 @@ def agent_subject(site: str, agent: str) -> str:
 def command_subject(site: str, device: str) -> str:
     """``city.commands.<site>.<device>``: audited writes (setpoints) to a field device."""
     return ".".join((COMMANDS, token(site, "site"), token(device, "device")))
+
+
+def audit_command_subject(site: str, device: str) -> str:
+    """``city.audit.commands.<site>.<device>``: the audit records of a device's commands."""
+    return f"{AUDIT_COMMANDS}.{token(site, 'site')}.{token(device, 'device')}"
 
 
 def _filter_token(value: str | None, what: str) -> str:
