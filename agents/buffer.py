@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS batches (
     subject TEXT NOT NULL,
     msg_id TEXT NOT NULL,
     headers TEXT NOT NULL DEFAULT '{}',
+    readings INTEGER NOT NULL DEFAULT 0,
     payload BLOB NOT NULL,
     created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
 );
@@ -55,6 +56,7 @@ class Entry:
     subject: str
     msg_id: str
     headers: dict[str, str]
+    readings: int
     payload: bytes
 
 
@@ -121,8 +123,9 @@ class DiskBuffer:
                     )
                 dropped, dropped_bytes = self._make_room(size)
                 self._db.execute(
-                    "INSERT INTO batches(subject, msg_id, headers, payload) VALUES (?, ?, ?, ?)",
-                    (subject, msg_id, json.dumps(dict(headers or {})), payload),
+                    "INSERT INTO batches(subject, msg_id, headers, readings, payload) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (subject, msg_id, json.dumps(dict(headers or {})), count, payload),
                 )
             self._batches += 1 - dropped
             self._bytes += size - dropped_bytes
@@ -178,13 +181,13 @@ class DiskBuffer:
         """The oldest ``limit`` batches with id greater than ``after``, in order."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, subject, msg_id, headers, payload FROM batches WHERE id > ? "
-                "ORDER BY id LIMIT ?",
+                "SELECT id, subject, msg_id, headers, readings, payload FROM batches "
+                "WHERE id > ? ORDER BY id LIMIT ?",
                 (after, limit),
             ).fetchall()
         return [
-            Entry(batch_id, subject, msg_id, json.loads(headers), payload)
-            for batch_id, subject, msg_id, headers, payload in rows
+            Entry(batch_id, subject, msg_id, json.loads(headers), readings, payload)
+            for batch_id, subject, msg_id, headers, readings, payload in rows
         ]
 
     def remove(self, ids: Iterable[int]) -> None:

@@ -100,6 +100,7 @@ def sent_time_suffix(now: float) -> bytes:
 @dataclass
 class UplinkStats:
     batches_sent: int = 0
+    readings_sent: int = 0
     send_failures: int = 0
     last_error: str = ""
     connected: bool = False
@@ -237,6 +238,7 @@ class TelemetryPublisher:
             for future in pending:
                 future.cancel()
         acked: list[int] = []
+        readings = 0
         for entry, future in zip(entries, futures, strict=False):
             if future.cancelled():
                 error = error or f"no acknowledgement within {self.ack_timeout:g} s"
@@ -246,9 +248,11 @@ class TelemetryPublisher:
                 error = error or f"{type(exc).__name__}: {exc}"
                 continue
             acked.append(entry.id)
+            readings += entry.readings
         if acked:
             self.buffer.remove(acked)
             self.stats.batches_sent += len(acked)
+            self.stats.readings_sent += readings
         if len(acked) < len(entries):
             self.stats.send_failures += 1
             if error != self.stats.last_error:

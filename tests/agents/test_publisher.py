@@ -94,6 +94,8 @@ async def test_batches_arrive_once_in_order_with_contiguous_sequences(
         await wait_for(lambda: buffer.stats().batches == 0)
     finally:
         uplink.cancel()
+    assert publisher.stats.readings_sent == 500
+    assert publisher.stats.batches_sent == 15
     batches = await stored_batches(bus)
     assert len(batches) == 15
     sequences = [r.sequence for b in batches for r in b.readings]
