@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import api as js_api
 from opentelemetry import trace
 
@@ -58,31 +59,64 @@ def _stamp(timestamp: object, seconds: float) -> None:
     timestamp.nanos = int((seconds - whole) * 1e9)  # type: ignore[attr-defined]
 
 
-def to_proto(reading: Reading, sequence: int) -> telemetry_pb2.Reading:
-    """One reading as it travels; ``value`` is always the numeric view (DESIGN.md)."""
-    message = telemetry_pb2.Reading(
-        metric=reading.metric,
-        unit=reading.unit,
-        quality=_QUALITY[reading.quality],
-        quality_reason=reading.reason,
-        sequence=sequence,
-    )
+class _Stamps(dict[float, Timestamp]):
+    """Timestamps by Unix time: the readings of one poll share their read time, so a batch
+    converts each distinct time once."""
+
+    def __missing__(self, seconds: float) -> Timestamp:
+        whole = int(seconds)
+        stamp = self[seconds] = Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
+        return stamp
+
+
+def add_reading(
+    batch: telemetry_pb2.TelemetryBatch, reading: Reading, sequence: int, stamps: _Stamps
+) -> None:
+    """Append ``reading`` to ``batch``; ``value`` is always the numeric view (DESIGN.md)."""
     value = reading.value
+    if value.__class__ is float and reading.source_time is None and not reading.reason:
+        # The common case, a good analogue value read directly from a device: no dict.
+        batch.readings.add(
+            metric=reading.metric,
+            unit=reading.unit,
+            quality=_QUALITY[reading.quality],
+            sequence=sequence,
+            read_time=stamps[reading.read_time],
+            value=value,
+        )
+        if reading.server_time is not None:
+            batch.readings[-1].server_time.CopyFrom(stamps[reading.server_time])
+        return
+    fields: dict[str, object] = {
+        "metric": reading.metric,
+        "unit": reading.unit,
+        "quality": _QUALITY[reading.quality],
+        "sequence": sequence,
+        "read_time": stamps[reading.read_time],
+    }
     if isinstance(value, bool):
-        message.bool_value = value
-        message.value = 1.0 if value else 0.0
+        fields["bool_value"] = value
+        fields["value"] = 1.0 if value else 0.0
     elif isinstance(value, int):
         if value in _INT64:
-            message.int_value = value
-        message.value = float(value)
+            fields["int_value"] = value
+        fields["value"] = float(value)
     elif value is not None:
-        message.value = value
-    _stamp(message.read_time, reading.read_time)
+        fields["value"] = value
+    if reading.reason:
+        fields["quality_reason"] = reading.reason
     if reading.source_time is not None:
-        _stamp(message.source_time, reading.source_time)
+        fields["source_time"] = stamps[reading.source_time]
     if reading.server_time is not None:
-        _stamp(message.server_time, reading.server_time)
-    return message
+        fields["server_time"] = stamps[reading.server_time]
+    batch.readings.add(**fields)
+
+
+def to_proto(reading: Reading, sequence: int) -> telemetry_pb2.Reading:
+    """One reading as it travels (the batch builder uses :func:`add_reading` directly)."""
+    batch = telemetry_pb2.TelemetryBatch()
+    add_reading(batch, reading, sequence, _Stamps())
+    return batch.readings[0]
 
 
 def batch_id(site: str, device: str, first_sequence: int) -> str:
@@ -171,8 +205,10 @@ class TelemetryPublisher:
                         batch_id=ident,
                         first_sequence=first,
                         last_sequence=first + len(chunk) - 1,
-                        readings=[to_proto(r, first + i) for i, r in enumerate(chunk)],
                     )
+                    stamps = _Stamps()
+                    for offset, reading in enumerate(chunk):
+                        add_reading(batch, reading, first + offset, stamps)
                     return ident, batch.SerializeToString()
 
                 first = self.buffer.append(

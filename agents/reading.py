@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Quality(StrEnum):
@@ -26,8 +26,7 @@ class Quality(StrEnum):
 Value = float | int | bool
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class _ReadingFields(NamedTuple):
     metric: str
     value: Value | None
     unit: str
@@ -35,11 +34,41 @@ class Reading:
     reason: str = ""
     source_time: float | None = None
     """When the device says the value was measured (Unix seconds), if it says so."""
-    read_time: float = field(default_factory=time.time)
-    """When the agent received it (Unix seconds)."""
+    read_time: float = 0.0
+    """When the agent received it (Unix seconds); now, when not given."""
     server_time: float | None = None
     """When a server between the agent and the sensor (an OPC-UA server) last saw the value;
     differs from ``source_time`` when the server relays a field device."""
+
+
+_new_tuple = tuple.__new__
+_now = time.time
+
+
+class Reading(_ReadingFields):
+    """One value of one point at one moment; immutable.
+
+    A named tuple rather than a dataclass: an agent makes a hundred thousand of these a
+    second, and a tuple is built three times faster than a frozen dataclass.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        metric: str,
+        value: Value | None,
+        unit: str,
+        quality: Quality,
+        reason: str = "",
+        source_time: float | None = None,
+        read_time: float | None = None,
+        server_time: float | None = None,
+    ) -> Reading:
+        stamped = _now() if read_time is None else read_time
+        return _new_tuple(
+            cls, (metric, value, unit, quality, reason, source_time, stamped, server_time)
+        )
 
     @classmethod
     def good(cls, metric: str, value: Value, unit: str, **times: float | None) -> Reading:
@@ -51,4 +80,4 @@ class Reading:
 
     @classmethod
     def bad(cls, metric: str, unit: str, reason: str, read_time: float | None = None) -> Reading:
-        return cls(metric, None, unit, Quality.BAD, reason, read_time=read_time or time.time())
+        return cls(metric, None, unit, Quality.BAD, reason, read_time=read_time)

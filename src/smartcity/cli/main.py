@@ -15,6 +15,7 @@ from rich.console import Console
 
 from smartcity import __version__
 from smartcity.cli.agent import agent_app
+from smartcity.cli.bench import bench_app
 from smartcity.cli.fields import fields_app
 from smartcity.cli.nats import nats_command
 from smartcity.cli.sim import sim_app
@@ -77,6 +78,7 @@ app.add_typer(fields_app, name="fields")
 app.command("nats")(nats_command)
 app.add_typer(agent_app, name="agent")
 app.add_typer(sim_app, name="sim")
+app.add_typer(bench_app, name="bench")
 
 
 if __name__ == "__main__":  # pragma: no cover - ``python -m smartcity.cli.main``

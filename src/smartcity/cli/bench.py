@@ -1,0 +1,77 @@
+"""``smartcity bench``: measured figures for the hot paths, each next to its ceiling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+bench_app = typer.Typer(
+    name="bench",
+    help="Benchmarks that print their figure next to the ceiling measured in the same run.",
+    no_args_is_help=True,
+)
+
+
+@bench_app.command("agent")
+def bench_agent(
+    devices: Annotated[
+        int, typer.Option(min=1, max=247, help="Simulated substation bays (Modbus unit ids).")
+    ] = 10,
+    seconds: Annotated[float, typer.Option(min=1, help="Length of each measured window.")] = 10,
+    warmup: Annotated[float, typer.Option(min=0, help="Agent warm-up before measuring.")] = 3,
+) -> None:
+    """Points/s one agent process reads and publishes from simulated Modbus devices.
+
+    Compared, in the same run, with plain pymodbus clients issuing the same requests against
+    the same simulator, and with the 100,000 points/s target.
+    """
+    from smartcity.bench.agent import TARGET_POINTS_PER_SECOND, run_agent_bench
+
+    console = Console()
+    with console.status("benchmark") as status:
+        result = run_agent_bench(
+            devices=devices,
+            seconds=seconds,
+            warmup=warmup,
+            progress=lambda message: status.update(message),
+        )
+    table = Table(
+        title=f"agent: {result.devices} device(s) x {result.points_per_device} points, "
+        f"{result.seconds:g} s windows"
+    )
+    table.add_column("what")
+    table.add_column("requests/s", justify="right")
+    table.add_column("points/s", justify="right")
+    table.add_row(
+        "plain pymodbus clients (ceiling)",
+        f"{result.raw_requests_per_second:,.0f}",
+        f"{result.raw_points_per_second:,.0f}",
+    )
+    table.add_row(
+        "agent: read and decoded",
+        f"{result.agent_requests_per_second:,.0f}",
+        f"{result.read_points_per_second:,.0f}",
+    )
+    table.add_row(
+        "agent: acknowledged by JetStream",
+        "",
+        f"[bold]{result.published_points_per_second:,.0f}[/bold]",
+    )
+    table.add_row("target (EMQX Neuron, C, 4 cores)", "", f"{TARGET_POINTS_PER_SECOND:,}")
+    console.print(table)
+    share = result.published_points_per_second / result.raw_points_per_second
+    console.print(
+        f"published / ceiling: {share:.0%}; "
+        f"requests per device cycle: {result.requests_per_cycle_planned} with the read "
+        f"planner, {result.requests_per_cycle_unplanned} without (one per point)"
+    )
+    lost = result.produced - result.stored
+    console.print(
+        f"readings produced {result.produced:,}, in the stream after drain {result.stored:,}"
+        + ("" if lost == 0 else f" [red]({lost:,} missing)[/red]")
+    )
+    if lost:
+        raise typer.Exit(1)
