@@ -85,7 +85,7 @@ def agent_run(
     """
     if ctx.invoked_subcommand is not None:
         return
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     if not profile:
         err.print(ctx.get_help())
         err.print("[red]error:[/red] give at least one --profile FILE")
@@ -150,7 +150,7 @@ def agent_cert(
             overwrite=overwrite,
         )
     except CertificateError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     Console().print(f"certificate {pair.cert}\nprivate key {pair.key}", highlight=False)
 
@@ -175,7 +175,7 @@ def agent_check(
     The commissioning tool: for Modbus it also shows each point's raw registers, so a wrong
     byte or word order shows at a glance. Exits 1 when a point is not read as good.
     """
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     (device,) = _load_profiles([profile], err)
     from smartcity.agents.driver import driver_for
     from smartcity.agents.modbus.driver import ModbusDriver
@@ -252,6 +252,80 @@ def _all_orders(point: object, registers: list | None) -> list[str]:
         )
         cells.append(_show(decode(registers, variant)))
     return cells
+
+
+@agent_app.command("templates")
+def agent_templates(
+    field: Annotated[str | None, typer.Argument(help="Only this field's templates.")] = None,
+) -> None:
+    """List the ready device profiles the field plugins bring (a substation bay meter, a
+    water-quality analyser, ...); `agent template NAME` writes one out."""
+    from smartcity.fields import FieldHostError, load_fields
+
+    try:
+        host = load_fields()
+    except FieldHostError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    table = Table(title="device profile templates")
+    for column in ("template", "field", "protocol", "points", "description"):
+        table.add_column(column)
+    for item in host:
+        if field is not None and item.id != field:
+            continue
+        for template in item.device_profiles:
+            table.add_row(
+                template.name,
+                item.id,
+                str(template.profile["protocol"]),
+                str(len(template.points)),
+                template.description,
+            )
+    Console().print(table)
+
+
+@agent_app.command("template")
+def agent_template(
+    name: Annotated[str, typer.Argument(help="Template name (see `agent templates`).")],
+    site: Annotated[str, typer.Option(help="Site id, e.g. hoa-khanh-110kv.")],
+    device: Annotated[str, typer.Option(help="Device id within the site, e.g. bay-1-meter.")],
+    endpoint: Annotated[
+        str, typer.Option(help="tcp://host:port, rtu:///dev/ttyUSB0?baudrate=9600 or opc.tcp://...")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", dir_okay=False, help="File to write (stdout).")
+    ] = None,
+) -> None:
+    """Fill in a template with the deployment's site, device and endpoint; the result is
+    checked like any profile before it is written."""
+    import yaml
+
+    from smartcity.agents.profile import ProfileError, parse_profile
+    from smartcity.fields import load_fields
+
+    err = Console(stderr=True, soft_wrap=True)
+    host = load_fields()
+    found = [(f, t) for f in host for t in f.device_profiles if t.name == name]
+    if not found:
+        known = ", ".join(sorted(t.name for f in host for t in f.device_profiles))
+        err.print(f"[red]error:[/red] no template {name!r}; known: {known}")
+        raise typer.Exit(2)
+    (owner, template), *_ = found
+    document = {"site": site, "field": owner.id, "device": device, "endpoint": endpoint}
+    document.update(template.complete(**document))
+    try:
+        parse_profile(document, f"template {name}", known_fields=[f.id for f in host])
+    except ProfileError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    text = f"# {template.description}\n" + yaml.safe_dump(
+        document, sort_keys=False, allow_unicode=True, width=100
+    )
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out}", highlight=False)
 
 
 _ORDERS = {

@@ -111,7 +111,7 @@ def sim_modbus(
     try:
         run_until_signalled(main)
     except OSError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print("Substation simulator stopped.")
 
@@ -181,7 +181,7 @@ def sim_opcua(
     try:
         run_until_signalled(main)
     except OSError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print("Water station simulator stopped.")
 
@@ -204,7 +204,7 @@ def sim_fault(
     key: Annotated[Path | None, typer.Option(help="OPC-UA: the agent private key.")] = None,
 ) -> None:
     """Inject a fault into a running simulator, through its own protocol."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
         if endpoint.startswith("tcp://"):
             result = asyncio.run(_modbus_fault(endpoint, fault, seconds, unit))
