@@ -13,13 +13,12 @@ import contextlib
 import importlib.util
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from smartcity.agents.driver import DeviceDriver
 from smartcity.agents.modbus.codec import decode
 from smartcity.agents.profile import ModbusDevice, ModbusPoint
 from smartcity.agents.reading import Quality, Reading, Value
@@ -38,45 +37,6 @@ class SettableClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@dataclass
-class Collector:
-    """A reading sink that keeps every batch with the time it arrived."""
-
-    batches: list[tuple[float, list[Reading]]] = field(default_factory=list)
-    on_batch: Callable[[Sequence[Reading]], None] | None = None
-
-    async def __call__(self, batch: Sequence[Reading]) -> None:
-        self.batches.append((time.monotonic(), list(batch)))
-        if self.on_batch is not None:
-            self.on_batch(batch)
-
-    def readings(self, since: float = 0.0) -> list[Reading]:
-        return [r for at, batch in self.batches if at >= since for r in batch]
-
-    def latest(self, since: float = 0.0) -> dict[str, Reading]:
-        return {r.metric: r for r in self.readings(since)}
-
-    async def wait_for(
-        self, condition: Callable[[], bool], within: float = 10.0, what: str = "condition"
-    ) -> None:
-        deadline = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"gave up after {within} s waiting for {what}")
-            await asyncio.sleep(0.02)
-
-
-@contextlib.asynccontextmanager
-async def running(driver: DeviceDriver, sink: Collector) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(driver.run(sink))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 5)
 
 
 def fast_breaker() -> CircuitBreaker:

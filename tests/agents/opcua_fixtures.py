@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from smartcity.agents.driver import DeviceDriver
 from smartcity.agents.opcua.certificates import default_application_uri, generate_certificate
 from smartcity.agents.profile import OpcuaDevice, load_profile
-from smartcity.agents.reading import Quality, Reading
 from smartcity.agents.resilience import Backoff, CircuitBreaker
 from smartcity.agents.sim.water_station import WaterStation
 
@@ -136,58 +133,6 @@ def fast_breaker() -> CircuitBreaker:
 def expected(station: WaterStation, variable: str) -> Any:
     data = station.read(variable)
     return data.Value.Value if data.Value is not None else None
-
-
-@dataclass
-class Collector:
-    """A reading sink that keeps every batch, and waits for a condition with a deadline."""
-
-    batches: list[list[Reading]] = field(default_factory=list)
-    arrivals: list[float] = field(default_factory=list)
-
-    async def __call__(self, batch: Sequence[Reading]) -> None:
-        self.batches.append(list(batch))
-        self.arrivals.append(time.monotonic())
-
-    def readings(self, since: float = 0.0) -> list[Reading]:
-        return [
-            reading
-            for at, batch in zip(self.arrivals, self.batches, strict=True)
-            if at >= since
-            for reading in batch
-        ]
-
-    def latest(self, since: float = 0.0) -> dict[str, Reading]:
-        return {reading.metric: reading for reading in self.readings(since)}
-
-    async def wait_for(
-        self, condition: Callable[[], bool], what: str, within: float = 20.0
-    ) -> None:
-        deadline = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > deadline:
-                tail = [(r.metric, r.value, r.quality.value, r.reason) for r in self.readings()][
-                    -8:
-                ]
-                raise AssertionError(f"timed out after {within}s waiting for {what}; last: {tail}")
-            await asyncio.sleep(0.02)
-
-    def all_good(self, names: Sequence[str], since: float = 0.0) -> bool:
-        latest = self.latest(since)
-        return all(name in latest and latest[name].quality is Quality.GOOD for name in names)
-
-
-@contextlib.asynccontextmanager
-async def running(driver: DeviceDriver, sink: Collector) -> AsyncIterator[asyncio.Task[None]]:
-    """``driver.run(sink)`` in a task for the duration of the block."""
-    task = asyncio.create_task(driver.run(sink))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await driver.close()
 
 
 class FreezableProxy:

@@ -14,13 +14,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 import yaml
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from support import eventually
 
 from smartcity.agents.sim.substation import Substation
 from smartcity.runtime.bus import TELEMETRY_STREAM, Bus
@@ -29,14 +29,6 @@ from smartcity.runtime.nats_server import EmbeddedNats
 from smartcity.telemetry.v1 import telemetry_pb2
 
 pytestmark = pytest.mark.slow
-
-
-async def eventually(condition, within: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {within} s")
-        await asyncio.sleep(0.05)
 
 
 def buffered(db: Path) -> int:
@@ -58,6 +50,13 @@ def produced(db: Path) -> dict[str, int]:
 
 async def stream_count(bus: Bus) -> int:
     return (await bus.js.stream_info(TELEMETRY_STREAM)).state.messages
+
+
+def stored_at_least(bus: Bus, count: int):
+    async def check() -> bool:
+        return await stream_count(bus) >= count
+
+    return check
 
 
 async def all_readings(bus: Bus) -> dict[str, list[int]]:
@@ -117,7 +116,7 @@ async def test_no_reading_is_lost_or_duplicated_across_nats_and_agent_restarts(
         try:
             await eventually(lambda: db.exists(), what="agent buffer created")
             first = await stream_count(bus)
-            await eventually_async(bus, lambda n: n >= first + 20, "first batches stored")
+            await eventually(stored_at_least(bus, first + 20), what="first batches stored")
 
             # 1. NATS goes away: the agent keeps reading into its buffer.
             await bus.close()
@@ -132,7 +131,7 @@ async def test_no_reading_is_lost_or_duplicated_across_nats_and_agent_restarts(
             agent.send_signal(signal.SIGKILL)
             agent.wait(timeout=10)
             agent = start_agent(profiles, nats_server.url, data)
-            await eventually_async(bus, lambda n: n >= before_kill + 20, "agent back")
+            await eventually(stored_at_least(bus, before_kill + 20), what="agent back")
 
             # 3. Both at once: NATS down while the agent is killed and restarted.
             await bus.close()
@@ -162,11 +161,3 @@ async def test_no_reading_is_lost_or_duplicated_across_nats_and_agent_restarts(
         # JetStream's de-duplication window absorbed every replayed batch
         assert len(sequences) == len(distinct), f"{device}: duplicates in the stream"
         assert len(distinct) > 500
-
-
-async def eventually_async(bus: Bus, check, what: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not check(await stream_count(bus)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {within} s")
-        await asyncio.sleep(0.05)

@@ -11,6 +11,7 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support import eventually
 
 from smartcity.agents.agent import Agent
 from smartcity.agents.profile import Function
@@ -19,14 +20,6 @@ from smartcity.runtime.bus import TELEMETRY_STREAM, Bus
 from smartcity.runtime.config import StreamsSettings, load_settings
 from smartcity.runtime.nats_server import EmbeddedNats
 from smartcity.telemetry.v1 import telemetry_pb2
-
-
-async def eventually(check, within: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {within} s")
-        await asyncio.sleep(0.05)
 
 
 def token(key: Ed25519PrivateKey, roles: list[str]) -> str:
@@ -75,7 +68,7 @@ async def test_agent_publishes_heartbeats_and_executes_authorised_writes(
             async def stored() -> bool:
                 return (await bus.js.stream_info(TELEMETRY_STREAM)).state.messages >= 3
 
-            await eventually(stored, what="telemetry stored")
+            await eventually(stored, within=15, what="telemetry stored")
 
             async def beating() -> bool:
                 return any(
@@ -84,7 +77,7 @@ async def test_agent_publishes_heartbeats_and_executes_authorised_writes(
                     for d in beat.devices
                 )
 
-            await eventually(beating, what="heartbeat with polls")
+            await eventually(beating, within=15, what="heartbeat with polls")
             assert beats[-1].agent_id == "edge-1"
             assert beats[-1].site == profile.site
 

@@ -24,18 +24,19 @@ import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from modbus_fixtures import expected_value
+from modbus_fixtures import (
+    expected_value,
+)
 from nats.js import api as js_api
 from opcua_fixtures import (
-    Collector,
     FreezableProxy,
     Pki,
     expected,
     make_pki,
     profile_for,
-    running,
     station_for,
 )
+from support import Collector, running
 
 from smartcity.agents.commands import (
     AUDIT_STREAM,

@@ -12,14 +12,13 @@ import time
 
 import pytest
 from modbus_fixtures import (
-    Collector,
     expected_value,
     fast_breaker,
     good_values,
     pty_pair,
     quick,
-    running,
 )
+from support import Collector, running
 
 from smartcity.agents.driver import WriteRefusedError, driver_for
 from smartcity.agents.modbus.codec import decode

@@ -6,11 +6,11 @@ Real nats-server (restarted on the same port and data folder), real SQLite buffe
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from support import eventually
 
 from smartcity.agents.buffer import DiskBuffer
 from smartcity.agents.profile import parse_profile
@@ -32,14 +32,6 @@ PROFILE = parse_profile(
         "points": [{"name": "ph", "unit": "pH", "address": 0}],
     }
 )
-
-
-async def wait_for(condition, within: float = 10.0, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within the deadline")
-        await asyncio.sleep(interval)
 
 
 async def stored_batches(bus: Bus) -> list[telemetry_pb2.TelemetryBatch]:
@@ -91,7 +83,7 @@ async def test_batches_arrive_once_in_order_with_contiguous_sequences(
         await sink(readings(100, round_ * 100))  # 3 batches each: 40 + 40 + 20
     uplink = asyncio.create_task(publisher.run(bus))
     try:
-        await wait_for(lambda: buffer.stats().batches == 0)
+        await eventually(lambda: buffer.stats().batches == 0)
     finally:
         uplink.cancel()
     assert publisher.stats.readings_sent == 500
@@ -126,10 +118,10 @@ async def test_nothing_is_lost_or_duplicated_across_a_nats_outage(
         for _ in range(10):
             await sink(readings(50, produced))
             produced += 50
-        await wait_for(lambda: buffer.stats().batches == 0)
+        await eventually(lambda: buffer.stats().batches == 0)
 
         nats_server.stop()
-        await wait_for(lambda: not bus.nc.is_connected)
+        await eventually(lambda: not bus.nc.is_connected)
         for _ in range(20):  # produced while the uplink is down: only the disk has them
             await sink(readings(50, produced))
             produced += 50
@@ -137,8 +129,8 @@ async def test_nothing_is_lost_or_duplicated_across_a_nats_outage(
         assert buffer.stats().batches >= 20
 
         nats_server.start()  # same port and data folder: the stream keeps what it had
-        await wait_for(lambda: bus.nc.is_connected, within=20)
-        await wait_for(lambda: buffer.stats().batches == 0, within=20)
+        await eventually(lambda: bus.nc.is_connected, within=20)
+        await eventually(lambda: buffer.stats().batches == 0, within=20)
     finally:
         uplink.cancel()
     batches = await stored_batches(bus)

@@ -11,7 +11,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from modbus_fixtures import SettableClock, expected_value
+from modbus_fixtures import (
+    SettableClock,
+    expected_value,
+)
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 

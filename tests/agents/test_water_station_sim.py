@@ -14,7 +14,14 @@ import pytest_asyncio
 import yaml
 from asyncua import Client, ua
 from asyncua.crypto import security_policies
-from opcua_fixtures import POINTS, USERS, Pki, expected, make_pki, station_for
+from opcua_fixtures import (
+    POINTS,
+    USERS,
+    Pki,
+    expected,
+    make_pki,
+    station_for,
+)
 
 from smartcity.agents.opcua.certificates import application_uri_of
 from smartcity.agents.opcua.driver import OpcuaDriver
