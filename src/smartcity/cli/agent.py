@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from smartcity.cli.errors import fail
 from smartcity.cli.foreground import run_until_signalled
 
 agent_app = typer.Typer(
@@ -44,15 +45,14 @@ ConfigOption = Annotated[
 log = logging.getLogger(__name__)
 
 
-def _load_profiles(paths: list[Path], err: Console) -> list:
+def _load_profiles(paths: list[Path]) -> list:
     from smartcity.agents.profile import ProfileError, load_profile
     from smartcity.fields import FieldHostError, load_fields
 
     try:
         known = [field.id for field in load_fields()]
     except FieldHostError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc)
     profiles, problems = [], []
     for path in paths:
         try:
@@ -60,9 +60,7 @@ def _load_profiles(paths: list[Path], err: Console) -> list:
         except ProfileError as exc:
             problems.append(str(exc))
     if problems:
-        for problem in problems:
-            err.print(f"[red]error:[/red] {escape(problem)}", highlight=False)
-        raise typer.Exit(2)
+        fail("\n".join(problems), 2)
     return profiles
 
 
@@ -85,11 +83,9 @@ def agent_run(
     """
     if ctx.invoked_subcommand is not None:
         return
-    err = Console(stderr=True, soft_wrap=True)
     if not profile:
-        err.print(ctx.get_help())
-        err.print("[red]error:[/red] give at least one --profile FILE")
-        raise typer.Exit(2)
+        Console(stderr=True).print(ctx.get_help())
+        fail("give at least one --profile FILE", 2)
     from smartcity import __version__
     from smartcity.agents.agent import Agent, AgentError
     from smartcity.runtime.config import ConfigError, load_settings
@@ -99,15 +95,13 @@ def agent_run(
     try:
         settings = load_settings(config, agent={"id": agent_id} if agent_id else None)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
-    profiles = _load_profiles(profile, err)
+        fail(exc, 2)
+    profiles = _load_profiles(profile)
     setup_logging(settings.logging, service="agent")
     try:
         agent = Agent(profiles, settings, nats_url=nats)
     except AgentError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+        fail(exc, 2)
     telemetry = setup_observability(
         settings.telemetry, service_name="smartcity-agent", service_version=__version__
     )
@@ -150,8 +144,7 @@ def agent_cert(
             overwrite=overwrite,
         )
     except CertificateError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc)
     Console().print(f"certificate {pair.cert}\nprivate key {pair.key}", highlight=False)
 
 
@@ -175,8 +168,7 @@ def agent_check(
     The commissioning tool: for Modbus it also shows each point's raw registers, so a wrong
     byte or word order shows at a glance. Exits 1 when a point is not read as good.
     """
-    err = Console(stderr=True, soft_wrap=True)
-    (device,) = _load_profiles([profile], err)
+    (device,) = _load_profiles([profile])
     from smartcity.agents.driver import driver_for
     from smartcity.agents.modbus.driver import ModbusDriver
 
@@ -192,8 +184,7 @@ def agent_check(
     try:
         readings, raw = asyncio.run(read())
     except (OSError, ConnectionError, TimeoutError) as exc:
-        err.print(f"[red]error:[/red] cannot read {escape(device.endpoint)}: {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(f"cannot read {device.endpoint}: {exc}")
     by_name = {reading.metric: reading for reading in readings}
     table = Table(title=f"{device.site}/{device.device} at {device.endpoint}")
     columns = ["point", "where", "raw", "value", "unit", "quality"]
@@ -265,8 +256,7 @@ def agent_templates(
     try:
         host = load_fields()
     except FieldHostError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc)
     table = Table(title="device profile templates")
     for column in ("template", "field", "protocol", "points", "description"):
         table.add_column(column)
@@ -303,21 +293,18 @@ def agent_template(
     from smartcity.agents.profile import ProfileError, parse_profile
     from smartcity.fields import load_fields
 
-    err = Console(stderr=True, soft_wrap=True)
     host = load_fields()
     found = [(f, t) for f in host for t in f.device_profiles if t.name == name]
     if not found:
         known = ", ".join(sorted(t.name for f in host for t in f.device_profiles))
-        err.print(f"[red]error:[/red] no template {name!r}; known: {known}")
-        raise typer.Exit(2)
+        fail(f"no template {name!r}; known: {known}", 2)
     (owner, template), *_ = found
     document = {"site": site, "field": owner.id, "device": device, "endpoint": endpoint}
     document.update(template.complete(**document))
     try:
         parse_profile(document, f"template {name}", known_fields=[f.id for f in host])
     except ProfileError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+        fail(exc, 2)
     text = f"# {template.description}\n" + yaml.safe_dump(
         document, sort_keys=False, allow_unicode=True, width=100
     )
@@ -325,7 +312,7 @@ def agent_template(
         typer.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
-        err.print(f"wrote {out}", highlight=False)
+        Console(stderr=True).print(f"wrote {out}", highlight=False)
 
 
 _ORDERS = {

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from smartcity.cli.errors import fail
 from smartcity.runtime.config import ConfigError, load_settings
 from smartcity.runtime.logs import setup_logging
 from smartcity.runtime.nats_server import EmbeddedNats, NatsServerError
@@ -77,8 +78,7 @@ def nats_command(
     try:
         everything = load_settings(config, nats=overrides or None)
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+        fail(exc, 2)
     setup_logging(everything.logging, service="nats")
     settings = everything.nats
     if "port" not in settings.model_fields_set:
@@ -105,8 +105,7 @@ def nats_command(
         except NatsServerError as exc:
             if signalled.is_set():
                 return
-            err.print(f"[red]error:[/red] {escape(str(exc))}")
-            raise typer.Exit(1) from None
+            fail(exc)
         _print_endpoints(out, server)
         threading.Thread(target=watch, name="smartcity-nats-watch", daemon=True).start()
         wake.wait()

@@ -18,6 +18,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from smartcity.cli.errors import fail
 from smartcity.cli.foreground import run_until_signalled
 
 sim_app = typer.Typer(
@@ -111,8 +112,7 @@ def sim_modbus(
     try:
         run_until_signalled(main)
     except OSError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc)
     console.print("Substation simulator stopped.")
 
 
@@ -181,8 +181,7 @@ def sim_opcua(
     try:
         run_until_signalled(main)
     except OSError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc)
     console.print("Water station simulator stopped.")
 
 
@@ -204,7 +203,6 @@ def sim_fault(
     key: Annotated[Path | None, typer.Option(help="OPC-UA: the agent private key.")] = None,
 ) -> None:
     """Inject a fault into a running simulator, through its own protocol."""
-    err = Console(stderr=True, soft_wrap=True)
     try:
         if endpoint.startswith("tcp://"):
             result = asyncio.run(_modbus_fault(endpoint, fault, seconds, unit))
@@ -213,8 +211,7 @@ def sim_fault(
         else:
             raise ValueError(f"{endpoint!r} is neither tcp://HOST:PORT nor opc.tcp://...")
     except (ValueError, OSError, ConnectionError, TimeoutError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+        fail(exc)
     Console().print(result, highlight=False)
 
 
