@@ -16,6 +16,7 @@ from smartcity.runtime import subjects
 from smartcity.runtime.bus import (
     ALERTS_STREAM,
     AUDIT_STREAM,
+    DEADLETTER_STREAM,
     IDENTITY_STREAM,
     RECORDS_STREAM,
     STREAM_SUBJECTS,
@@ -226,6 +227,7 @@ async def test_streams_are_created_once_with_the_configured_limits(bus):
         RECORDS_STREAM,
         IDENTITY_STREAM,
         AUDIT_STREAM,
+        DEADLETTER_STREAM,
     }
     audit = (await bus.js.stream_info(AUDIT_STREAM)).config
     assert audit.deny_delete

@@ -44,6 +44,7 @@ ALERTS_STREAM = "ALERTS"
 RECORDS_STREAM = "RECORDS"
 IDENTITY_STREAM = "IDENTITY"
 AUDIT_STREAM = "AUDIT"
+DEADLETTER_STREAM = "DEADLETTER"
 
 #: Which subjects each stream of the design captures.
 STREAM_SUBJECTS: Mapping[str, tuple[str, ...]] = {
@@ -52,6 +53,7 @@ STREAM_SUBJECTS: Mapping[str, tuple[str, ...]] = {
     RECORDS_STREAM: (subjects.ALL_RECORDS,),
     IDENTITY_STREAM: (subjects.ALL_IDENTITY,),
     AUDIT_STREAM: (subjects.ALL_AUDIT,),
+    DEADLETTER_STREAM: (subjects.ALL_DEADLETTER,),
 }
 
 MessageHandler = Callable[[Msg], Awaitable[None]]
@@ -183,6 +185,7 @@ def stream_limits(streams: StreamsSettings) -> dict[str, StreamLimits]:
         RECORDS_STREAM: streams.records,
         IDENTITY_STREAM: streams.identity,
         AUDIT_STREAM: streams.audit,
+        DEADLETTER_STREAM: streams.deadletter,
     }
 
 

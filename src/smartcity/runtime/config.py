@@ -63,6 +63,8 @@ class StreamsSettings(_Section):
     identity: StreamLimits = StreamLimits(max_age_seconds=30 * 24 * 3600)
     audit: StreamLimits = StreamLimits(max_age_seconds=400 * 24 * 3600)
     """Every write command to a field device, accepted or refused: kept for over a year."""
+    deadletter: StreamLimits = StreamLimits(max_age_seconds=30 * 24 * 3600)
+    """Messages a consumer could not use, with the reason, for people to look at."""
 
 
 class NatsSettings(_Section):
@@ -159,6 +161,33 @@ class AgentSettings(_Section):
         return value
 
 
+class MonitoringSettings(_Section):
+    """The monitoring service: where it stores, how it consumes, how long it keeps."""
+
+    store_url: str | None = Field(
+        default=None,
+        description="sqlite:///path/monitoring.db or postgresql://user@host/db; "
+        "sqlite in <data_dir>/monitoring.db if unset",
+    )
+    consumer: str = Field(default="monitoring", description="durable JetStream consumer name")
+    fetch_batch: int = Field(default=256, ge=1, le=10_000)
+    fetch_timeout_seconds: float = Field(default=1.0, gt=0)
+    ack_wait_seconds: float = Field(default=30.0, gt=0)
+    retention_raw_days: float = Field(default=30, ge=0, description="0 keeps forever")
+    retention_minute_days: float = Field(default=180, ge=0)
+    retention_hour_days: float = Field(default=5 * 365, ge=0)
+    retention_interval_seconds: float = Field(default=3600, gt=0)
+    stale_after_intervals: float = Field(default=3, gt=0)
+    offline_after_intervals: float = Field(default=10, gt=0)
+
+    @field_validator("store_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite:", "postgresql:", "postgres:")):
+            raise ValueError("use sqlite:///path/monitoring.db or postgresql://user@host/db")
+        return value
+
+
 class Settings(BaseSettings):
     """The whole platform's configuration."""
 
@@ -176,6 +205,7 @@ class Settings(BaseSettings):
     plugins: PluginSettings = PluginSettings()
     agent: AgentSettings = AgentSettings()
     auth: AuthSettings = AuthSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     data_dir: Path = Path(".smartcity")
 
     @classmethod

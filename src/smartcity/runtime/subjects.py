@@ -23,12 +23,14 @@ AGENTS = f"{ROOT}.agents"
 COMMANDS = f"{ROOT}.commands"
 AUDIT = f"{ROOT}.audit"
 AUDIT_COMMANDS = f"{AUDIT}.commands"
+DEADLETTER = f"{ROOT}.deadletter"
 
 ALL_TELEMETRY = f"{TELEMETRY}.>"
 ALL_ALERTS = f"{ALERTS}.>"
 ALL_RECORDS = f"{RECORDS}.>"
 ALL_IDENTITY = f"{IDENTITY}.>"
 ALL_AUDIT = f"{AUDIT}.>"
+ALL_DEADLETTER = f"{DEADLETTER}.>"
 
 WILDCARD = "*"
 
@@ -96,6 +98,12 @@ def command_subject(site: str, device: str) -> str:
 def audit_command_subject(site: str, device: str) -> str:
     """``city.audit.commands.<site>.<device>``: the audit records of a device's commands."""
     return f"{AUDIT_COMMANDS}.{token(site, 'site')}.{token(device, 'device')}"
+
+
+def deadletter_subject(source: str) -> str:
+    """``city.deadletter.<source>``: messages from ``source`` (e.g. ``telemetry``) that a
+    consumer could not use, with the reason in the ``Smartcity-Deadletter-Reason`` header."""
+    return f"{DEADLETTER}.{token(source, 'source')}"
 
 
 def _filter_token(value: str | None, what: str) -> str:

@@ -1,0 +1,129 @@
+"""The one interface every time-series backend implements.
+
+Two backends, chosen by URL: ``sqlite:///path/monitoring.db`` (the embedded default, WAL)
+and ``postgresql://user@host/db`` (scale-out; several service replicas share it). Both keep
+the same tables and give the same answers; the service and its tests are written against
+this interface only.
+
+Write path (ingest): :meth:`TimeSeriesStore.write` takes whole batches and stores each at
+most once (by batch id), in one transaction with the latest values, the 1-minute and 1-hour
+roll-ups and the device registry, so that an acknowledgement sent after it returns never
+acknowledges something that is not durable.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from smartcity.services.monitoring.model import (
+    Aggregation,
+    DeviceRecord,
+    IngestBatch,
+    LatestValue,
+    Page,
+    RangeQuery,
+    RangeResult,
+    Retention,
+    RetentionStats,
+    Selector,
+    WriteStats,
+)
+
+
+class StoreError(Exception):
+    """Storage cannot do what was asked; the message says why (and never holds a password)."""
+
+
+class TimeSeriesStore(abc.ABC):
+    """Async time-series storage for the monitoring service."""
+
+    url: str
+    """Where the data is, with any password masked."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema to the newest version (versioned migrations)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def schema_version(self) -> int: ...
+
+    @abc.abstractmethod
+    async def write(self, batches: Sequence[IngestBatch]) -> WriteStats:
+        """Store ``batches`` atomically and idempotently (see the module docstring)."""
+
+    @abc.abstractmethod
+    async def latest(
+        self, selector: Selector, *, page_size: int = 100, page_token: str | None = None
+    ) -> Page[LatestValue]:
+        """The newest reading of every matching series, ordered by series."""
+
+    @abc.abstractmethod
+    async def range(self, query: RangeQuery) -> RangeResult:
+        """Aggregated buckets of the matching series over ``[start, end)``; served from the
+        1-hour or 1-minute roll-up when ``step`` is a multiple of its width, else from raw
+        points. Only GOOD readings are aggregated; empty buckets are left out."""
+
+    @abc.abstractmethod
+    async def devices(
+        self,
+        *,
+        field: str | None = None,
+        site: str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Page[DeviceRecord]: ...
+
+    @abc.abstractmethod
+    async def device(self, site: str, device: str) -> DeviceRecord | None: ...
+
+    @abc.abstractmethod
+    async def aggregate(
+        self,
+        selector: Selector,
+        aggregation: Aggregation,
+        start: int,
+        end: int,
+    ) -> tuple[float | None, int]:
+        """One value over every matching series and ``[start, end)``, and the number of GOOD
+        readings it came from; for KPIs. ``(None, 0)`` when there is nothing."""
+
+    @abc.abstractmethod
+    async def count_share(
+        self,
+        selector: Selector,
+        start: int,
+        end: int,
+        *,
+        at_most: float | None = None,
+        at_least: float | None = None,
+    ) -> tuple[int, int]:
+        """``(readings within the bound, all GOOD readings)`` over ``[start, end)``; for the
+        "share of readings at most/at least a threshold" KPIs."""
+
+    @abc.abstractmethod
+    async def readings_since(self, field: str, since: int) -> int:
+        """Readings of ``field`` stored with a time at or after ``since``."""
+
+    @abc.abstractmethod
+    async def apply_retention(self, now: int, retention: Retention) -> RetentionStats:
+        """Delete what is older than each resolution's retention."""
+
+
+def open_store(url: str) -> TimeSeriesStore:
+    """The backend for ``url`` (not yet opened)."""
+    if url.startswith("sqlite:"):
+        from smartcity.services.monitoring.store.sqlite import SqliteStore
+
+        return SqliteStore(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from smartcity.services.monitoring.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(
+        f"unknown storage URL {url.split(':', 1)[0]!r}: use sqlite:///path/monitoring.db or "
+        "postgresql://user@host/database"
+    )
