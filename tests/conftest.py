@@ -57,3 +57,34 @@ async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
     connected = await Bus.connect(nats_server.client_settings(), name="test-bus")
     yield connected
     await connected.close()
+
+
+# -- PostgreSQL: a fresh schema per test in the server named by SMARTCITY_TEST_POSTGRES_URL -
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A PostgreSQL URL whose ``search_path`` is a new, empty schema, dropped afterwards.
+
+    Skips when ``SMARTCITY_TEST_POSTGRES_URL`` is unset or the server does not answer; CI
+    sets the variable and strict mode, so there the skip is a failure.
+    """
+    import uuid
+
+    import asyncpg
+
+    base = os.environ.get("SMARTCITY_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("SMARTCITY_TEST_POSTGRES_URL is not set (postgresql://user@host/db)")
+    try:
+        admin = await asyncpg.connect(base, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"PostgreSQL at SMARTCITY_TEST_POSTGRES_URL does not answer: {exc}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}search_path={schema}"
+    finally:
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
