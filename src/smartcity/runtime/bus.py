@@ -408,17 +408,23 @@ class Bus:
         nats-py's error callback. Without ``cb``, iterate ``subscription.messages`` and use
         :meth:`consumer_span` around the handling of each message. ``options`` go to nats-py
         (``pending_msgs_limit``, ``max_msgs``, ...).
+
+        Returns once the server has the subscription (a round trip), so a request sent by
+        any other connection right afterwards finds its responder.
         """
         if cb is None:
-            return await self.nc.subscribe(subject, queue=queue, **options)
+            subscription = await self.nc.subscribe(subject, queue=queue, **options)
+        else:
 
-        async def handle(msg: Msg) -> None:
-            with consumer_span(
-                msg, tracer_provider=self._tracer_provider, subscription=subject, queue=queue
-            ):
-                await cb(msg)
+            async def handle(msg: Msg) -> None:
+                with consumer_span(
+                    msg, tracer_provider=self._tracer_provider, subscription=subject, queue=queue
+                ):
+                    await cb(msg)
 
-        return await self.nc.subscribe(subject, queue=queue, cb=handle, **options)
+            subscription = await self.nc.subscribe(subject, queue=queue, cb=handle, **options)
+        await self.nc.flush()
+        return subscription
 
     def consumer_span(
         self, msg: Msg, *, subscription: str | None = None
