@@ -11,6 +11,8 @@ residual chlorine 0.2 to 1.0 mg/L in piped water).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from smartcity.fields import (
     Aggregation,
     DeviceProfileTemplate,
@@ -20,6 +22,8 @@ from smartcity.fields import (
     Metric,
     MetricKind,
     Pillar,
+    Quality,
+    Reading,
     ValueType,
     hookimpl,
 )
@@ -27,6 +31,10 @@ from smartcity.plugins import profiles
 
 FIELD_ID = "water_supply"
 DRINKING_WATER = "QCVN 01-1:2018/BYT"
+CHLORINE_MIN = 0.2
+CHLORINE_MAX = 1.0
+"""Free residual chlorine in piped water, mg/L, both limits inclusive (QCVN 01-1:2018/BYT):
+below, water reaching the tap is no longer protected; above, customers taste it."""
 
 
 @hookimpl
@@ -63,6 +71,15 @@ def metrics() -> list[Metric]:
             "Free residual chlorine of treated or network water",
             0,
             10,
+        ),
+        Metric(
+            "chlorine_compliant",
+            "1",
+            "Whether free residual chlorine lies within 0.2 to 1.0 mg/L (QCVN 01-1:2018/BYT), "
+            "derived from each residual_chlorine reading",
+            0,
+            1,
+            value_type=ValueType.BOOL,
         ),
         Metric("conductivity", "uS/cm", "Electrical conductivity of treated water", 0, 5000),
         Metric("water_temperature", "degC", "Temperature of the water", 0, 50),
@@ -136,6 +153,37 @@ def kpis() -> list[Kpi]:
             metric="total_volume",
         ),
     ]
+
+
+# -- derived values ----------------------------------------------------------------------
+
+
+@hookimpl
+def derive(readings: Sequence[Reading]) -> list[Reading]:
+    """``chlorine_compliant`` for every residual-chlorine reading of the batch.
+
+    The ``chlorine_compliance`` KPI looks at the lower limit only; the flag carries both,
+    so that a share of compliant time and an alert on over-chlorination can be had from
+    one series. It
+    has its input's timestamp and quality (an uncertain reading gives an uncertain flag,
+    with the same reason); a bad reading gives no flag, since it has no value to judge
+    and is itself stored with its reason.
+    """
+    derived = []
+    for reading in readings:
+        if reading.metric != "residual_chlorine" or reading.quality is Quality.BAD:
+            continue
+        derived.append(
+            Reading(
+                "chlorine_compliant",
+                CHLORINE_MIN <= reading.value <= CHLORINE_MAX,
+                "1",
+                reading.timestamp,
+                reading.quality,
+                reading.reason,
+            )
+        )
+    return derived
 
 
 # -- device profiles ---------------------------------------------------------------------

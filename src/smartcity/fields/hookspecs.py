@@ -24,6 +24,7 @@ from smartcity.fields.model import (
     AlertRuleTemplate,
     DeviceProfileTemplate,
     FieldInfo,
+    HourlyHistory,
     Kpi,
     Metric,
     Reading,
@@ -95,14 +96,23 @@ def device_profiles() -> list[DeviceProfileTemplate]:
 
 
 @hookspec
-def derive(site: str, device: str, readings: Sequence[Reading]) -> list[Reading]:
+def derive(
+    site: str, device: str, readings: Sequence[Reading], hourly: HourlyHistory | None
+) -> list[Reading]:
     """Compute derived readings from one batch of this field's telemetry.
 
     ``readings`` is one batch from ``device`` at ``site`` (the subject's tokens), in the
-    order the device produced them. Return the extra readings (for example a VN_AQI
-    sub-index from pollutant concentrations), each of a metric in this field's catalogue;
+    order the device produced them. Return the extra readings (for example the voltage
+    unbalance from three phase voltages), each of a metric in this field's catalogue;
     return an empty list when there is nothing to derive. Readings of bad quality must not
     feed a good derived value.
+
+    ``hourly`` is ``None`` except with the first batch of the device after an hour
+    boundary: then it holds the device's hourly means (of GOOD readings) over the last
+    :attr:`HourlyHistory.HOURS` hours, ending with the hour just completed, for values
+    defined on hourly means (VN_AQI). What is derived from it is timestamped at
+    ``hourly.hour_end``. An implementation that needs no history leaves the argument out;
+    one that needs only the history may leave out the others.
 
     Called by the monitoring service on the ingest path, once per batch and only for the
     field the batch belongs to: keep it allocation-light and free of I/O.

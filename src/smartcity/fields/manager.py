@@ -36,6 +36,7 @@ from smartcity.fields.model import (
     AlertRuleTemplate,
     DeviceProfileTemplate,
     FieldInfo,
+    HourlyHistory,
     Kpi,
     Metric,
     Pillar,
@@ -97,16 +98,26 @@ class Field:
     def pillar(self) -> Pillar:
         return self.info.pillar
 
-    def derive(self, site: str, device: str, readings: Sequence[Reading]) -> list[Reading]:
+    def derive(
+        self,
+        site: str,
+        device: str,
+        readings: Sequence[Reading],
+        hourly: HourlyHistory | None = None,
+    ) -> list[Reading]:
         """The plugin's derived readings for one batch; ``[]`` when it derives nothing.
 
-        Raises :class:`DeriveError` naming the plugin when the hook fails or returns
-        anything but readings of metrics in this field's catalogue.
+        ``hourly`` goes with the first batch of the device after an hour boundary (see the
+        ``derive`` hook specification). Raises :class:`DeriveError` naming the plugin when
+        the hook fails or returns anything but readings of metrics in this field's
+        catalogue, and ``TypeError`` when ``hourly`` is not an :class:`HourlyHistory`.
         """
+        if hourly is not None and not isinstance(hourly, HourlyHistory):
+            raise TypeError(f"hourly must be an HourlyHistory or None, not {type(hourly).__name__}")
         if self.derive_caller is None:
             return []
         try:
-            results = self.derive_caller(site=site, device=device, readings=readings)
+            results = self.derive_caller(site=site, device=device, readings=readings, hourly=hourly)
         except Exception as exc:
             raise DeriveError(
                 f"field {self.id!r}: derive() raised {type(exc).__name__}: {exc}"
@@ -200,9 +211,14 @@ class FieldHost:
         return {pillar: tuple(groups[pillar]) for pillar in Pillar if pillar in groups}
 
     def derive(
-        self, field_id: str, site: str, device: str, readings: Sequence[Reading]
+        self,
+        field_id: str,
+        site: str,
+        device: str,
+        readings: Sequence[Reading],
+        hourly: HourlyHistory | None = None,
     ) -> list[Reading]:
-        return self[field_id].derive(site, device, readings)
+        return self[field_id].derive(site, device, readings, hourly)
 
     def close(self) -> None:
         """Stop hook tracing, if it was on."""

@@ -16,12 +16,12 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 """snake_case: what a metric, KPI, rule or record type is called. It is also a valid NATS
@@ -299,6 +299,82 @@ class Reading:
             raise ValueError(
                 f"reading {self.metric!r}: value {self.value!r} is only valid with bad quality"
             )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class HourlyHistory:
+    """The hourly means of one device's metrics over the last day, handed to ``derive``
+    once per completed hour.
+
+    Some derived values are defined on hourly means rather than on readings: VN_AQI, for
+    one, weighs the last twelve hourly means of PM2.5 (the NowCast). A batch cannot supply
+    them and ``derive`` must not fetch them, so the monitoring service, which keeps hourly
+    roll-ups anyway, hands them over with the first batch of a device after each hour
+    boundary (and ``None`` with every other batch).
+
+    ``hour_end`` is the end of the hour that has just completed, a timezone-aware
+    ``datetime`` on a whole hour of UTC (and so of Vietnam's UTC+7): the hour from 09:00 to
+    10:00 ends at 10:00. It is the timestamp of whatever is derived for that hour.
+
+    ``means`` maps each metric of the device to its last :attr:`HOURS` hourly means,
+    **oldest first**, the last entry being the hour that ends at ``hour_end``. A mean is
+    that of the hour's GOOD readings only, ``None`` for an hour without one, so that a bad
+    reading can never reach a value derived from the history. A metric missing from the
+    mapping has no good reading in the whole window.
+    """
+
+    HOURS: ClassVar[int] = 24
+    """Hours of history: a day, enough for the NowCast's twelve and for 8-hour means."""
+
+    hour_end: datetime
+    means: Mapping[str, Sequence[float | None]] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        end = self.hour_end
+        if not isinstance(end, datetime) or end.utcoffset() is None:
+            raise ValueError(
+                f"hourly history: hour_end must be a timezone-aware datetime, not {end!r}"
+            )
+        utc = end.astimezone(UTC)
+        if (utc.minute, utc.second, utc.microsecond) != (0, 0, 0):
+            raise ValueError(
+                f"hourly history: hour_end {end.isoformat()} is not on a whole hour of UTC"
+            )
+        if not isinstance(self.means, Mapping):
+            raise TypeError("hourly history: means must be a mapping of metric to hourly means")
+        means: dict[str, tuple[float | None, ...]] = {}
+        for metric, values in self.means.items():
+            what = f"hourly history of {check_name(metric, 'hourly history: metric')!r}"
+            if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+                raise TypeError(f"{what} must be a sequence of hourly means")
+            if len(values) != self.HOURS:
+                raise ValueError(
+                    f"{what} has {len(values)} hourly means, not {self.HOURS} (oldest first, "
+                    "None for an hour without a good reading)"
+                )
+            means[metric] = tuple(
+                None if value is None else _number(value, f"{what}, hour {index + 1}")
+                for index, value in enumerate(values)
+            )
+        _set(self, "means", MappingProxyType(means))
+
+    def recent(self, metric: str, hours: int) -> tuple[float | None, ...]:
+        """The last ``hours`` hourly means of ``metric``, **newest first** (the hour ending
+        at ``hour_end`` first), which is how indices such as the NowCast number them;
+        all ``None`` for a metric without history."""
+        if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= self.HOURS:
+            raise ValueError(f"hours must be an int from 1 to {self.HOURS}, not {hours!r}")
+        values = self.means.get(metric)
+        if values is None:
+            return (None,) * hours
+        return values[: -hours - 1 : -1]
+
+    def __repr__(self) -> str:
+        # A day of means per metric would drown a traced hook call; the shape says enough.
+        return (
+            f"HourlyHistory(hour_end={self.hour_end.isoformat()}, "
+            f"metrics=[{', '.join(sorted(self.means))}])"
+        )
 
 
 @dataclass(frozen=True, slots=True)
