@@ -1,0 +1,468 @@
+"""What both storage backends share: they must give the same answers, so everything that does
+not talk to a database lives here once.
+
+- the write preparation: readings become point rows, and the rows actually stored become the
+  latest-value, 1-minute and 1-hour roll-up rows (pre-aggregated here, upserted by the
+  backend), so neither database re-reads points on the write path;
+- the range plan: which roll-up serves which part of ``[start, end)`` so that the answer is
+  exactly what raw points would give, and the merge of the partial aggregates;
+- page tokens, argument checks, URL masking and the migration files.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from smartcity.services.monitoring.model import (
+    HOUR,
+    MINUTE,
+    Aggregation,
+    Bucket,
+    IngestBatch,
+    Quality,
+    RangeQuery,
+    Selector,
+)
+from smartcity.services.monitoring.store.base import StoreError
+
+GOOD = int(Quality.GOOD)
+MAX_PAGE_SIZE = 10_000
+
+ROLLUP_TABLES = {HOUR: "rollup_1h", MINUTE: "rollup_1m"}
+"""Roll-up widths (µs), widest first, and the table that keeps each."""
+
+PointRow = tuple[int, int, int, float | None, int, str | None]
+"""``(series_id, time, sequence, value, quality, reason)``, the column order of ``points``."""
+
+RollupRow = tuple[int, int, int, float, float, float, int, int, float]
+"""``(series_id, bucket, count, sum, min, max, last_time, last_sequence, last_value)``."""
+
+DeviceRow = tuple[str, str, str, str, int, int]
+"""``(site, device, field, agent_id, received, last_sequence)``, one per batch."""
+
+Partial = list[Any]
+"""``[count, sum, min, max, last_time, last_sequence, last_value]`` of one bucket; the last
+three are None unless the query asked for LAST."""
+
+
+# -- URLs and page tokens -------------------------------------------------------------------
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, fit for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split(":", 1)[0] + "://(unparsable URL)"
+    if not password:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+SERIES_PAGES = "s"
+DEVICE_PAGES = "d"
+
+
+def encode_page_token(kind: str, key: Sequence[str]) -> str:
+    """An opaque token that resumes a listing after ``key`` (keyset paging: stable while rows
+    are added, no offsets to drift)."""
+    raw = json.dumps([kind, *key], ensure_ascii=False, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str | None, kind: str, arity: int) -> tuple[str, ...] | None:
+    """The key a token from :func:`encode_page_token` resumes after; None for no token."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        decoded = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise StoreError(
+            f"invalid page token {token[:40]!r}: not a token this service issued"
+        ) from None
+    if (
+        not isinstance(decoded, list)
+        or len(decoded) != arity + 1
+        or not all(isinstance(part, str) for part in decoded)
+    ) or decoded[0] != kind:
+        raise StoreError(
+            f"invalid page token {token[:40]!r}: it does not belong to this kind of listing"
+        ) from None
+    return tuple(decoded[1:])
+
+
+def check_page_size(page_size: int) -> int:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise StoreError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+    return page_size
+
+
+def check_interval(start: int, end: int) -> None:
+    if end <= start:
+        raise StoreError(f"the time range is empty: end ({end}) must be after start ({start})")
+
+
+# -- Selectors ------------------------------------------------------------------------------
+
+
+def selector_filter(
+    selector: Selector, alias: str, placeholder: Callable[[int], str], first: int = 1
+) -> tuple[list[str], list[str]]:
+    """SQL conditions on the series table (``alias``) for the parts of ``selector`` that
+    are set, and their parameters; ``placeholder(n)`` spells the n-th parameter."""
+    conditions: list[str] = []
+    params: list[str] = []
+    for column in ("field", "site", "device", "metric"):
+        value = getattr(selector, column)
+        if value:
+            conditions.append(f"{alias}.{column} = {placeholder(first + len(params))}")
+            params.append(value)
+    return conditions, params
+
+
+# -- Write preparation ----------------------------------------------------------------------
+
+
+def point_rows(
+    batches: Iterable[IngestBatch],
+    cache: dict[tuple[str, str, str], dict[str, int]],
+    resolve: Callable[[IngestBatch], dict[str, int]],
+) -> list[PointRow]:
+    """The ``points`` rows of ``batches``. ``cache`` maps a device ``(field, site, device)``
+    to its metrics' series ids; when a batch has a metric it lacks, ``resolve(batch)`` returns
+    the ids of every metric of that batch.
+
+    This loop runs once per reading on the ingest hot path, so it does no more than look up
+    an id, check the value and build a tuple.
+    """
+    rows: list[PointRow] = []
+    append = rows.append
+    empty: dict[str, int] = {}
+    for batch in batches:
+        ids = cache.get((batch.field, batch.site, batch.device), empty)
+        for reading in batch.readings:
+            series_id = ids.get(reading.metric)
+            if series_id is None:
+                ids = resolve(batch)
+                series_id = ids[reading.metric]
+            value = reading.value
+            if value is not None and value - value != 0.0:
+                raise StoreError(
+                    f"batch {batch.batch_id!r}: {reading.metric} has the value {value}; "
+                    "store a reading without a finite value as value=None with bad quality"
+                )
+            append(
+                (
+                    series_id,
+                    reading.time,
+                    reading.sequence,
+                    value,
+                    int(reading.quality),
+                    reading.reason or None,
+                )
+            )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the stored points change besides ``points``, one row per key."""
+
+    latest: list[PointRow]
+    minute: list[tuple[Any, ...]]
+    """:data:`RollupRow` s."""
+    hour: list[tuple[Any, ...]]
+
+
+def summarize(rows: Iterable[PointRow]) -> Summary:
+    """Latest value per series and roll-up increments per series and bucket, of the point
+    rows that were actually stored. Rows come out sorted by key: writers that take row locks
+    in one order cannot deadlock each other."""
+    latest: dict[int, PointRow] = {}
+    minute: dict[tuple[int, int], list[Any]] = {}
+    latest_get = latest.get
+    minute_get = minute.get
+    for row in rows:
+        series_id, time, sequence, value, quality, _ = row
+        newest = latest_get(series_id)
+        if newest is None or time > newest[1] or (time == newest[1] and sequence > newest[2]):
+            latest[series_id] = row
+        if quality != GOOD or value is None:
+            continue
+        key = (series_id, time - time % MINUTE)
+        acc = minute_get(key)
+        if acc is None:
+            minute[key] = [1, value, value, value, time, sequence, value]
+            continue
+        acc[0] += 1
+        acc[1] += value
+        if value < acc[2]:
+            acc[2] = value
+        elif value > acc[3]:
+            acc[3] = value
+        if time > acc[4] or (time == acc[4] and sequence > acc[5]):
+            acc[4] = time
+            acc[5] = sequence
+            acc[6] = value
+    hour: dict[tuple[int, int], list[Any]] = {}
+    hour_get = hour.get
+    for (series_id, bucket), acc in minute.items():
+        key = (series_id, bucket - bucket % HOUR)
+        total = hour_get(key)
+        if total is None:
+            hour[key] = acc.copy()
+            continue
+        total[0] += acc[0]
+        total[1] += acc[1]
+        if acc[2] < total[2]:
+            total[2] = acc[2]
+        if acc[3] > total[3]:
+            total[3] = acc[3]
+        if acc[4] > total[4] or (acc[4] == total[4] and acc[5] > total[5]):
+            total[4:] = acc[4:]
+    return Summary(
+        latest=[latest[key] for key in sorted(latest)],
+        minute=[(*key, *minute[key]) for key in sorted(minute)],
+        hour=[(*key, *hour[key]) for key in sorted(hour)],
+    )
+
+
+def missing_metrics(
+    batch: IngestBatch, cache: dict[tuple[str, str, str], dict[str, int]]
+) -> dict[str, str]:
+    """The metrics of ``batch`` that ``cache`` has no series id for, with their units."""
+    known = cache.get((batch.field, batch.site, batch.device), {})
+    return {r.metric: r.unit for r in batch.readings if r.metric not in known}
+
+
+def device_rows(batches: Iterable[IngestBatch]) -> list[DeviceRow]:
+    """One registry update per batch, ordered by device and then by arrival: the poll
+    interval estimate follows the batches in the order they were received."""
+    rows = [
+        (
+            batch.site,
+            batch.device,
+            batch.field,
+            batch.agent_id,
+            batch.received,
+            max((reading.sequence for reading in batch.readings), default=0),
+        )
+        for batch in batches
+    ]
+    rows.sort(key=lambda row: (row[0], row[1], row[4]))
+    return rows
+
+
+def first_of_each(batches: Iterable[IngestBatch]) -> list[IngestBatch]:
+    """``batches`` without repeated batch ids (the first one wins)."""
+    seen: set[str] = set()
+    unique = []
+    for batch in batches:
+        if batch.batch_id not in seen:
+            seen.add(batch.batch_id)
+            unique.append(batch)
+    return unique
+
+
+def distinct_points(rows: Iterable[PointRow]) -> list[PointRow]:
+    """``rows`` without repeated ``(series_id, time, sequence)`` keys (the first one wins)."""
+    seen: set[tuple[int, int, int]] = set()
+    unique = []
+    for row in rows:
+        key = (row[0], row[1], row[2])
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique
+
+
+POLL_INTERVAL_WEIGHT = 4
+"""The poll interval estimate moves a quarter of the way towards each new batch spacing:
+steady enough to ride out one late batch, quick enough to follow a changed poll rate."""
+
+
+# -- Range queries --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A part of a range served by one source: a roll-up of ``width`` µs, or raw points
+    when ``width`` is 0. Roll-up segments start and end on multiples of their width."""
+
+    width: int
+    start: int
+    end: int
+
+
+def plan(start: int, end: int, step: int | None) -> list[Segment]:
+    """Split ``[start, end)`` into segments served by the widest roll-up that fits.
+
+    A roll-up of width ``w`` can serve a bucket of ``step`` only if ``step`` is a multiple
+    of ``w`` (every step bucket is then a union of whole roll-up buckets), and only over the
+    part of the range that starts and ends on multiples of ``w``. What is left at either end
+    goes to the next narrower roll-up and finally to raw points, so the answer equals the
+    one computed from raw points while reading at most two roll-up widths' worth of raw
+    points per series. ``step=None`` means one bucket for the whole range (any width fits).
+    """
+    widths = [width for width in ROLLUP_TABLES if step is None or step % width == 0]
+
+    def split(lo: int, hi: int, level: int) -> list[Segment]:
+        if lo >= hi:
+            return []
+        if level == len(widths):
+            return [Segment(0, lo, hi)]
+        width = widths[level]
+        inner_lo = -(-lo // width) * width
+        inner_hi = hi // width * width
+        if inner_lo >= inner_hi:
+            return split(lo, hi, level + 1)
+        return [
+            *split(lo, inner_lo, level + 1),
+            Segment(width, inner_lo, inner_hi),
+            *split(inner_hi, hi, level + 1),
+        ]
+
+    return split(start, end, 0)
+
+
+def resolution(segments: Sequence[Segment]) -> int:
+    """The widest roll-up a plan reads, 0 when it reads raw points only."""
+    return max((segment.width for segment in segments), default=0)
+
+
+def bucket_sql(column: str, step: str) -> str:
+    """The start of the step bucket holding ``column``, aligned to multiples of ``step``
+    since the epoch; floored for times before 1970 too (SQL's ``%`` truncates)."""
+    return f"({column} - (({column} % {step}) + {step}) % {step})"
+
+
+def merge_partials(
+    rows: Iterable[Sequence[Any]],
+    into: dict[tuple[int, int], Partial],
+) -> None:
+    """Fold rows ``(series_id, bucket, count, sum, min, max, last_time, last_sequence,
+    last_value)`` from any segment into ``into``."""
+    for row in rows:
+        key = (int(row[0]), int(row[1]))
+        part = list(row[2:])
+        acc = into.get(key)
+        if acc is None:
+            into[key] = part
+        else:
+            _merge(acc, part)
+
+
+def _merge(acc: Partial, part: Sequence[Any]) -> None:
+    acc[0] += part[0]
+    acc[1] += part[1]
+    acc[2] = min(acc[2], part[2])
+    acc[3] = max(acc[3], part[3])
+    if part[4] is not None and (
+        acc[4] is None or part[4] > acc[4] or (part[4] == acc[4] and part[5] > acc[5])
+    ):
+        acc[4], acc[5], acc[6] = part[4], part[5], part[6]
+
+
+def final_value(aggregation: Aggregation, part: Partial) -> float:
+    count, total, low, high, _, _, last_value = part
+    if aggregation is Aggregation.AVG:
+        return float(total) / float(count)
+    if aggregation is Aggregation.SUM:
+        return float(total)
+    if aggregation is Aggregation.MIN:
+        return float(low)
+    if aggregation is Aggregation.MAX:
+        return float(high)
+    if aggregation is Aggregation.COUNT:
+        return float(count)
+    return float(last_value)
+
+
+def buckets_by_series(
+    aggregation: Aggregation, partials: dict[tuple[int, int], Partial]
+) -> dict[int, list[Bucket]]:
+    found: dict[int, list[Bucket]] = {}
+    for (series_id, start), part in sorted(partials.items()):
+        found.setdefault(series_id, []).append(
+            Bucket(start=start, value=final_value(aggregation, part), count=int(part[0]))
+        )
+    return found
+
+
+def check_range(query: RangeQuery) -> None:
+    check_interval(query.start, query.end)
+    if query.step <= 0:
+        raise StoreError(f"step must be a positive number of microseconds, not {query.step}")
+    check_page_size(query.page_size)
+
+
+def check_bound(name: str, bound: float | None) -> None:
+    if bound is not None and not math.isfinite(bound):
+        raise StoreError(f"{name} must be a finite number, not {bound}")
+
+
+# -- Migrations -----------------------------------------------------------------------------
+
+_MIGRATION_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def parse_migrations(files: Iterable[tuple[str, str]]) -> list[Migration]:
+    """Migrations from ``(file name, text)`` pairs: named ``NNNN_what.sql``, numbered 1, 2, 3
+    … without gaps or repeats, so that a version number means one schema everywhere."""
+    found: list[Migration] = []
+    for name, text in files:
+        match = _MIGRATION_NAME.fullmatch(name)
+        if match is None:
+            if name.endswith(".sql"):
+                raise StoreError(f"migration file {name!r} is not named NNNN_description.sql")
+            continue
+        found.append(Migration(int(match.group(1)), match.group(2), text))
+    found.sort(key=lambda migration: migration.version)
+    for expected, migration in enumerate(found, start=1):
+        if migration.version != expected:
+            raise StoreError(
+                f"migrations must be numbered 1, 2, 3 … without gaps or repeats; found "
+                f"{[m.version for m in found]}"
+            )
+    return found
+
+
+def load_migrations(backend: str) -> list[Migration]:
+    """The migrations shipped for ``backend`` (``sqlite`` or ``postgres``)."""
+    folder = resources.files(f"smartcity.services.monitoring.store.migrations.{backend}")
+    return parse_migrations(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.is_file()
+    )
+
+
+def newer_schema_error(found: int, known: int, where: str) -> StoreError:
+    return StoreError(
+        f"the database at {where} has schema version {found}, newer than the {known} this "
+        "version of smartcity knows; upgrade smartcity (never downgrade a migrated database)"
+    )
