@@ -1,0 +1,488 @@
+"""The monitoring gRPC API: protobuf in and out, and who may ask.
+
+Everything the service decides lives in :mod:`smartcity.services.monitoring.service`; this
+module translates messages and authorizes callers.
+
+Authorization, when a :class:`~smartcity.runtime.tokens.TokenVerifier` is configured:
+
+* every call carries ``authorization: Bearer <token>``; a missing, malformed, expired or
+  forged token is UNAUTHENTICATED;
+* a request that names a field (``selector.field``, ``ListDevicesRequest.field``,
+  ``GetFieldSummaryRequest.field``) needs ``viewer`` (or a role above it) on that field;
+* a request that names no field would read every field, so it needs ``viewer`` on ``*``.
+  It is refused (PERMISSION_DENIED, naming the fields the caller may view) rather than
+  quietly narrowed, so that an operator of one field who forgets the filter learns why,
+  instead of reading an answer that looks like the whole city's;
+* ``GetDevice`` names no field, so the device's own field decides; a caller who may not
+  view every field gets PERMISSION_DENIED for a device that does not exist too, so
+  probing cannot tell which devices exist;
+* ``ListFields`` is the plugin catalogue, not measurements: it lists the fields the caller
+  may view.
+
+Without a verifier the API is open; :func:`build_server` logs a warning saying so, because
+that is only right on a single machine before the identity service runs.
+
+A KPI without a value (no GOOD reading in its window) is left out of
+``FieldSummary.kpis``, as ``Series`` leaves out steps without readings: ``Kpi.value`` has no
+"unset", and a zero would read as a measured zero. ``Field.kpis`` still lists every KPI id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any
+
+import grpc.aio
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
+
+from smartcity.common.v1 import common_pb2
+from smartcity.fields import Direction, Field, Pillar
+from smartcity.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
+from smartcity.runtime.config import GrpcSettings
+from smartcity.runtime.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from smartcity.runtime.grpc_server import GrpcServer
+from smartcity.runtime.logs import get_logger
+from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, Role, TokenVerifier, implied_roles
+from smartcity.services.monitoring.kpis import KpiValue
+from smartcity.services.monitoring.live import LiveReading
+from smartcity.services.monitoring.model import (
+    Aggregation,
+    DeviceState,
+    LatestValue,
+    Page,
+    Selector,
+    SeriesRange,
+)
+from smartcity.services.monitoring.service import (
+    DeviceStatus,
+    FieldSummary,
+    MonitoringService,
+    PageRequest,
+)
+from smartcity.telemetry.v1 import telemetry_pb2
+
+__all__ = ["SERVICE_NAME", "MonitoringServicer", "build_server"]
+
+SERVICE_NAME = monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name
+
+_log = get_logger(__name__)
+
+_AGGREGATIONS = {
+    monitoring_pb2.AGGREGATION_UNSPECIFIED: Aggregation.AVG,
+    monitoring_pb2.AGGREGATION_AVG: Aggregation.AVG,
+    monitoring_pb2.AGGREGATION_MIN: Aggregation.MIN,
+    monitoring_pb2.AGGREGATION_MAX: Aggregation.MAX,
+    monitoring_pb2.AGGREGATION_LAST: Aggregation.LAST,
+    monitoring_pb2.AGGREGATION_COUNT: Aggregation.COUNT,
+    monitoring_pb2.AGGREGATION_SUM: Aggregation.SUM,
+}
+_STATES = {
+    DeviceState.UNKNOWN: monitoring_pb2.DEVICE_STATE_UNKNOWN,
+    DeviceState.ONLINE: monitoring_pb2.DEVICE_STATE_ONLINE,
+    DeviceState.STALE: monitoring_pb2.DEVICE_STATE_STALE,
+    DeviceState.OFFLINE: monitoring_pb2.DEVICE_STATE_OFFLINE,
+}
+_STATE_OF = {number: state for state, number in _STATES.items()}
+_PILLARS = {pillar: monitoring_pb2.Pillar.Value(f"PILLAR_{pillar.name}") for pillar in Pillar}
+_PILLAR_OF = {number: pillar for pillar, number in _PILLARS.items()}
+_DIRECTIONS = {
+    Direction.HIGHER: monitoring_pb2.KPI_DIRECTION_HIGHER_IS_BETTER,
+    Direction.LOWER: monitoring_pb2.KPI_DIRECTION_LOWER_IS_BETTER,
+}
+
+
+class Authorizer:
+    """Who is calling, from the bearer token; ``None`` verifier means an open API."""
+
+    def __init__(self, verifier: TokenVerifier | None) -> None:
+        self.verifier = verifier
+
+    def claims(self, context: grpc.aio.ServicerContext) -> Claims | None:
+        """The caller's verified claims (``None`` when the API is open)."""
+        if self.verifier is None:
+            return None
+        values = [
+            value for key, value in (context.invocation_metadata() or ()) if key == "authorization"
+        ]
+        if not values:
+            raise Unauthenticated(
+                "no access token: send 'authorization: Bearer <token>' metadata "
+                "(a token from the identity service)"
+            )
+        if len(values) > 1:
+            raise Unauthenticated("more than one authorization header")
+        value = values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("the authorization header must be 'Bearer <token>'")
+        return self.verifier.verify(token)
+
+    def require_view(self, context: grpc.aio.ServicerContext, field: str | None) -> Claims | None:
+        """Refuse unless the caller may view ``field`` (every field when ``None``)."""
+        claims = self.claims(context)
+        if claims is None:
+            return None
+        if field and claims.allows(Role.VIEWER, field):
+            return claims
+        if not field and claims.allows(Role.VIEWER, WILDCARD_FIELD):
+            return claims
+        raise PermissionDenied(_denial(claims, field))
+
+    @staticmethod
+    def may_view(claims: Claims | None, field: str) -> bool:
+        return claims is None or claims.allows(Role.VIEWER, field)
+
+
+def _denial(claims: Claims, field: str | None) -> str:
+    viewable = sorted(
+        {
+            binding.field
+            for binding in claims.roles
+            if Role.VIEWER in implied_roles(binding.role) and binding.field != WILDCARD_FIELD
+        }
+    )
+    where = f"field {field!r}" if field else "every field ('*'); name a field in the request"
+    yours = f" (you may view: {', '.join(viewable)})" if viewable else ""
+    return f"{claims.sub} lacks the viewer role on {where}{yours}"
+
+
+class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
+    """``smartcity.monitoring.v1.MonitoringService`` over a :class:`MonitoringService`."""
+
+    def __init__(self, service: MonitoringService, verifier: TokenVerifier | None = None) -> None:
+        self.service = service
+        self.auth = Authorizer(verifier)
+
+    async def GetLatest(  # noqa: N802 - the generated servicer's names
+        self, request: monitoring_pb2.GetLatestRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.GetLatestResponse:
+        selector = _selector(request.selector)
+        self.auth.require_view(context, selector.field)
+        page = await self.service.latest(selector, _page(request.page))
+        return monitoring_pb2.GetLatestResponse(
+            readings=[_latest_reading(item) for item in page.items],
+            page=_page_response(page),
+        )
+
+    async def QueryRange(  # noqa: N802
+        self, request: monitoring_pb2.QueryRangeRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.QueryRangeResponse:
+        selector = _selector(request.selector)
+        self.auth.require_view(context, selector.field)
+        if request.aggregation not in _AGGREGATIONS:
+            raise InvalidArgument(f"aggregation {request.aggregation} is not one this API knows")
+        span = request.time_range
+        result = await self.service.range(
+            selector,
+            start=_micros(span.start_time) if span.HasField("start_time") else None,
+            end=_micros(span.end_time) if span.HasField("end_time") else None,
+            step=request.step.ToMicroseconds(),
+            aggregation=_AGGREGATIONS[request.aggregation],
+            page=_page(request.page),
+        )
+        response = monitoring_pb2.QueryRangeResponse(
+            series=[_series(item) for item in result.series],
+            from_rollup=result.resolution > 0,
+            page=common_pb2.PageResponse(next_page_token=result.next_page_token or ""),
+        )
+        if result.resolution > 0:
+            response.rollup_resolution.CopyFrom(_duration(result.resolution))
+        return response
+
+    async def StreamReadings(  # noqa: N802
+        self, request: monitoring_pb2.StreamReadingsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[monitoring_pb2.StreamReadingsResponse]:
+        selector = _selector(request.selector)
+        self.auth.require_view(context, selector.field)
+        async for readings in self.service.stream(selector, include_latest=request.include_latest):
+            yield monitoring_pb2.StreamReadingsResponse(
+                readings=[_live_reading(item) for item in readings]
+            )
+
+    async def ListDevices(  # noqa: N802
+        self, request: monitoring_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.ListDevicesResponse:
+        self.auth.require_view(context, request.field or None)
+        states = _states(request.states)
+        page = await self.service.devices(
+            field=request.field or None,
+            site=request.site or None,
+            states=states,
+            page=_page(request.page),
+        )
+        return monitoring_pb2.ListDevicesResponse(
+            devices=[_device(item) for item in page.items], page=_page_response(page)
+        )
+
+    async def GetDevice(  # noqa: N802
+        self, request: monitoring_pb2.GetDeviceRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.GetDeviceResponse:
+        claims = self.auth.claims(context)
+        try:
+            status = await self.service.device(request.site, request.device)
+        except NotFound:
+            if claims is not None and not claims.allows(Role.VIEWER, WILDCARD_FIELD):
+                raise PermissionDenied(
+                    f"{claims.sub} may not view device {request.device!r} at site {request.site!r}"
+                ) from None
+            raise
+        if not self.auth.may_view(claims, status.record.field):
+            assert claims is not None
+            raise PermissionDenied(_denial(claims, status.record.field))
+        return monitoring_pb2.GetDeviceResponse(device=_device(status))
+
+    async def GetFieldSummary(  # noqa: N802
+        self, request: monitoring_pb2.GetFieldSummaryRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.GetFieldSummaryResponse:
+        if not request.field:
+            raise InvalidArgument("field is required")
+        self.auth.require_view(context, request.field)
+        summary = await self.service.field_summary(request.field)
+        return monitoring_pb2.GetFieldSummaryResponse(summary=_summary(summary))
+
+    async def ListFields(  # noqa: N802
+        self, request: monitoring_pb2.ListFieldsRequest, context: grpc.aio.ServicerContext
+    ) -> monitoring_pb2.ListFieldsResponse:
+        claims = self.auth.claims(context)
+        if request.pillar == monitoring_pb2.PILLAR_UNSPECIFIED:
+            pillar = None
+        elif request.pillar in _PILLAR_OF:
+            pillar = _PILLAR_OF[request.pillar]
+        else:
+            raise InvalidArgument(f"pillar {request.pillar} is not one this API knows")
+        page = self.service.list_fields(
+            pillar=pillar,
+            page=_page(request.page),
+            visible=None if claims is None else _viewer_of(claims),
+        )
+        return monitoring_pb2.ListFieldsResponse(
+            fields=[_field(item) for item in page.items], page=_page_response(page)
+        )
+
+
+def _viewer_of(claims: Claims) -> Callable[[str], bool]:
+    return lambda field: claims.allows(Role.VIEWER, field)
+
+
+def build_server(
+    settings: GrpcSettings,
+    service: MonitoringService,
+    verifier: TokenVerifier | None,
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> GrpcServer:
+    """The monitoring API ready to start (with health and reflection), on ``settings``."""
+    if verifier is None:
+        _log.warning(
+            "the monitoring API runs without authentication: every caller may read every "
+            "field; configure auth.jwks_file or auth.public_keys to require tokens"
+        )
+    servicer = MonitoringServicer(service, verifier)
+    return GrpcServer(
+        settings,
+        [(monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, servicer)],
+        service_names=[SERVICE_NAME],
+        tracer_provider=tracer_provider,
+    )
+
+
+# -- protobuf -> domain ------------------------------------------------------------------------
+
+
+def _selector(message: common_pb2.SeriesSelector) -> Selector:
+    return Selector(
+        field=message.field or None,
+        site=message.site or None,
+        device=message.device or None,
+        metric=message.metric or None,
+    )
+
+
+def _page(message: common_pb2.PageRequest) -> PageRequest:
+    return PageRequest(size=message.page_size, token=message.page_token or None)
+
+
+def _micros(stamp: Timestamp) -> int:
+    return stamp.ToMicroseconds()
+
+
+def _states(values: Iterable[int]) -> list[DeviceState]:
+    states = []
+    for index, value in enumerate(values):
+        if value not in _STATE_OF:
+            raise InvalidArgument(
+                f"states[{index}] is {value}, not one of DEVICE_STATE_UNKNOWN, ONLINE, STALE "
+                "or OFFLINE"
+            )
+        states.append(_STATE_OF[value])
+    return states
+
+
+# -- domain -> protobuf ------------------------------------------------------------------------
+
+
+def _timestamp(micros: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMicroseconds(micros)
+    return stamp
+
+
+def _duration(micros: int) -> Duration:
+    span = Duration()
+    span.FromMicroseconds(micros)
+    return span
+
+
+def _page_response(page: Page[Any]) -> common_pb2.PageResponse:
+    return common_pb2.PageResponse(next_page_token=page.next_page_token or "")
+
+
+def _reading(
+    metric: str,
+    unit: str,
+    value: float | None,
+    quality: int,
+    reason: str,
+    time: int,
+    sequence: int,
+) -> telemetry_pb2.Reading:
+    reading = telemetry_pb2.Reading(
+        metric=metric,
+        unit=unit,
+        quality=quality,  # type: ignore[arg-type]  # stored as the protobuf numbers
+        quality_reason=reason,
+        read_time=_timestamp(time),
+        sequence=sequence,
+    )
+    if value is not None:
+        reading.value = value
+    return reading
+
+
+def _latest_reading(item: LatestValue) -> monitoring_pb2.DeviceReading:
+    key = item.key
+    return monitoring_pb2.DeviceReading(
+        field=key.field,
+        site=key.site,
+        device=key.device,
+        reading=_reading(
+            key.metric, item.unit, item.value, item.quality, item.reason, item.time, item.sequence
+        ),
+    )
+
+
+def _live_reading(item: LiveReading) -> monitoring_pb2.DeviceReading:
+    key, stored = item
+    return monitoring_pb2.DeviceReading(
+        field=key.field,
+        site=key.site,
+        device=key.device,
+        reading=_reading(
+            key.metric,
+            stored.unit,
+            stored.value,
+            stored.quality,
+            stored.reason,
+            stored.time,
+            stored.sequence,
+        ),
+    )
+
+
+def _series(item: SeriesRange) -> monitoring_pb2.Series:
+    key = item.key
+    return monitoring_pb2.Series(
+        field=key.field,
+        site=key.site,
+        device=key.device,
+        metric=key.metric,
+        unit=item.unit,
+        points=[
+            monitoring_pb2.Point(
+                time=_timestamp(bucket.start),
+                value=bucket.value,
+                count=bucket.count,
+                # Only GOOD readings are aggregated, so the worst quality in a point is GOOD.
+                quality=common_pb2.QUALITY_GOOD,
+            )
+            for bucket in item.buckets
+        ],
+    )
+
+
+def _device(status: DeviceStatus) -> monitoring_pb2.Device:
+    record, health = status.record, status.health
+    device = monitoring_pb2.Device(
+        field=record.field,
+        site=record.site,
+        device=record.device,
+        agent_id=record.agent_id,
+        state=_STATES[health.state],
+        last_seen_time=_timestamp(record.last_seen),
+        metrics=list(record.metrics),
+    )
+    if record.poll_interval > 0:
+        device.poll_interval.CopyFrom(_duration(record.poll_interval))
+    if health.since is not None:
+        device.state_change_time.CopyFrom(_timestamp(health.since))
+    return device
+
+
+def _kpi(item: KpiValue) -> monitoring_pb2.Kpi | None:
+    if item.value is None:
+        return None
+    kpi = item.kpi
+    message = monitoring_pb2.Kpi(
+        id=kpi.id,
+        display_name=kpi.title,
+        value=item.value,
+        unit=kpi.unit,
+        direction=_DIRECTIONS[kpi.direction],
+        compute_time=_timestamp(item.computed_at),
+        description=kpi.description,
+    )
+    if kpi.target is not None:
+        message.target = kpi.target
+    return message
+
+
+def _summary(summary: FieldSummary) -> monitoring_pb2.FieldSummary:
+    states = summary.states
+    kpis: Sequence[monitoring_pb2.Kpi | None] = [_kpi(item) for item in summary.kpis]
+    return monitoring_pb2.FieldSummary(
+        field=summary.field,
+        device_count=summary.device_count,
+        online_count=states[DeviceState.ONLINE],
+        stale_count=states[DeviceState.STALE],
+        offline_count=states[DeviceState.OFFLINE],
+        unknown_count=states[DeviceState.UNKNOWN],
+        series_count=summary.series_count,
+        readings_last_hour=summary.readings_last_hour,
+        kpis=[kpi for kpi in kpis if kpi is not None],
+    )
+
+
+def _field(item: Field) -> monitoring_pb2.Field:
+    origin = item.origin
+    version = f"{origin.distribution} {origin.version}" if origin.distribution else origin.target
+    return monitoring_pb2.Field(
+        id=item.id,
+        pillar=_PILLARS[item.pillar],
+        display_name=item.info.title,
+        description=item.info.description,
+        metrics=[
+            monitoring_pb2.MetricSpec(
+                name=metric.name,
+                unit=metric.unit,
+                description=metric.description,
+                min_value=metric.minimum,
+                max_value=metric.maximum,
+            )
+            for metric in item.metrics.values()
+        ],
+        record_types=[record.name for record in item.record_types],
+        kpis=[kpi.id for kpi in item.kpis],
+        plugin_version=version,
+    )
