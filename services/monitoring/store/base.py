@@ -17,6 +17,7 @@ import abc
 from collections.abc import Sequence
 
 from smartcity.services.monitoring.model import (
+    HOUR,
     Aggregation,
     DeviceRecord,
     IngestBatch,
@@ -111,6 +112,36 @@ class TimeSeriesStore(abc.ABC):
     @abc.abstractmethod
     async def apply_retention(self, now: int, retention: Retention) -> RetentionStats:
         """Delete what is older than each resolution's retention."""
+
+    async def hourly_means(
+        self, field: str, site: str, device: str, hour_end: int, hours: int = 24
+    ) -> dict[str, list[float | None]]:
+        """Every metric's hourly mean (GOOD readings) of one device over the ``hours`` hours
+        ending at ``hour_end`` (aligned to the hour), oldest first, ``None`` where an hour
+        has no reading: the history the plugins' ``derive`` hook gets once an hour."""
+        start = hour_end - hours * HOUR
+        means: dict[str, list[float | None]] = {}
+        token: str | None = None
+        while True:
+            result = await self.range(
+                RangeQuery(
+                    Selector(field=field, site=site, device=device),
+                    start,
+                    hour_end,
+                    HOUR,
+                    Aggregation.AVG,
+                    page_size=500,
+                    page_token=token,
+                )
+            )
+            for series in result.series:
+                row: list[float | None] = [None] * hours
+                for bucket in series.buckets:
+                    row[(bucket.start - start) // HOUR] = bucket.value
+                means[series.key.metric] = row
+            token = result.next_page_token
+            if token is None:
+                return means
 
 
 def open_store(url: str) -> TimeSeriesStore:

@@ -18,6 +18,8 @@ from smartcity.cli.agent import agent_app
 from smartcity.cli.bench import bench_app
 from smartcity.cli.fields import fields_app
 from smartcity.cli.nats import nats_command
+from smartcity.cli.query import query_app
+from smartcity.cli.serve import serve_app
 from smartcity.cli.sim import sim_app
 
 app = typer.Typer(
@@ -78,6 +80,8 @@ app.add_typer(fields_app, name="fields")
 app.command("nats")(nats_command)
 app.add_typer(agent_app, name="agent")
 app.add_typer(sim_app, name="sim")
+app.add_typer(serve_app, name="serve")
+app.add_typer(query_app, name="query")
 app.add_typer(bench_app, name="bench")
 
 
