@@ -75,3 +75,73 @@ def bench_agent(
     )
     if lost:
         raise typer.Exit(1)
+
+
+@bench_app.command("monitoring")
+def bench_monitoring(
+    devices: Annotated[int, typer.Option(min=1, help="Devices publishing.")] = 20,
+    batches: Annotated[int, typer.Option(min=1, help="Batches per device.")] = 100,
+    per_batch: Annotated[int, typer.Option(min=1, help="Readings per batch.")] = 500,
+    query_points: Annotated[
+        int, typer.Option(min=1000, help="Points preloaded for the query latencies.")
+    ] = 10_000_000,
+    postgres: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL to measure too (a temporary schema is made and dropped), e.g. "
+            "postgresql://postgres@127.0.0.1/test."
+        ),
+    ] = None,
+) -> None:
+    """Readings/s ingested end to end (publish -> durable in storage) into SQLite and
+    PostgreSQL, next to plain nats-py publish -> consume of the same batches; then p50/p99 of
+    latest and range queries over a store of --query-points points."""
+    import asyncio
+
+    from smartcity.bench.monitoring import (
+        TARGET_INGEST,
+        TARGET_P99_MS,
+        run_monitoring_bench_async,
+    )
+
+    console = Console()
+    with console.status("benchmark") as status:
+        result = asyncio.run(
+            run_monitoring_bench_async(
+                devices=devices,
+                batches=batches,
+                per_batch=per_batch,
+                query_points=query_points,
+                postgres=postgres,
+                progress=lambda message: status.update(message),
+            )
+        )
+    table = Table(title=f"ingest: {result.readings:,} readings in {result.batches:,} batches")
+    table.add_column("what")
+    table.add_column("readings/s", justify="right")
+    table.add_row(
+        "plain nats-py publish -> consume (ceiling)", f"{result.ceiling_readings_per_second:,.0f}"
+    )
+    for backend in result.backends:
+        table.add_row(
+            f"monitoring ingest into {backend.name}",
+            f"[bold]{backend.ingest_readings_per_second:,.0f}[/bold]",
+        )
+    table.add_row("target (SQLite, 2 cores)", f"{TARGET_INGEST:,}")
+    console.print(table)
+    queries = Table(title="query latency (ms, p50 / p99), 200 of each")
+    queries.add_column("backend")
+    queries.add_column("points stored", justify="right")
+    queries.add_column("latest of a device", justify="right")
+    queries.add_column("range 24 h / 1 h step", justify="right")
+    queries.add_column("range 1 h / 1 min step", justify="right")
+    for backend in result.backends:
+        queries.add_row(
+            backend.name,
+            f"{backend.preloaded:,}",
+            "{:.2f} / {:.2f}".format(*backend.latest_ms),
+            "{:.2f} / {:.2f}".format(*backend.range_day_ms),
+            "{:.2f} / {:.2f}".format(*backend.range_hour_ms),
+        )
+    console.print(queries)
+    console.print(f"target: p99 under {TARGET_P99_MS:g} ms")

@@ -1,0 +1,341 @@
+"""``smartcity bench monitoring``: readings/s from NATS into storage, and query latency.
+
+Measured in one run, on this machine:
+
+1. the ceiling: plain nats-py publishing the benchmark's batches to JetStream and a pull
+   consumer fetching and acknowledging them, with nothing else done;
+2. ingest end to end, per backend: the same batches published while the monitoring ingest
+   (decode, catalogue checks, storage transaction, acknowledgement) consumes them; the clock
+   stops when the last reading is durable in storage;
+3. query latency, per backend, over a store preloaded with ``query_points`` points (10
+   million by default): p50 and p99 of "latest values of a device" and of range queries over
+   a day (1 h steps, from the roll-up) and over an hour (raw, 1 min steps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smartcity.services.monitoring.model import (
+    HOUR,
+    MICROS,
+    MINUTE,
+    Aggregation,
+    IngestBatch,
+    Quality,
+    RangeQuery,
+    Selector,
+    StoredReading,
+)
+from smartcity.services.monitoring.store import TimeSeriesStore, open_store
+from smartcity.telemetry.v1 import telemetry_pb2
+
+TARGET_INGEST = 200_000
+"""readings/s into SQLite on a 2-core machine (the issue's target)."""
+TARGET_P99_MS = 20.0
+
+FIELD = "water_supply"
+METRICS = (
+    ("flow_rate", "m3/h", 800.0),
+    ("pressure", "bar", 3.0),
+    ("tank_level", "m", 4.0),
+    ("turbidity", "NTU", 0.5),
+    ("ph", "pH", 7.2),
+    ("residual_chlorine", "mg/L", 0.5),
+    ("conductivity", "uS/cm", 300.0),
+    ("water_temperature", "degC", 27.0),
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class BackendFigures:
+    name: str
+    ingest_readings_per_second: float = 0.0
+    latest_ms: tuple[float, float] = (0.0, 0.0)
+    range_day_ms: tuple[float, float] = (0.0, 0.0)
+    range_hour_ms: tuple[float, float] = (0.0, 0.0)
+    preloaded: int = 0
+    preload_readings_per_second: float = 0.0
+
+
+@dataclass
+class MonitoringBenchResult:
+    batches: int
+    readings: int
+    ceiling_readings_per_second: float
+    backends: list[BackendFigures] = field(default_factory=list)
+
+
+def make_payloads(devices: int, batches: int, per_batch: int) -> list[tuple[str, bytes]]:
+    """``(subject, TelemetryBatch)`` for ``devices`` water stations, in sequence order."""
+    start = int(time.time()) - batches * per_batch
+    payloads = []
+    for device in range(devices):
+        name = f"station-{device:03d}"
+        subject = f"city.telemetry.{FIELD}.bench.{name}"
+        sequence = 1
+        for _ in range(batches):
+            batch = telemetry_pb2.TelemetryBatch(
+                field=FIELD,
+                site="bench",
+                device=name,
+                agent_id="bench",
+                batch_id=f"bench/{name}/{sequence}",
+                first_sequence=sequence,
+                last_sequence=sequence + per_batch - 1,
+            )
+            for offset in range(per_batch):
+                metric, unit, base = METRICS[offset % len(METRICS)]
+                moment = start + sequence // len(METRICS)
+                reading = batch.readings.add(
+                    metric=metric,
+                    unit=unit,
+                    value=base * (1 + 0.01 * ((sequence * 7) % 13)),
+                    quality=1,
+                    sequence=sequence,
+                )
+                reading.read_time.seconds = moment
+                sequence += 1
+            payloads.append((subject, batch.SerializeToString()))
+    return payloads
+
+
+async def _publish(js: object, payloads: Sequence[tuple[str, bytes]]) -> None:
+    pending = []
+    for subject, data in payloads:
+        pending.append(await js.publish_async(subject, data))  # type: ignore[attr-defined]
+        if len(pending) >= 512:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+
+
+async def _ceiling(payloads: Sequence[tuple[str, bytes]], per_batch: int, workdir: Path) -> float:
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from smartcity.runtime.bus import TELEMETRY_STREAM, Bus
+    from smartcity.runtime.config import NatsSettings, StreamsSettings
+    from smartcity.runtime.nats_server import EmbeddedNats
+    from smartcity.runtime.subjects import ALL_TELEMETRY
+
+    async with EmbeddedNats(NatsSettings(data_dir=workdir / "ceiling", port=0)) as nats:
+        bus = await Bus.connect(nats.client_settings(), name="ceiling")
+        await bus.ensure_streams(StreamsSettings())
+        sub = await bus.js.pull_subscribe(
+            ALL_TELEMETRY,
+            durable="ceiling",
+            stream=TELEMETRY_STREAM,
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=100_000),
+        )
+        started = time.perf_counter()
+        publishing = asyncio.create_task(_publish(bus.js, payloads))
+        received = 0
+        while received < len(payloads):
+            with contextlib.suppress(TimeoutError):
+                for msg in await sub.fetch(256, timeout=1):
+                    telemetry_pb2.TelemetryBatch.FromString(msg.data)
+                    await msg.ack()
+                    received += 1
+        elapsed = time.perf_counter() - started
+        await publishing
+        await bus.close()
+    return received * per_batch / elapsed
+
+
+async def _ingest_rate(
+    url: str, payloads: Sequence[tuple[str, bytes]], readings: int, workdir: Path
+) -> float:
+    from smartcity.fields import load_fields
+    from smartcity.runtime.bus import Bus
+    from smartcity.runtime.config import MonitoringSettings, NatsSettings, StreamsSettings
+    from smartcity.runtime.nats_server import EmbeddedNats
+    from smartcity.services.monitoring.ingest import Ingest
+
+    fields = load_fields()
+    async with (
+        _opened(url) as store,
+        EmbeddedNats(
+            NatsSettings(data_dir=workdir / f"nats-{uuid.uuid4().hex[:6]}", port=0)
+        ) as nats,
+    ):
+        bus = await Bus.connect(nats.client_settings(), name="bench")
+        await bus.ensure_streams(StreamsSettings())
+        done = asyncio.Event()
+
+        def stored(_: object) -> None:  # called after each durable write
+            if ingest.stats.readings_written >= readings:
+                done.set()
+
+        ingest = Ingest(bus, store, fields, MonitoringSettings(fetch_batch=512), live=stored)
+        consuming = asyncio.create_task(ingest.run())
+        started = time.perf_counter()
+        await _publish(bus.js, payloads)
+        await done.wait()
+        elapsed = time.perf_counter() - started
+        consuming.cancel()
+        await asyncio.gather(consuming, return_exceptions=True)
+        await bus.close()
+    return readings / elapsed
+
+
+@contextlib.asynccontextmanager
+async def _opened(url: str) -> AsyncIterator[TimeSeriesStore]:
+    store = open_store(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _preload(store: TimeSeriesStore, points: int, progress: Progress) -> tuple[int, float]:
+    """``points`` readings: 100 devices x 10 metrics every 10 s, ending now."""
+    devices, metrics, spacing = 100, 10, 10 * MICROS
+    per_series = max(1, points // (devices * metrics))
+    end = int(time.time()) * MICROS // MINUTE * MINUTE
+    start = end - per_series * spacing
+    written = 0
+    started = time.perf_counter()
+    chunk = 50  # time steps per batch: 500 readings a batch
+    for step in range(0, per_series, chunk):
+        batches = []
+        for device in range(devices):
+            readings = [
+                StoredReading(
+                    f"m{metric}",
+                    "u",
+                    float((device + metric + moment) % 97),
+                    Quality.GOOD,
+                    "",
+                    start + moment * spacing,
+                    moment * metrics + metric,
+                )
+                for moment in range(step, min(per_series, step + chunk))
+                for metric in range(metrics)
+            ]
+            batches.append(
+                IngestBatch(
+                    f"load/d{device}/{step}",
+                    "bench",
+                    "load",
+                    f"d{device:03d}",
+                    "bench",
+                    readings,
+                    start + step * spacing,
+                )
+            )
+        written += sum(len(b.readings) for b in batches)
+        await store.write(batches)
+        if step % (chunk * 20) == 0:
+            progress(f"preloading {store.url}: {written:,} of {points:,} points")
+    return written, written / (time.perf_counter() - started)
+
+
+async def _latency(store: TimeSeriesStore, end: int) -> tuple[tuple, tuple, tuple]:
+    def percentiles(samples: list[float]) -> tuple[float, float]:
+        ordered = sorted(samples)
+        return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+    latest, day, hour = [], [], []
+    for n in range(200):
+        device = f"d{n % 100:03d}"
+        t0 = time.perf_counter()
+        await store.latest(Selector(site="load", device=device))
+        latest.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        await store.range(
+            RangeQuery(
+                Selector(site="load", device=device, metric=f"m{n % 10}"),
+                end - 24 * HOUR,
+                end,
+                HOUR,
+                Aggregation.AVG,
+            )
+        )
+        day.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        await store.range(
+            RangeQuery(
+                Selector(site="load", device=device, metric=f"m{n % 10}"),
+                end - HOUR,
+                end,
+                MINUTE,
+                Aggregation.MAX,
+            )
+        )
+        hour.append((time.perf_counter() - t0) * 1000)
+    return percentiles(latest), percentiles(day), percentiles(hour)
+
+
+async def _postgres_schema(base: str) -> tuple[str, Callable[[], object]]:
+    import asyncpg
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(base)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    await admin.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(base)
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
+
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}search_path={schema}", drop
+
+
+async def run_monitoring_bench_async(
+    *,
+    devices: int,
+    batches: int,
+    per_batch: int,
+    query_points: int,
+    postgres: str | None,
+    progress: Progress,
+) -> MonitoringBenchResult:
+    payloads = make_payloads(devices, batches, per_batch)
+    readings = len(payloads) * per_batch
+    with tempfile.TemporaryDirectory(prefix="smartcity-bench-") as folder:
+        workdir = Path(folder)
+        progress(f"ceiling: plain nats-py, {len(payloads):,} batches")
+        result = MonitoringBenchResult(
+            len(payloads), readings, await _ceiling(payloads, per_batch, workdir)
+        )
+        backends: list[tuple[str, str, Callable[[], object] | None]] = [
+            ("sqlite", f"sqlite:///{workdir / 'ingest.db'}", None)
+        ]
+        if postgres:
+            url, drop = await _postgres_schema(postgres)
+            backends.append(("postgresql", url, drop))
+        for name, url, drop in backends:
+            figures = BackendFigures(name)
+            try:
+                progress(f"{name}: ingest of {readings:,} readings")
+                figures.ingest_readings_per_second = await _ingest_rate(
+                    url, payloads, readings, workdir
+                )
+                query_url = f"sqlite:///{workdir / 'query.db'}" if name == "sqlite" else url
+                async with _opened(query_url) as store:
+                    figures.preloaded, figures.preload_readings_per_second = await _preload(
+                        store, query_points, progress
+                    )
+                    progress(f"{name}: query latency")
+                    end = int(time.time()) * MICROS // MINUTE * MINUTE
+                    figures.latest_ms, figures.range_day_ms, figures.range_hour_ms = await _latency(
+                        store, end
+                    )
+            finally:
+                if drop is not None:
+                    await drop()  # type: ignore[misc]
+            result.backends.append(figures)
+    return result
