@@ -105,7 +105,7 @@ async def run_monitoring(
         verifier = TokenVerifier.from_settings(auth) if auth.jwks_file or auth.public_keys else None
         server = build_server(settings.grpc, service, verifier)
         await server.start()
-        ingest = Ingest(bus, store, fields, settings.monitoring, live=hub.publish)
+        ingest = Ingest(bus, store, fields, settings.monitoring, live=hub)
         tasks = [
             asyncio.create_task(ingest.run(), name="ingest"),
             asyncio.create_task(_retention_loop(store, settings), name="retention"),

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -74,7 +75,14 @@ _STORED_QUALITY = {
     FieldQuality.UNCERTAIN: Quality.UNCERTAIN,
 }
 
-LiveSink = Callable[[Sequence[tuple[SeriesKey, StoredReading]]], None]
+
+class LiveSink(Protocol):
+    """Where newly stored readings go for live streams (the service's LiveHub)."""
+
+    @property
+    def subscriber_count(self) -> int: ...
+
+    def publish(self, readings: Sequence[tuple[SeriesKey, StoredReading]]) -> None: ...
 
 
 class Undecodable(Exception):  # noqa: N818 - a verdict on a message, not a failure of ours
@@ -194,6 +202,7 @@ class Ingest:
         settings: MonitoringSettings,
         *,
         live: LiveSink | None = None,
+        on_stored: Callable[[IngestStats], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.bus = bus
@@ -201,6 +210,7 @@ class Ingest:
         self.fields = fields
         self.settings = settings
         self.live = live
+        self.on_stored = on_stored
         self.clock = clock
         self.catalogue = Catalogue(fields)
         self.stats = IngestStats()
@@ -280,14 +290,16 @@ class Ingest:
         self.stats.batches_written += written.batches_written
         self.stats.batches_skipped += written.batches_skipped
         self.stats.readings_written += written.readings_written
-        if self.live is not None:
-            self.live(
+        if self.live is not None and self.live.subscriber_count:
+            self.live.publish(
                 [
                     (SeriesKey(b.field, b.site, b.device, r.metric), r)
                     for b in batches
                     for r in b.readings
                 ]
             )
+        if self.on_stored is not None:
+            self.on_stored(self.stats)
 
     async def _deadletter(self, msg: Msg, reason: str) -> None:
         self.stats.deadlettered += 1
@@ -315,21 +327,30 @@ class Ingest:
         self._hours[key] = hour
         if previous is not None and hour > previous:
             hourly = await self._hourly(batch, hour)
-        inputs = [
-            FieldReading(
-                r.metric,
-                r.value,
-                r.unit,
-                datetime.fromtimestamp(r.time / MICROS, UTC),
-                _FIELD_QUALITY.get(r.quality, FieldQuality.BAD),
-                r.reason,
-            )
-            for r in good
-        ]
+        field = self.fields[batch.field]
+        if field.derive_reads_batches:
+            moments: dict[int, datetime] = {}
+            inputs = []
+            for r in good:
+                moment = moments.get(r.time)
+                if moment is None:
+                    moment = moments[r.time] = datetime.fromtimestamp(r.time / MICROS, UTC)
+                inputs.append(
+                    FieldReading.checked_elsewhere(
+                        r.metric,
+                        r.value,  # type: ignore[arg-type]
+                        r.unit,
+                        moment,
+                        _FIELD_QUALITY.get(r.quality, FieldQuality.BAD),
+                        r.reason,
+                    )
+                )
+        elif hourly is None:
+            return batch
+        else:
+            inputs = []
         try:
-            derived = self.fields[batch.field].derive(
-                batch.site, batch.device, inputs, hourly=hourly
-            )
+            derived = field.derive(batch.site, batch.device, inputs, hourly=hourly)
         except DeriveError:
             log.exception("ingest: derive failed for %s/%s", batch.site, batch.device)
             return batch

@@ -151,7 +151,7 @@ class _Bulk:
     def run(self, db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
         """Inserts ``rows``; returns how many rows the statements changed."""
         changed = done = 0
-        size = CHUNK_ROWS
+        size = min(CHUNK_ROWS, 32766 // self._row.count("?"))
         while done < len(rows):
             while size > len(rows) - done:
                 size //= 2

@@ -159,7 +159,7 @@ async def _ingest_rate(
     from smartcity.runtime.bus import Bus
     from smartcity.runtime.config import MonitoringSettings, NatsSettings, StreamsSettings
     from smartcity.runtime.nats_server import EmbeddedNats
-    from smartcity.services.monitoring.ingest import Ingest
+    from smartcity.services.monitoring.ingest import Ingest, IngestStats
 
     fields = load_fields()
     async with (
@@ -172,11 +172,11 @@ async def _ingest_rate(
         await bus.ensure_streams(StreamsSettings())
         done = asyncio.Event()
 
-        def stored(_: object) -> None:  # called after each durable write
-            if ingest.stats.readings_written >= readings:
+        def stored(stats: IngestStats) -> None:  # called after each durable write
+            if stats.readings_written >= readings:
                 done.set()
 
-        ingest = Ingest(bus, store, fields, MonitoringSettings(fetch_batch=512), live=stored)
+        ingest = Ingest(bus, store, fields, MonitoringSettings(fetch_batch=512), on_stored=stored)
         consuming = asyncio.create_task(ingest.run())
         started = time.perf_counter()
         await _publish(bus.js, payloads)

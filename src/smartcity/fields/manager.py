@@ -95,6 +95,14 @@ class Field:
         return self.info.id
 
     @property
+    def derive_reads_batches(self) -> bool:
+        """Whether the plugin's ``derive`` takes ``readings`` at all: one that works on the
+        hourly history only (VN_AQI) need not be handed every batch's readings."""
+        if self.derive_caller is None:
+            return False
+        return any("readings" in impl.argnames for impl in self.derive_caller.get_hookimpls())
+
+    @property
     def pillar(self) -> Pillar:
         return self.info.pillar
 

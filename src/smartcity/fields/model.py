@@ -300,6 +300,31 @@ class Reading:
                 f"reading {self.metric!r}: value {self.value!r} is only valid with bad quality"
             )
 
+    @classmethod
+    def checked_elsewhere(
+        cls,
+        metric: str,
+        value: float,
+        unit: str,
+        timestamp: datetime,
+        quality: Quality,
+        reason: str = "",
+    ) -> Reading:
+        """A reading the host has already validated (decoded from a stored batch), built
+        without repeating the checks: the host hands a plugin thousands per second, and
+        the checks are for what plugins return."""
+        reading = object.__new__(cls)
+        for name, item in (
+            ("metric", metric),
+            ("value", value),
+            ("unit", unit),
+            ("timestamp", timestamp),
+            ("quality", quality),
+            ("reason", reason),
+        ):
+            object.__setattr__(reading, name, item)
+        return reading
+
 
 @dataclass(frozen=True, slots=True, repr=False)
 class HourlyHistory:
