@@ -335,6 +335,11 @@ def _unbalance(
 
 
 @hookimpl
+def derive_inputs() -> tuple[str, ...]:
+    return (*PHASE_VOLTAGES, *LINE_VOLTAGES)
+
+
+@hookimpl
 def derive(readings: Sequence[Reading]) -> list[Reading]:
     """``voltage_unbalance`` (IEC, from line voltages) and ``phase_voltage_unbalance``
     (NEMA, from phase-to-neutral voltages) at every instant of the batch that has the

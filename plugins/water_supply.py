@@ -159,6 +159,11 @@ def kpis() -> list[Kpi]:
 
 
 @hookimpl
+def derive_inputs() -> tuple[str, ...]:
+    return ("residual_chlorine",)
+
+
+@hookimpl
 def derive(readings: Sequence[Reading]) -> list[Reading]:
     """``chlorine_compliant`` for every residual-chlorine reading of the batch.
 

@@ -63,6 +63,8 @@ DEADLETTER = deadletter_subject("telemetry")
 
 _GOOD = int(Quality.GOOD)
 _BAD = int(Quality.BAD)
+_QUALITY_GOOD = Quality.GOOD
+_QUALITIES = {int(member): member for member in Quality}
 _FIELD_QUALITY = {
     Quality.GOOD: FieldQuality.GOOD,
     Quality.BAD: FieldQuality.BAD,
@@ -113,6 +115,10 @@ class Catalogue:
             for field in fields
         }
 
+    def metrics_of(self, field: str) -> dict[str, tuple[str, float | None, float | None]]:
+        """``{metric: (unit, minimum, maximum)}`` of a field; empty for an unknown one."""
+        return self._metrics.get(field, {})
+
     def check(
         self, field: str, metric: str, unit: str, value: float | None, quality: int, reason: str
     ) -> tuple[int, str]:
@@ -156,28 +162,31 @@ def decode(msg: Msg, received: int, catalogue: Catalogue) -> IngestBatch:
         raise Undecodable("batch_id is empty: a batch without an id cannot be de-duplicated")
     check = catalogue.check
     field = batch.field
+    metrics = catalogue.metrics_of(field)
     readings = []
+    append = readings.append
     for reading in batch.readings:
+        metric = reading.metric
+        unit = reading.unit
         value = reading.value if reading.HasField("value") else None
         when = reading.source_time if reading.HasField("source_time") else reading.read_time
-        time_us = _micros(when) if when.seconds or when.nanos else received
-        quality, reason = check(
-            field,
-            reading.metric,
-            reading.unit,
-            value,
-            reading.quality,
-            reading.quality_reason,
-        )
-        readings.append(
+        time_us = when.seconds * MICROS + when.nanos // 1000 or received
+        quality = reading.quality
+        spec = metrics.get(metric)
+        if (
+            quality == _GOOD
+            and value is not None
+            and spec is not None
+            and spec[0] == unit
+            and (spec[1] is None or value >= spec[1])
+            and (spec[2] is None or value <= spec[2])
+        ):
+            append(StoredReading(metric, unit, value, _QUALITY_GOOD, "", time_us, reading.sequence))
+            continue
+        quality, reason = check(field, metric, unit, value, quality, reading.quality_reason)
+        append(
             StoredReading(
-                reading.metric,
-                reading.unit,
-                value,
-                Quality(quality),
-                reason,
-                time_us,
-                reading.sequence,
+                metric, unit, value, _QUALITIES[quality], reason, time_us, reading.sequence
             )
         )
     return IngestBatch(
@@ -328,7 +337,10 @@ class Ingest:
         if previous is not None and hour > previous:
             hourly = await self._hourly(batch, hour)
         field = self.fields[batch.field]
-        if field.derive_reads_batches:
+        if field.derive_inputs is not None:
+            wanted = field.derive_inputs
+            good = [r for r in good if r.metric in wanted]
+        if field.derive_reads_batches and good:
             moments: dict[int, datetime] = {}
             inputs = []
             for r in good:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 MICROS = 1_000_000
 MINUTE = 60 * MICROS
@@ -72,13 +72,13 @@ class Selector:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class StoredReading:
+class StoredReading(NamedTuple):
     """One reading as ingest hands it to storage, already validated.
 
     ``time`` is the measurement time (source time when the device gave one, else read
     time). ``value`` is None for a reading without a usable value (BAD). Aggregates and
     roll-ups use GOOD readings only; every reading is kept raw with its quality and reason.
+    A named tuple: ingest builds hundreds of thousands a second.
     """
 
     metric: str

@@ -291,3 +291,14 @@ def test_line_voltages_no_system_can_have_are_flagged(host: FieldHost) -> None:
 def test_electricity_history_alone_derives_nothing(host: FieldHost) -> None:
     hourly = HourlyHistory(HOUR_END, {"voltage_an": day_of(12.7)})
     assert host.derive("electricity", "hoa-khanh", "bay-1", [], hourly) == []
+
+
+def test_declared_inputs_are_what_derive_is_handed() -> None:
+    from smartcity.fields import load_fields
+
+    host = load_fields()
+    assert host["water_supply"].derive_inputs == frozenset({"residual_chlorine"})
+    assert "voltage_an" in host["electricity"].derive_inputs
+    assert host["environment"].derive_inputs is None
+    assert host["environment"].derive_reads_batches is False
+    assert host["water_supply"].derive_reads_batches is True

@@ -104,7 +104,7 @@ def decode_page_token(token: str | None, kind: str, arity: int) -> tuple[str, ..
     ) or decoded[0] != kind:
         raise StoreError(
             f"invalid page token {token[:40]!r}: it does not belong to this kind of listing"
-        ) from None
+        )
     return tuple(decoded[1:])
 
 
@@ -186,9 +186,8 @@ class Summary:
     """What the stored points change besides ``points``, one row per key."""
 
     latest: list[PointRow]
-    minute: list[tuple[Any, ...]]
-    """:data:`RollupRow` s."""
-    hour: list[tuple[Any, ...]]
+    minute: list[RollupRow]
+    hour: list[RollupRow]
 
 
 def summarize(rows: Iterable[PointRow]) -> Summary:
@@ -252,6 +251,11 @@ def missing_metrics(
     return {r.metric: r.unit for r in batch.readings if r.metric not in known}
 
 
+POLL_INTERVAL_WEIGHT = 4
+"""The poll interval estimate moves a quarter of the way towards each new batch spacing:
+steady enough to ride out one late batch, quick enough to follow a changed poll rate."""
+
+
 def device_rows(batches: Iterable[IngestBatch]) -> list[DeviceRow]:
     """One registry update per batch, ordered by device and then by arrival: the poll
     interval estimate follows the batches in the order they were received."""
@@ -291,11 +295,6 @@ def distinct_points(rows: Iterable[PointRow]) -> list[PointRow]:
             seen.add(key)
             unique.append(row)
     return unique
-
-
-POLL_INTERVAL_WEIGHT = 4
-"""The poll interval estimate moves a quarter of the way towards each new batch spacing:
-steady enough to ride out one late batch, quick enough to follow a changed poll rate."""
 
 
 # -- Range queries --------------------------------------------------------------------------

@@ -61,6 +61,8 @@ MIGRATION_LOCK = 0x534D_4D31
 """First key of the advisory lock migrations hold; the second is a hash of the schema."""
 
 DEADLOCK_RETRIES = 3
+RETENTION_TIMEOUT = 3600.0
+"""Seconds a retention delete may take: the first run on a large database deletes a lot."""
 
 _DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
@@ -220,7 +222,8 @@ class PostgresStore(TimeSeriesStore):
             )
         self._dsn = url
         self.url = common.mask_url(url)
-        self._secret = urlsplit(url).password or None
+        password = urlsplit(url).password
+        self._secret = password if password and len(password) >= 3 else None
         self._pool_options = {
             "min_size": min_connections,
             "max_size": max_connections,
@@ -411,7 +414,9 @@ class PostgresStore(TimeSeriesStore):
                 for table, column, keep in limits:
                     if keep > 0:
                         status = await conn.execute(
-                            f"DELETE FROM {table} WHERE {column} < $1", now - keep
+                            f"DELETE FROM {table} WHERE {column} < $1",
+                            now - keep,
+                            timeout=RETENTION_TIMEOUT,
                         )
                         deleted[table] = _affected(status)
         return RetentionStats(

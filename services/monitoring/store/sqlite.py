@@ -123,13 +123,14 @@ def sqlite_path(url: str) -> tuple[Path, str]:
 
 # -- Statements -----------------------------------------------------------------------------
 
-CHUNK_ROWS = 1024
-"""Rows per multi-row statement (9 columns at most: well under SQLite's 32,766 variables)."""
+CHUNK_ROWS = 4096
+"""Rows per multi-row statement, unless SQLite's variable limit (32,766 by default) allows
+fewer."""
 
 
 class _Bulk:
     """An INSERT of many rows in few statements: ``VALUES (…), (…), …`` in chunks of
-    :data:`CHUNK_ROWS`, the remainder in halving sizes, so at most a dozen distinct
+    :data:`CHUNK_ROWS`, the remainder in halving sizes, so about a dozen distinct
     statements exist per table and all stay prepared in the connection's cache.
 
     Not ``executemany``: it steps the statement once per row and gives up and re-takes the
@@ -140,6 +141,7 @@ class _Bulk:
 
     def __init__(self, head: str, row: str, tail: str = "") -> None:
         self._head, self._row, self._tail = head, row, tail
+        self._columns = row.count("?")
         self._sql: dict[int, str] = {}
 
     def sql(self, rows: int) -> str:
@@ -151,7 +153,7 @@ class _Bulk:
     def run(self, db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
         """Inserts ``rows``; returns how many rows the statements changed."""
         changed = done = 0
-        size = min(CHUNK_ROWS, 32766 // self._row.count("?"))
+        size = min(CHUNK_ROWS, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // self._columns)
         while done < len(rows):
             while size > len(rows) - done:
                 size //= 2
@@ -328,7 +330,12 @@ class SqliteStore(TimeSeriesStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect()
         self._db = db
-        db.execute("PRAGMA journal_mode=WAL")
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(
+                f"{self.url}: SQLite cannot use WAL mode for this file (journal mode stays "
+                f"{mode!r}); put the database on a local file system"
+            )
         db.execute(f"PRAGMA synchronous={self._synchronous}")
         db.execute("PRAGMA cache_size=-65536")
         db.execute("PRAGMA temp_store=MEMORY")
@@ -404,7 +411,7 @@ class SqliteStore(TimeSeriesStore):
             raise StoreError(f"{self.url} is not open")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{self.url}: {exc}") from exc
 
     async def _read(self, function: Callable[..., T], *args: Any) -> T:
@@ -592,19 +599,26 @@ class SqliteStore(TimeSeriesStore):
         if after is not None:
             conditions.append(f"({_SERIES_COLUMNS}) > (?, ?, ?, ?)")
             params.extend(after)
-        series = db.execute(
-            f"SELECT s.id, {_SERIES_COLUMNS}, s.unit FROM series AS s {_where(conditions)} "
-            f"ORDER BY {_SERIES_COLUMNS} LIMIT {query.page_size + 1}",
-            params,
-        ).fetchall()
-        page = series[: query.page_size]
-        ids = "[" + ",".join(str(row[0]) for row in page) + "]"
         partials: dict[tuple[int, int], common.Partial] = {}
-        for segment in segments:
-            sql = _partials_sql(segment.width, last, True, _IDS)
-            arguments = {"ids": ids, "start": segment.start, "end": segment.end,
-                         "step": query.step}  # fmt: skip
-            common.merge_partials(db.execute(sql, arguments), partials)
+        # One snapshot for the series and every segment: a write that lands in between
+        # cannot show up in one segment and not in another.
+        with _snapshot(db):
+            series = db.execute(
+                f"SELECT s.id, {_SERIES_COLUMNS}, s.unit FROM series AS s {_where(conditions)} "
+                f"ORDER BY {_SERIES_COLUMNS} LIMIT {query.page_size + 1}",
+                params,
+            ).fetchall()
+            page = series[: query.page_size]
+            ids = json.dumps([row[0] for row in page])
+            for segment in segments:
+                sql = _partials_sql(segment.width, last, True, _IDS)
+                arguments = {
+                    "ids": ids,
+                    "start": segment.start,
+                    "end": segment.end,
+                    "step": query.step,
+                }
+                common.merge_partials(db.execute(sql, arguments), partials)
         buckets = common.buckets_by_series(query.aggregation, partials)
         return RangeResult(
             series=[
@@ -628,11 +642,12 @@ class SqliteStore(TimeSeriesStore):
 
         def compute(db: sqlite3.Connection) -> dict[tuple[int, int], common.Partial]:
             partials: dict[tuple[int, int], common.Partial] = {}
-            for segment in segments:
-                sql = _partials_sql(segment.width, last, False, series)
-                rows = db.execute(sql, {**named, "start": segment.start, "end": segment.end})
-                # One bucket for everything: fold the per-series rows into series 0.
-                common.merge_partials(((0, 0, *row[2:]) for row in rows), partials)
+            with _snapshot(db):
+                for segment in segments:
+                    sql = _partials_sql(segment.width, last, False, series)
+                    rows = db.execute(sql, {**named, "start": segment.start, "end": segment.end})
+                    # One bucket for everything: fold the per-series rows into series 0.
+                    common.merge_partials(((0, 0, *row[2:]) for row in rows), partials)
             return partials
 
         partials = await self._read(compute)
@@ -726,6 +741,16 @@ def _device(row: Sequence[Any]) -> DeviceRecord:
         last_sequence=row[7],
         metrics=sorted(row[8].split("\x1f")) if row[8] else [],
     )
+
+
+@contextlib.contextmanager
+def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """A read transaction: every statement inside sees the same committed state."""
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ something to say in; an unimplemented catalogue hook means "none".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from smartcity.fields.markers import hookspec
 from smartcity.fields.model import (
@@ -116,4 +116,16 @@ def derive(
 
     Called by the monitoring service on the ingest path, once per batch and only for the
     field the batch belongs to: keep it allocation-light and free of I/O.
+    """
+
+
+@hookspec
+def derive_inputs() -> Collection[str]:
+    """Name the metrics ``derive`` reads from a batch (optional).
+
+    The host then hands ``derive`` only the batch's readings of these metrics, instead of
+    building every reading of every batch for it: on the ingest path that is most of the
+    cost of deriving. Without this hook ``derive`` gets all of them. Metrics of this field.
+
+    Called once per plugin by the host at load time.
     """

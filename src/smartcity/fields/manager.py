@@ -89,6 +89,8 @@ class Field:
     """The hooks the plugin implements."""
     plugin: object = field(repr=False)
     derive_caller: pluggy.HookCaller | None = field(default=None, repr=False)
+    derive_inputs: frozenset[str] | None = None
+    """The metrics ``derive`` reads (its ``derive_inputs`` hook); ``None`` means all."""
 
     @property
     def id(self) -> str:
@@ -447,7 +449,16 @@ class _Loader:
             hooks=hooks,
             plugin=plugin,
             derive_caller=callers["derive"] if "derive" in hooks else None,
+            derive_inputs=self._derive_inputs(name, callers) if "derive_inputs" in hooks else None,
         )
+
+    def _derive_inputs(self, name: str, callers: Mapping[str, pluggy.HookCaller]) -> frozenset[str]:
+        (declared,) = callers["derive_inputs"]()
+        if isinstance(declared, str) or not all(isinstance(item, str) for item in declared):
+            raise PluginError(
+                name, self.origins[name].describe(), ["derive_inputs() must return metric names"]
+            )
+        return frozenset(declared)
 
 
 def _call(callers: Mapping[str, pluggy.HookCaller], hook: str) -> list[object]:
