@@ -129,6 +129,27 @@ async def test_written_batches_are_answered(store: TimeSeriesStore, batches) -> 
         )
 
 
+async def test_a_write_larger_than_one_statement(store: TimeSeriesStore) -> None:
+    """Many readings of few series in one write: several multi-row statements per table."""
+    readings = tuple(
+        StoredReading("flow", "m3/h", float(n % 97), Quality.GOOD, "", T0 + n * SECOND, n)
+        for n in range(9_000)
+    )
+    big = IngestBatch("cau-do/pump-1/0", "water_supply", "cau-do", "pump-1", "agent-1",
+                      readings, T0 + 9_001 * SECOND)  # fmt: skip
+    assert (await store.write([big])).readings_written == len(readings)
+    selector = Selector(device="pump-1")
+    assert await store.aggregate(selector, Aggregation.COUNT, 0, 2**62) == (9_000.0, 9_000)
+    assert await store.aggregate(selector, Aggregation.SUM, T0, T0 + HOUR) == (
+        float(sum(n % 97 for n in range(3_600))),
+        3_600,
+    )
+    hours = await store.range(RangeQuery(selector, T0, T0 + 3 * HOUR, HOUR, Aggregation.LAST))
+    assert as_lists(hours) == expected_range(
+        [big], selector, T0, T0 + 3 * HOUR, HOUR, Aggregation.LAST
+    )
+
+
 async def test_devices_registry_follows_the_batches(store: TimeSeriesStore, batches) -> None:
     await write_in_chunks(store, batches)
     page = await store.devices(page_size=100)
