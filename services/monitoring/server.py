@@ -266,6 +266,11 @@ def _viewer_of(claims: Claims) -> Callable[[str], bool]:
     return lambda field: claims.allows(Role.VIEWER, field)
 
 
+DEFAULT_PORT = 50051
+"""Where ``smartcity serve monitoring`` listens unless told otherwise (grpc.port 0 is kept for
+tests and embedded use, where any free port will do)."""
+
+
 def build_server(
     settings: GrpcSettings,
     service: MonitoringService,

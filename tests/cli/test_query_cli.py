@@ -266,9 +266,10 @@ def test_the_target_comes_from_the_configuration(
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == 3
 
-    unset = cli.invoke(query_app, ["latest"])
-    assert unset.exit_code == 2
-    assert "give --target host:port" in unset.stderr
+    # nothing configured: the service's default port on this machine
+    unset = cli.invoke(query_app, ["latest", "--timeout", "2"])
+    assert unset.exit_code == 1
+    assert "cannot reach the monitoring service at 127.0.0.1:50051" in unset.stderr
 
     closed = cli.invoke(query_app, ["latest", "--target", "127.0.0.1:1", "--timeout", "2"])
     assert closed.exit_code == 1

@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from smartcity.cli.errors import fail
+from smartcity.services.monitoring.server import DEFAULT_PORT
 
 __all__ = ["parse_duration", "parse_time", "query_app"]
 
@@ -56,6 +57,7 @@ TargetOption = Annotated[
         "-t",
         envvar=TARGET_ENV,
         help="Monitoring service host:port (default: grpc.host and grpc.port of the "
+        "configuration, port 50051 when it is 0; "
         "configuration).",
         show_envvar=True,
     ),
@@ -270,14 +272,9 @@ def _resolve_target(target: str | None, config: Path | None) -> str:
         settings = load_settings(config)
     except ConfigError as exc:
         fail(exc, 2)
-    if settings.grpc.port == 0:
-        fail(
-            f"no monitoring service address: give --target host:port (or set {TARGET_ENV}); "
-            "the configuration's grpc.port is 0, which only a server can use",
-            2,
-        )
+    port = settings.grpc.port or DEFAULT_PORT
     host = settings.grpc.host
-    return f"[{host}]:{settings.grpc.port}" if ":" in host else f"{host}:{settings.grpc.port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _call(target: str, token: str | None, timeout: float, ask: Callable[[Any], Any]) -> Any:

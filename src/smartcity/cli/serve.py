@@ -24,7 +24,10 @@ def serve_monitoring(
         typer.Option("--config", "-c", dir_okay=False, help="YAML configuration."),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(min=0, max=65535, help="gRPC port (default: grpc.port).")
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="gRPC port; 0 picks a free one (default: grpc.port, else 50051)."
+        ),
     ] = None,
     store: Annotated[
         str | None,
@@ -45,6 +48,7 @@ def serve_monitoring(
     from smartcity.runtime.logs import setup_logging
     from smartcity.runtime.observability import setup_observability
     from smartcity.services.monitoring.app import Running, run_monitoring
+    from smartcity.services.monitoring.server import DEFAULT_PORT
     from smartcity.services.monitoring.store import StoreError
 
     try:
@@ -56,6 +60,10 @@ def serve_monitoring(
         )
     except ConfigError as exc:
         fail(exc, 2)
+    if port is None and "port" not in settings.grpc.model_fields_set:
+        settings = settings.model_copy(
+            update={"grpc": settings.grpc.model_copy(update={"port": DEFAULT_PORT})}
+        )
     setup_logging(settings.logging, service="monitoring")
     telemetry = setup_observability(
         settings.telemetry, service_name="smartcity-monitoring", service_version=__version__
