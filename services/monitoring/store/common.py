@@ -43,6 +43,9 @@ ROLLUP_TABLES = {HOUR: "rollup_1h", MINUTE: "rollup_1m"}
 PointRow = tuple[int, int, int, float | None, int, str | None]
 """``(series_id, time, sequence, value, quality, reason)``, the column order of ``points``."""
 
+PlainRow = tuple[int, int, int, float]
+"""``(series_id, time, sequence, value)`` of a GOOD reading without a reason."""
+
 RollupRow = tuple[int, int, int, float, float, float, int, int, float]
 """``(series_id, bucket, count, sum, min, max, last_time, last_sequence, last_value)``."""
 
@@ -144,7 +147,7 @@ def point_rows(
     batches: Iterable[IngestBatch],
     cache: dict[tuple[str, str, str], dict[str, int]],
     resolve: Callable[[IngestBatch], dict[str, int]],
-) -> list[PointRow]:
+) -> Points:
     """The ``points`` rows of ``batches``. ``cache`` maps a device ``(field, site, device)``
     to its metrics' series ids; when a batch has a metric it lacks, ``resolve(batch)`` returns
     the ids of every metric of that batch.
@@ -152,8 +155,10 @@ def point_rows(
     This loop runs once per reading on the ingest hot path, so it does no more than look up
     an id, check the value and build a tuple.
     """
-    rows: list[PointRow] = []
-    append = rows.append
+    plain: list[PlainRow] = []
+    other: list[PointRow] = []
+    add_plain = plain.append
+    add_other = other.append
     empty: dict[str, int] = {}
     for batch in batches:
         ids = cache.get((batch.field, batch.site, batch.device), empty)
@@ -162,23 +167,38 @@ def point_rows(
             if series_id is None:
                 ids = resolve(batch)
                 series_id = ids[reading.metric]
-            value = reading.value
-            if value is not None and value - value != 0.0:
+            value, quality, reason = reading.value, reading.quality, reading.reason
+            if value is None:
+                add_other((series_id, reading.time, reading.sequence, None, int(quality),
+                           reason or None))  # fmt: skip
+            elif value - value != 0.0:
                 raise StoreError(
                     f"batch {batch.batch_id!r}: {reading.metric} has the value {value}; "
                     "store a reading without a finite value as value=None with bad quality"
                 )
-            append(
-                (
-                    series_id,
-                    reading.time,
-                    reading.sequence,
-                    value,
-                    int(reading.quality),
-                    reading.reason or None,
-                )
-            )
-    return rows
+            elif quality == GOOD and not reason:
+                add_plain((series_id, reading.time, reading.sequence, value))
+            else:
+                add_other((series_id, reading.time, reading.sequence, value, int(quality),
+                           reason or None))  # fmt: skip
+    return Points(plain, other)
+
+
+@dataclass(slots=True)
+class Points:
+    """Point rows, the common case apart: a GOOD reading with a value and no reason is a
+    :data:`PlainRow`, which binds two parameters fewer per row (a third less work for
+    SQLite's binding, the largest share of an insert)."""
+
+    plain: list[PlainRow]
+    other: list[PointRow]
+
+    def __len__(self) -> int:
+        return len(self.plain) + len(self.other)
+
+    def full(self) -> list[PointRow]:
+        """Every row with all six columns."""
+        return [(*row, GOOD, None) for row in self.plain] + self.other
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,36 +210,43 @@ class Summary:
     hour: list[RollupRow]
 
 
-def summarize(rows: Iterable[PointRow]) -> Summary:
+def summarize(points: Points) -> Summary:
     """Latest value per series and roll-up increments per series and bucket, of the point
     rows that were actually stored. Rows come out sorted by key: writers that take row locks
     in one order cannot deadlock each other."""
-    latest: dict[int, PointRow] = {}
+    latest: dict[int, tuple[Any, ...]] = {}
     minute: dict[tuple[int, int], list[Any]] = {}
     latest_get = latest.get
     minute_get = minute.get
-    for row in rows:
+    good: list[PlainRow] = []
+    for row in points.other:
         series_id, time, sequence, value, quality, _ = row
         newest = latest_get(series_id)
         if newest is None or time > newest[1] or (time == newest[1] and sequence > newest[2]):
             latest[series_id] = row
-        if quality != GOOD or value is None:
-            continue
-        key = (series_id, time - time % MINUTE)
-        acc = minute_get(key)
-        if acc is None:
-            minute[key] = [1, value, value, value, time, sequence, value]
-            continue
-        acc[0] += 1
-        acc[1] += value
-        if value < acc[2]:
-            acc[2] = value
-        elif value > acc[3]:
-            acc[3] = value
-        if time > acc[4] or (time == acc[4] and sequence > acc[5]):
-            acc[4] = time
-            acc[5] = sequence
-            acc[6] = value
+        if quality == GOOD and value is not None:
+            good.append((series_id, time, sequence, value))
+    for rows in (points.plain, good):
+        for plain in rows:
+            series_id, time, sequence, value = plain
+            newest = latest_get(series_id)
+            if newest is None or time > newest[1] or (time == newest[1] and sequence > newest[2]):
+                latest[series_id] = plain
+            key = (series_id, time - time % MINUTE)
+            acc = minute_get(key)
+            if acc is None:
+                minute[key] = [1, value, value, value, time, sequence, value]
+                continue
+            acc[0] += 1
+            acc[1] += value
+            if value < acc[2]:
+                acc[2] = value
+            elif value > acc[3]:
+                acc[3] = value
+            if time > acc[4] or (time == acc[4] and sequence > acc[5]):
+                acc[4] = time
+                acc[5] = sequence
+                acc[6] = value
     hour: dict[tuple[int, int], list[Any]] = {}
     hour_get = hour.get
     for (series_id, bucket), acc in minute.items():
@@ -237,10 +264,16 @@ def summarize(rows: Iterable[PointRow]) -> Summary:
         if acc[4] > total[4] or (acc[4] == total[4] and acc[5] > total[5]):
             total[4:] = acc[4:]
     return Summary(
-        latest=[latest[key] for key in sorted(latest)],
+        # A plain row is GOOD without a reason; a GOOD row of ``other`` that ties with its
+        # own plain copy keeps its reason, as the tie does not replace it.
+        latest=[_full(latest[key]) for key in sorted(latest)],
         minute=[(*key, *minute[key]) for key in sorted(minute)],
         hour=[(*key, *hour[key]) for key in sorted(hour)],
     )
+
+
+def _full(row: tuple[Any, ...]) -> PointRow:
+    return row if len(row) == 6 else (*row, GOOD, None)  # type: ignore[return-value]
 
 
 def missing_metrics(

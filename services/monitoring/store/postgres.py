@@ -31,6 +31,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -338,9 +339,10 @@ class PostgresStore(TimeSeriesStore):
             fresh = {row[0] for row in inserted}
             accepted = [batch for batch in batches if batch.batch_id in fresh]
             series = await self._resolve(conn, accepted)
-            rows = common.point_rows(accepted, series, self._unknown)
-            stored = rows
-            if rows:
+            points = common.point_rows(accepted, series, self._unknown)
+            if points:
+                rows = points.full()
+                rows.sort(key=itemgetter(0))
                 try:
                     async with conn.transaction():
                         await conn.copy_records_to_table(
@@ -352,8 +354,10 @@ class PostgresStore(TimeSeriesStore):
                     rows = common.distinct_points(rows)
                     keys = await conn.fetch(_INSERT_POINTS, *_columns(rows, 6))
                     new = {(key[0], key[1], key[2]) for key in keys}
-                    stored = [row for row in rows if (row[0], row[1], row[2]) in new]
-            summary = common.summarize(stored)
+                    points = common.Points(
+                        [], [row for row in rows if (row[0], row[1], row[2]) in new]
+                    )
+            summary = common.summarize(points)
             if summary.latest:
                 await conn.execute(_UPSERT_LATEST, *_columns(summary.latest, 6))
             for width, increments in ((MINUTE, summary.minute), (HOUR, summary.hour)):
@@ -367,7 +371,7 @@ class PostgresStore(TimeSeriesStore):
             for device, ids in series.items():
                 if ids is not self._series.get(device):
                     self._series.setdefault(device, {}).update(ids)
-        return accepted, len(stored)
+        return accepted, len(points)
 
     def _unknown(self, batch: IngestBatch) -> dict[str, int]:
         raise StoreError(f"batch {batch.batch_id!r} has a metric whose series was not resolved")

@@ -22,6 +22,10 @@ per series, are therefore cheaper per reading. The WAL is checkpointed every
 :data:`CHECKPOINT_PAGES` pages rather than SQLite's 1000, since one write of a few hundred
 batches alone dirties more than that.
 
+A write whose caller is cancelled still runs to its end in the writer thread (a thread
+cannot be interrupted): it commits or rolls back whole, and the caller, which never saw it
+succeed, acknowledges nothing; the redelivered batches are then skipped by their ids.
+
 Durability: ``synchronous=NORMAL`` (default) survives a crash of the process, which is what
 acknowledging JetStream messages needs; add ``?synchronous=FULL`` to the URL to survive
 power loss too, at the cost of an fsync per write.
@@ -39,6 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -172,6 +177,13 @@ _POINTS = _Bulk(
     "INSERT INTO points(series_id, time, sequence, value, quality, reason) VALUES ",
     "(?, ?, ?, ?, ?, ?)",
     " ON CONFLICT DO NOTHING",
+)
+
+_PLAIN_POINTS = _Bulk(
+    "INSERT INTO points(series_id, time, sequence, value, quality, reason) "
+    f"SELECT column1, column2, column3, column4, {common.GOOD}, NULL FROM (VALUES ",
+    "(?, ?, ?, ?)",
+    ") WHERE true ON CONFLICT DO NOTHING",
 )
 
 _LATEST = _Bulk(
@@ -330,7 +342,7 @@ class SqliteStore(TimeSeriesStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect()
         self._db = db
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        mode = _journal_mode_wal(db)
         if str(mode).lower() != "wal":
             raise StoreError(
                 f"{self.url}: SQLite cannot use WAL mode for this file (journal mode stays "
@@ -451,17 +463,18 @@ class SqliteStore(TimeSeriesStore):
             seen = {row[0] for row in db.execute(_EXISTING_BATCHES, (ids,))}
             accepted = [batch for batch in unique if batch.batch_id not in seen]
             _BATCHES.run(db, [(batch.batch_id, batch.received) for batch in accepted])
-            rows = common.point_rows(accepted, self._series, self._resolve)
-            stored = rows
-            if rows:
-                db.execute("SAVEPOINT points")
-                if _POINTS.run(db, rows) != len(rows):
-                    # Some of these points were stored before, by other batches (rare):
-                    # keep the new ones only, so that roll-ups count every point once.
-                    db.execute("ROLLBACK TO points")
-                    stored = [row for row in rows if _POINTS.run(db, [row])]
-                db.execute("RELEASE points")
-            summary = common.summarize(stored)
+            points = common.point_rows(accepted, self._series, self._resolve)
+            # In series order, one series' points go into one b-tree page after another.
+            points.plain.sort(key=itemgetter(0))
+            db.execute("SAVEPOINT points")
+            if _PLAIN_POINTS.run(db, points.plain) + _POINTS.run(db, points.other) != len(points):
+                # Some of these points were stored before, by other batches (rare): keep
+                # the new ones only, so that roll-ups count every point once.
+                db.execute("ROLLBACK TO points")
+                points.plain = [row for row in points.plain if _PLAIN_POINTS.run(db, [row])]
+                points.other = [row for row in points.other if _POINTS.run(db, [row])]
+            db.execute("RELEASE points")
+            summary = common.summarize(points)
             _LATEST.run(db, summary.latest)
             _ROLLUPS[MINUTE].run(db, summary.minute)
             _ROLLUPS[HOUR].run(db, summary.hour)
@@ -479,7 +492,7 @@ class SqliteStore(TimeSeriesStore):
         return WriteStats(
             batches_written=len(accepted),
             batches_skipped=len(batches) - len(accepted),
-            readings_written=len(stored),
+            readings_written=len(points),
         )
 
     def _resolve(self, batch: IngestBatch) -> dict[str, int]:
@@ -741,6 +754,20 @@ def _device(row: Sequence[Any]) -> DeviceRecord:
         last_sequence=row[7],
         metrics=sorted(row[8].split("\x1f")) if row[8] else [],
     )
+
+
+def _journal_mode_wal(db: sqlite3.Connection) -> str:
+    """Switches a database to WAL, or finds it there. On a new file, two processes opening
+    it at once may both try; SQLite answers the loser "busy" at once instead of waiting (the
+    busy timeout does not apply to this switch), so it asks again until the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextlib.contextmanager

@@ -57,9 +57,9 @@ def make_batches(
 ) -> list[IngestBatch]:
     """Polls of every device at irregular intervals, a few polls per batch, in arrival order.
 
-    Most readings are GOOD; some are BAD without a value, BAD or UNCERTAIN with one (kept
-    raw, never aggregated); now and then a metric is read twice at the same instant, so that
-    LAST must break the tie by sequence.
+    Most readings are GOOD (a few with a note in the reason); some are BAD without a value,
+    BAD or UNCERTAIN with one (kept raw, never aggregated); now and then a metric is read
+    twice at the same instant, so that LAST must break the tie by sequence.
     """
     rnd = random.Random(seed)
     batches = []
@@ -94,6 +94,8 @@ def _reading(rnd: random.Random, metric: str, unit: str, at: int, sequence: int)
         quality, reason = Quality.BAD, "out of range"
     elif roll < 0.11:
         quality, reason = Quality.UNCERTAIN, "sensor warming up"
+    elif roll < 0.14:
+        reason = "read from the backup sensor"  # GOOD, with a note: aggregated too
     return StoredReading(metric, unit, value, quality, reason, at, sequence)
 
 
