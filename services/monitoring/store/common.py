@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -289,6 +290,9 @@ POLL_INTERVAL_WEIGHT = 4
 steady enough to ride out one late batch, quick enough to follow a changed poll rate."""
 
 
+_sequence = attrgetter("sequence")
+
+
 def device_rows(batches: Iterable[IngestBatch]) -> list[DeviceRow]:
     """One registry update per batch, ordered by device and then by arrival: the poll
     interval estimate follows the batches in the order they were received."""
@@ -299,7 +303,7 @@ def device_rows(batches: Iterable[IngestBatch]) -> list[DeviceRow]:
             batch.field,
             batch.agent_id,
             batch.received,
-            max((reading.sequence for reading in batch.readings), default=0),
+            max(map(_sequence, batch.readings), default=0),
         )
         for batch in batches
     ]
