@@ -4,7 +4,9 @@ Threads: every write runs in one dedicated writer thread that owns the only writ
 connection, so writes are serialised without locks and the event loop never waits on disk;
 reads run in a small pool of reader threads, each with its own connection (WAL lets them
 read while the writer writes). SQLite releases the GIL while it works, so the database work
-of a write overlaps the decoding of the next messages on the event loop.
+of a write can overlap what the event loop does meanwhile; but each return from SQLite must
+take the GIL back, which waits up to a switch interval (5 ms) while the loop is busy, so a
+write runs as few, large statements (see :class:`_Bulk`).
 
 Write path, per :meth:`SqliteStore.write` call (many batches, one transaction): batch ids
 already stored are looked up first (such a batch is skipped whole) and the new ones
