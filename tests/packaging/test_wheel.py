@@ -59,6 +59,11 @@ def test_only_top_level_package_is_smartcity(wheel: Path) -> None:
     for service in ("identity", "records", "monitoring", "alerts"):
         assert f"smartcity/{service}/v1/{service}_pb2_grpc.py" in names
     assert "smartcity/plugins/electricity.py" in names
+    # data files the code opens at run time
+    assert "smartcity/services/monitoring/store/migrations/sqlite/0001_initial.sql" in names
+    assert "smartcity/services/monitoring/store/migrations/postgres/0001_initial.sql" in names
+    assert "smartcity/agents/sim/profiles/substation.yaml" in names
+    assert "smartcity/plugins/profiles/electricity/bay-multifunction-meter.yaml" in names
 
 
 def test_entry_points_declare_cli_and_fields(wheel: Path) -> None:
