@@ -23,6 +23,7 @@ batch-id gate makes the retry safe. A service killed mid-batch loses nothing eit
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -250,6 +251,9 @@ class Ingest:
             self.settings.consumer,
             self.store.url,
         )
+        # Decoding the next fetch overlaps the storage write of the previous one (which runs
+        # in the store's own thread); a fetch is acknowledged only once its write is done.
+        writing: asyncio.Task[None] | None = None
         try:
             while True:
                 try:
@@ -258,14 +262,26 @@ class Ingest:
                     )
                 except (TimeoutError, NatsTimeoutError):
                     continue
-                await self.handle(messages)
+                batches, keep = await self.prepare(messages)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self.commit(batches, keep)) if batches else None
         finally:
+            if writing is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(writing)
             # A pull subscription left open makes the connection's drain wait for it.
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()  # type: ignore[attr-defined]
 
     async def handle(self, messages: Sequence[Msg]) -> None:
         """One fetch: decode, check, derive, store, acknowledge."""
+        batches, keep = await self.prepare(messages)
+        if batches:
+            await self.commit(batches, keep)
+
+    async def prepare(self, messages: Sequence[Msg]) -> tuple[list[IngestBatch], list[Msg]]:
+        """Decode, check and derive; dead-letter what cannot be a batch."""
         received = int(self.clock() * MICROS)
         batches: list[IngestBatch] = []
         keep: list[Msg] = []
@@ -280,8 +296,10 @@ class Ingest:
                 batch = await self._with_derived(batch)
             batches.append(batch)
             keep.append(msg)
-        if not batches:
-            return
+        return batches, keep
+
+    async def commit(self, batches: list[IngestBatch], keep: list[Msg]) -> None:
+        """Store, then acknowledge; on failure nothing is acknowledged."""
         try:
             written = await self.store.write(batches)
         except Exception:

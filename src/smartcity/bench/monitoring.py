@@ -159,7 +159,10 @@ async def _ingest_rate(
     from smartcity.runtime.bus import Bus
     from smartcity.runtime.config import MonitoringSettings, NatsSettings, StreamsSettings
     from smartcity.runtime.nats_server import EmbeddedNats
+    from smartcity.services.monitoring.app import tune_for_ingest
     from smartcity.services.monitoring.ingest import Ingest, IngestStats
+
+    tune_for_ingest()  # as the service process does
 
     fields = load_fields()
     async with (
