@@ -176,7 +176,8 @@ async def _ingest_rate(
         done = asyncio.Event()
 
         def stored(stats: IngestStats) -> None:  # called after each durable write
-            if stats.readings_written >= readings:
+            # batches, not readings: derived readings are written too and must not count
+            if stats.batches_written >= len(payloads):
                 done.set()
 
         ingest = Ingest(bus, store, fields, MonitoringSettings(fetch_batch=512), on_stored=stored)
