@@ -28,10 +28,13 @@ from smartcity.services.monitoring.model import (
     MINUTE,
     Aggregation,
     Bucket,
+    DeviceRecord,
     IngestBatch,
+    LatestValue,
     Quality,
     RangeQuery,
     Selector,
+    SeriesKey,
 )
 from smartcity.services.monitoring.store.base import StoreError
 
@@ -501,4 +504,49 @@ def newer_schema_error(found: int, known: int, where: str) -> StoreError:
     return StoreError(
         f"the database at {where} has schema version {found}, newer than the {known} this "
         "version of smartcity knows; upgrade smartcity (never downgrade a migrated database)"
+    )
+
+
+def where(conditions: Sequence[str]) -> str:
+    """``WHERE a AND b``, or nothing when there is no condition."""
+    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def next_page_token(
+    rows: Sequence[Sequence[Any]], page_size: int, kind: str, arity: int
+) -> str | None:
+    """The token of the page after ``rows`` (one more row than a page was fetched), from the
+    key (its first ``arity`` columns) of the last row shown."""
+    if len(rows) <= page_size:
+        return None
+    return encode_page_token(kind, [str(part) for part in tuple(rows[page_size - 1])[:arity]])
+
+
+def latest_value(row: Sequence[Any]) -> LatestValue:
+    """A ``latest`` row: field, site, device, metric, unit, value, quality, reason, time,
+    sequence."""
+    return LatestValue(
+        key=SeriesKey(*row[:4]),
+        unit=row[4],
+        value=row[5],
+        quality=Quality(row[6]),
+        reason=row[7] or "",
+        time=row[8],
+        sequence=row[9],
+    )
+
+
+def device_record(row: Sequence[Any], metrics: Sequence[str]) -> DeviceRecord:
+    """A ``devices`` row (field, site, device, agent id, first seen, last seen, poll interval,
+    last sequence) and the device's metrics."""
+    return DeviceRecord(
+        field=row[0],
+        site=row[1],
+        device=row[2],
+        agent_id=row[3],
+        first_seen=row[4],
+        last_seen=row[5],
+        poll_interval=row[6],
+        last_sequence=row[7],
+        metrics=metrics,
     )

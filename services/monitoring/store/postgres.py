@@ -45,7 +45,6 @@ from smartcity.services.monitoring.model import (
     IngestBatch,
     LatestValue,
     Page,
-    Quality,
     RangeQuery,
     RangeResult,
     Retention,
@@ -445,22 +444,11 @@ class PostgresStore(TimeSeriesStore):
         rows = await self._fetch(
             f"SELECT {_SERIES_COLUMNS}, s.unit, l.value, l.quality, l.reason, l.time, "
             f"l.sequence FROM series AS s JOIN latest AS l ON l.series_id = s.id "
-            f"{_where(conditions)} ORDER BY {_SERIES_COLUMNS} LIMIT {page_size + 1}",
+            f"{common.where(conditions)} ORDER BY {_SERIES_COLUMNS} LIMIT {page_size + 1}",
             *params,
         )
-        items = [
-            LatestValue(
-                key=SeriesKey(*row[:4]),
-                unit=row[4],
-                value=row[5],
-                quality=Quality(row[6]),
-                reason=row[7] or "",
-                time=row[8],
-                sequence=row[9],
-            )
-            for row in rows[:page_size]
-        ]
-        return Page(items, _next_token(rows, page_size, common.SERIES_PAGES, 4))
+        items = [common.latest_value(row) for row in rows[:page_size]]
+        return Page(items, common.next_page_token(rows, page_size, common.SERIES_PAGES, 4))
 
     async def range(self, query: RangeQuery) -> RangeResult:
         common.check_range(query)
@@ -478,7 +466,7 @@ class PostgresStore(TimeSeriesStore):
                 # between cannot show up in one segment and not in another.
                 series = await conn.fetch(
                     f"SELECT s.id, {_SERIES_COLUMNS}, s.unit FROM series AS s "
-                    f"{_where(conditions)} ORDER BY {_SERIES_COLUMNS} "
+                    f"{common.where(conditions)} ORDER BY {_SERIES_COLUMNS} "
                     f"LIMIT {query.page_size + 1}",
                     *params,
                 )
@@ -494,7 +482,7 @@ class PostgresStore(TimeSeriesStore):
                 SeriesRange(SeriesKey(*row[1:5]), row[5], buckets.get(row[0], [])) for row in page
             ],
             resolution=common.resolution(segments),
-            next_page_token=_next_token(
+            next_page_token=common.next_page_token(
                 [tuple(row)[1:] for row in series], query.page_size, common.SERIES_PAGES, 4
             ),
         )
@@ -506,7 +494,7 @@ class PostgresStore(TimeSeriesStore):
         segments = common.plan(start, end, None)
         last = aggregation is Aggregation.LAST
         conditions, params = common.selector_filter(selector, "s", _placeholder, first=3)
-        series = f"series_id IN (SELECT s.id FROM series AS s {_where(conditions)})"
+        series = f"series_id IN (SELECT s.id FROM series AS s {common.where(conditions)})"
         partials: dict[tuple[int, int], common.Partial] = {}
         with self._errors():
             async with (
@@ -539,7 +527,7 @@ class PostgresStore(TimeSeriesStore):
         rows = await self._fetch(
             "SELECT count(*) FILTER (WHERE ($3::float8 IS NULL OR value <= $3) "
             "AND ($4::float8 IS NULL OR value >= $4)), count(*) FROM points "
-            f"WHERE series_id IN (SELECT s.id FROM series AS s {_where(conditions)}) "
+            f"WHERE series_id IN (SELECT s.id FROM series AS s {common.where(conditions)}) "
             f"AND time >= $1 AND time < $2 AND quality = {common.GOOD} AND value IS NOT NULL",
             start,
             end,
@@ -579,13 +567,13 @@ class PostgresStore(TimeSeriesStore):
             conditions.append(f"({_DEVICE_COLUMNS}) > (${first}, ${first + 1}, ${first + 2})")
             params.extend(after)
         rows = await self._fetch(
-            f"{_DEVICE_SELECT} {_where(conditions)} ORDER BY {_DEVICE_COLUMNS} "
+            f"{_DEVICE_SELECT} {common.where(conditions)} ORDER BY {_DEVICE_COLUMNS} "
             f"LIMIT {page_size + 1}",
             *params,
         )
         return Page(
             [_device(row) for row in rows[:page_size]],
-            _next_token(rows, page_size, common.DEVICE_PAGES, 3),
+            common.next_page_token(rows, page_size, common.DEVICE_PAGES, 3),
         )
 
     async def device(self, site: str, device: str) -> DeviceRecord | None:
@@ -615,26 +603,4 @@ def _series_conditions(
 
 
 def _device(row: Sequence[Any]) -> DeviceRecord:
-    return DeviceRecord(
-        field=row[0],
-        site=row[1],
-        device=row[2],
-        agent_id=row[3],
-        first_seen=row[4],
-        last_seen=row[5],
-        poll_interval=row[6],
-        last_sequence=row[7],
-        metrics=list(row[8]),
-    )
-
-
-def _where(conditions: Sequence[str]) -> str:
-    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
-
-
-def _next_token(rows: Sequence[Sequence[Any]], page_size: int, kind: str, arity: int) -> str | None:
-    if len(rows) <= page_size:
-        return None
-    return common.encode_page_token(
-        kind, [str(part) for part in tuple(rows[page_size - 1])[:arity]]
-    )
+    return common.device_record(row, list(row[8]))

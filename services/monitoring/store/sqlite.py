@@ -58,7 +58,6 @@ from smartcity.services.monitoring.model import (
     IngestBatch,
     LatestValue,
     Page,
-    Quality,
     RangeQuery,
     RangeResult,
     Retention,
@@ -578,22 +577,11 @@ class SqliteStore(TimeSeriesStore):
         sql = (
             f"SELECT {_SERIES_COLUMNS}, s.unit, l.value, l.quality, l.reason, l.time, "
             f"l.sequence FROM series AS s JOIN latest AS l ON l.series_id = s.id "
-            f"{_where(conditions)} ORDER BY {_SERIES_COLUMNS} LIMIT {page_size + 1}"
+            f"{common.where(conditions)} ORDER BY {_SERIES_COLUMNS} LIMIT {page_size + 1}"
         )
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
-        items = [
-            LatestValue(
-                key=SeriesKey(*row[:4]),
-                unit=row[4],
-                value=row[5],
-                quality=Quality(row[6]),
-                reason=row[7] or "",
-                time=row[8],
-                sequence=row[9],
-            )
-            for row in rows[:page_size]
-        ]
-        return Page(items, _next_token(rows, page_size, common.SERIES_PAGES, 4))
+        items = [common.latest_value(row) for row in rows[:page_size]]
+        return Page(items, common.next_page_token(rows, page_size, common.SERIES_PAGES, 4))
 
     async def range(self, query: RangeQuery) -> RangeResult:
         common.check_range(query)
@@ -619,7 +607,8 @@ class SqliteStore(TimeSeriesStore):
         # cannot show up in one segment and not in another.
         with _snapshot(db):
             series = db.execute(
-                f"SELECT s.id, {_SERIES_COLUMNS}, s.unit FROM series AS s {_where(conditions)} "
+                f"SELECT s.id, {_SERIES_COLUMNS}, s.unit FROM series AS s "
+                f"{common.where(conditions)} "
                 f"ORDER BY {_SERIES_COLUMNS} LIMIT {query.page_size + 1}",
                 params,
             ).fetchall()
@@ -640,7 +629,7 @@ class SqliteStore(TimeSeriesStore):
                 SeriesRange(SeriesKey(*row[1:5]), row[5], buckets.get(row[0], [])) for row in page
             ],
             resolution=common.resolution(segments),
-            next_page_token=_next_token(
+            next_page_token=common.next_page_token(
                 [row[1:] for row in series], query.page_size, common.SERIES_PAGES, 4
             ),
         )
@@ -652,7 +641,7 @@ class SqliteStore(TimeSeriesStore):
         segments = common.plan(start, end, None)
         last = aggregation is Aggregation.LAST
         conditions, params = common.selector_filter(selector, "s", _named)
-        series = f"(SELECT s.id FROM series AS s {_where(conditions)})"
+        series = f"(SELECT s.id FROM series AS s {common.where(conditions)})"
         named = {f"s{number}": value for number, value in enumerate(params, start=1)}
 
         def compute(db: sqlite3.Connection) -> dict[tuple[int, int], common.Partial]:
@@ -687,7 +676,7 @@ class SqliteStore(TimeSeriesStore):
         sql = (
             "SELECT coalesce(sum(iif((?3 IS NULL OR value <= ?3) AND (?4 IS NULL OR value >= ?4), "
             "1, 0)), 0), count(*) FROM points "
-            f"WHERE series_id IN (SELECT s.id FROM series AS s {_where(conditions)}) "
+            f"WHERE series_id IN (SELECT s.id FROM series AS s {common.where(conditions)}) "
             f"AND time >= ?1 AND time < ?2 AND quality = {common.GOOD} AND value IS NOT NULL"
         )
         row = await self._read(
@@ -722,13 +711,13 @@ class SqliteStore(TimeSeriesStore):
             conditions.append(f"({_DEVICE_COLUMNS}) > (?, ?, ?)")
             params.extend(after)
         sql = (
-            f"{_DEVICE_SELECT} {_where(conditions)} ORDER BY {_DEVICE_COLUMNS} "
+            f"{_DEVICE_SELECT} {common.where(conditions)} ORDER BY {_DEVICE_COLUMNS} "
             f"LIMIT {page_size + 1}"
         )
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
         return Page(
             [_device(row) for row in rows[:page_size]],
-            _next_token(rows, page_size, common.DEVICE_PAGES, 3),
+            common.next_page_token(rows, page_size, common.DEVICE_PAGES, 3),
         )
 
     async def device(self, site: str, device: str) -> DeviceRecord | None:
@@ -745,17 +734,7 @@ _DEVICE_SELECT = (
 
 
 def _device(row: Sequence[Any]) -> DeviceRecord:
-    return DeviceRecord(
-        field=row[0],
-        site=row[1],
-        device=row[2],
-        agent_id=row[3],
-        first_seen=row[4],
-        last_seen=row[5],
-        poll_interval=row[6],
-        last_sequence=row[7],
-        metrics=sorted(row[8].split("\x1f")) if row[8] else [],
-    )
+    return common.device_record(row, sorted(row[8].split("\x1f")) if row[8] else [])
 
 
 def _journal_mode_wal(db: sqlite3.Connection) -> str:
@@ -791,13 +770,3 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-
-
-def _where(conditions: Sequence[str]) -> str:
-    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
-
-
-def _next_token(rows: Sequence[Sequence[Any]], page_size: int, kind: str, arity: int) -> str | None:
-    if len(rows) <= page_size:
-        return None
-    return common.encode_page_token(kind, [str(part) for part in rows[page_size - 1][:arity]])
