@@ -4,6 +4,9 @@ Measured in one run, on this machine:
 
 1. the ceiling: plain nats-py publishing the benchmark's batches to JetStream and a pull
    consumer fetching and acknowledging them, with nothing else done;
+
+(the batches are published from a separate process, as agents publish, so the process being
+measured does not also pay for producing its input)
 2. ingest end to end, per backend: the same batches published while the monitoring ingest
    (decode, catalogue checks, storage transaction, acknowledgement) consumes them; the clock
    stops when the last reading is durable in storage;
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -24,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from smartcity.bench.publisher import write_messages
 from smartcity.services.monitoring.model import (
     HOUR,
     MICROS,
@@ -110,17 +115,27 @@ def make_payloads(devices: int, batches: int, per_batch: int) -> list[tuple[str,
     return payloads
 
 
-async def _publish(js: object, payloads: Sequence[tuple[str, bytes]]) -> None:
-    pending = []
-    for subject, data in payloads:
-        pending.append(await js.publish_async(subject, data))  # type: ignore[attr-defined]
-        if len(pending) >= 512:
-            await asyncio.gather(*pending)
-            pending.clear()
-    await asyncio.gather(*pending)
+async def _publish(url: str, messages: Path, started: asyncio.Future[float]) -> None:
+    """Publish the prepared messages from another process (see ``bench.publisher``);
+    ``started`` gets the moment the first message goes out."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "smartcity.bench.publisher",
+        url,
+        str(messages),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    await process.stdout.readline()
+    started.set_result(time.perf_counter())
+    if await process.wait() != 0:
+        raise RuntimeError("the benchmark's publisher failed")
 
 
-async def _ceiling(payloads: Sequence[tuple[str, bytes]], per_batch: int, workdir: Path) -> float:
+async def _ceiling(
+    payloads: Sequence[tuple[str, bytes]], messages: Path, per_batch: int, workdir: Path
+) -> float:
     from nats.js.api import AckPolicy, ConsumerConfig
 
     from smartcity.runtime.bus import TELEMETRY_STREAM, Bus
@@ -137,8 +152,8 @@ async def _ceiling(payloads: Sequence[tuple[str, bytes]], per_batch: int, workdi
             stream=TELEMETRY_STREAM,
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=100_000),
         )
-        started = time.perf_counter()
-        publishing = asyncio.create_task(_publish(bus.js, payloads))
+        began: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        publishing = asyncio.create_task(_publish(nats.url, messages, began))
         received = 0
         while received < len(payloads):
             with contextlib.suppress(TimeoutError):
@@ -146,14 +161,14 @@ async def _ceiling(payloads: Sequence[tuple[str, bytes]], per_batch: int, workdi
                     telemetry_pb2.TelemetryBatch.FromString(msg.data)
                     await msg.ack()
                     received += 1
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - await began
         await publishing
         await bus.close()
     return received * per_batch / elapsed
 
 
 async def _ingest_rate(
-    url: str, payloads: Sequence[tuple[str, bytes]], readings: int, workdir: Path
+    url: str, payloads: Sequence[tuple[str, bytes]], messages: Path, readings: int, workdir: Path
 ) -> float:
     from smartcity.fields import load_fields
     from smartcity.runtime.bus import Bus
@@ -182,10 +197,10 @@ async def _ingest_rate(
 
         ingest = Ingest(bus, store, fields, MonitoringSettings(fetch_batch=512), on_stored=stored)
         consuming = asyncio.create_task(ingest.run())
-        started = time.perf_counter()
-        await _publish(bus.js, payloads)
+        began: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        await _publish(nats.url, messages, began)
         await done.wait()
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - await began
         consuming.cancel()
         await asyncio.gather(consuming, return_exceptions=True)
         await bus.close()
@@ -311,9 +326,11 @@ async def run_monitoring_bench_async(
     readings = len(payloads) * per_batch
     with tempfile.TemporaryDirectory(prefix="smartcity-bench-") as folder:
         workdir = Path(folder)
+        messages = workdir / "messages.bin"
+        write_messages(messages, payloads)
         progress(f"ceiling: plain nats-py, {len(payloads):,} batches")
         result = MonitoringBenchResult(
-            len(payloads), readings, await _ceiling(payloads, per_batch, workdir)
+            len(payloads), readings, await _ceiling(payloads, messages, per_batch, workdir)
         )
         backends: list[tuple[str, str, Callable[[], object] | None]] = [
             ("sqlite", f"sqlite:///{workdir / 'ingest.db'}", None)
@@ -326,7 +343,7 @@ async def run_monitoring_bench_async(
             try:
                 progress(f"{name}: ingest of {readings:,} readings")
                 figures.ingest_readings_per_second = await _ingest_rate(
-                    url, payloads, readings, workdir
+                    url, payloads, messages, readings, workdir
                 )
                 query_url = f"sqlite:///{workdir / 'query.db'}" if name == "sqlite" else url
                 async with _opened(query_url) as store:
