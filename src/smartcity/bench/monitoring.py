@@ -195,7 +195,7 @@ async def _ingest_rate(
             if stats.batches_written >= len(payloads):
                 done.set()
 
-        ingest = Ingest(bus, store, fields, MonitoringSettings(fetch_batch=512), on_stored=stored)
+        ingest = Ingest(bus, store, fields, MonitoringSettings(), on_stored=stored)
         consuming = asyncio.create_task(ingest.run())
         began: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         await _publish(nats.url, messages, began)

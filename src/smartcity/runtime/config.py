@@ -170,7 +170,13 @@ class MonitoringSettings(_Section):
         "sqlite in <data_dir>/monitoring.db if unset",
     )
     consumer: str = Field(default="monitoring", description="durable JetStream consumer name")
-    fetch_batch: int = Field(default=256, ge=1, le=10_000)
+    fetch_batch: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="messages per fetch and per storage transaction; small enough that "
+        "decoding the next fetch overlaps writing this one",
+    )
     fetch_timeout_seconds: float = Field(default=1.0, gt=0)
     ack_wait_seconds: float = Field(default=30.0, gt=0)
     retention_raw_days: float = Field(default=30, ge=0, description="0 keeps forever")
