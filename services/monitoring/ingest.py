@@ -102,10 +102,6 @@ class IngestStats:
     store_failures: int = 0
 
 
-def _micros(timestamp: object) -> int:
-    return timestamp.seconds * MICROS + timestamp.nanos // 1000  # type: ignore[attr-defined]
-
-
 class Catalogue:
     """Each field's metrics by name, for checking readings fast."""
 
