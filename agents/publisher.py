@@ -12,6 +12,9 @@ Two halves that never wait for each other:
   While NATS is unreachable it backs off and retries; the batches wait on disk, oldest
   first. A batch whose acknowledgement was lost is sent again with the same id, and
   JetStream's de-duplication stores it once; consumers also de-duplicate by sequence.
+  When NATS answers but no stream captures the subject, the batches wait the same way; the
+  agent says so in words, once per outage, and never creates a stream itself: streams are
+  the platform's (``smartcity streams ensure``), an agent only publishes.
 
 ``sent_time`` is stamped at each send without decoding the stored batch: protobuf merges a
 serialized message with the bytes of one more field appended, so the stored payload plus an
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import api as js_api
+from nats.js.errors import NoStreamResponseError
 from opentelemetry import trace
 
 from smartcity.agents.buffer import DiskBuffer
@@ -72,7 +76,8 @@ class _Stamps(dict[float, Timestamp]):
 def add_reading(
     batch: telemetry_pb2.TelemetryBatch, reading: Reading, sequence: int, stamps: _Stamps
 ) -> None:
-    """Append ``reading`` to ``batch``; ``value`` is always the numeric view (DESIGN.md)."""
+    """Append ``reading`` to ``batch``; ``value`` is always the numeric view (see
+    docs/architecture.md, "NATS subjects")."""
     value = reading.value
     if value.__class__ is float and reading.source_time is None and not reading.reason:
         # The common case, a good analogue value read directly from a device: no dict.
@@ -163,6 +168,7 @@ class TelemetryPublisher:
         self.last_sequence: dict[tuple[str, str], int] = {}
         self.readings_buffered = 0
         self._wake = asyncio.Event()
+        self._no_stream_reported = False
 
     # -- producing ---------------------------------------------------------------------------
 
@@ -275,12 +281,15 @@ class TelemetryPublisher:
                 future.cancel()
         acked: list[int] = []
         readings = 0
+        no_stream: list[str] = []
         for entry, future in zip(entries, futures, strict=False):
             if future.cancelled():
                 error = error or f"no acknowledgement within {self.ack_timeout:g} s"
                 continue
             exc = future.exception()
             if exc is not None:
+                if isinstance(exc, NoStreamResponseError) and entry.subject not in no_stream:
+                    no_stream.append(entry.subject)
                 error = error or f"{type(exc).__name__}: {exc}"
                 continue
             acked.append(entry.id)
@@ -291,7 +300,11 @@ class TelemetryPublisher:
             self.stats.readings_sent += readings
         if len(acked) < len(entries):
             self.stats.send_failures += 1
-            if error != self.stats.last_error:
+            if no_stream:
+                error = f"no JetStream stream captures {', '.join(no_stream)}"
+                if not self._no_stream_reported:
+                    self._report_no_stream(bus, no_stream)
+            elif error != self.stats.last_error:
                 log.warning(
                     "uplink: %d of %d batch(es) not acknowledged, kept on disk for retry: %s",
                     len(entries) - len(acked),
@@ -302,4 +315,24 @@ class TelemetryPublisher:
         elif self.stats.last_error:
             log.info("uplink: JetStream acknowledges again; replaying the buffer in order")
             self.stats.last_error = ""
+            self._no_stream_reported = False
         return acked
+
+    def _report_no_stream(self, bus: Bus, subjects: list[str]) -> None:
+        """Say once per outage that the server has no stream for our subjects, and who
+        creates one: the platform, never the agent (it needs no stream-admin rights)."""
+        self._no_stream_reported = True
+        url = bus.nc.connected_url  # without the credentials it may carry
+        server = f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else "URL"
+        named = " or ".join(subjects[:3])
+        if len(subjects) > 3:
+            named += f" (and {len(subjects) - 3} more subjects)"
+        log.warning(
+            "uplink: no JetStream stream captures %s on %s; the readings stay in the disk "
+            "buffer and are retried until one does. Create the platform's streams with "
+            "`smartcity streams ensure --nats %s` (or run `smartcity nats` or `smartcity up`, "
+            "which create them)",
+            named,
+            server,
+            server,
+        )

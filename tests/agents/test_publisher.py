@@ -6,10 +6,12 @@ Real nats-server (restarted on the same port and data folder), real SQLite buffe
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from support import eventually
 
 from smartcity.agents.buffer import DiskBuffer
@@ -165,3 +167,43 @@ async def test_no_stream_keeps_batches_on_disk(bus: Bus, tmp_path: Path, caplog)
     assert publisher.stats.last_error
     with pytest.raises(ValueError, match="max_batch"):
         TelemetryPublisher(buffer, agent_id="a", max_batch=0)
+
+
+async def test_without_a_stream_the_agent_says_so_once_and_sends_when_one_appears(
+    nats_server: EmbeddedNats, bus: Bus, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="smartcity.agents.publisher")
+    buffer = DiskBuffer(tmp_path / "buffer.db")
+    publisher = TelemetryPublisher(buffer, agent_id="agent-1", max_batch=40, ack_timeout=1.0)
+    sink = publisher.sink_for(PROFILE)
+    await sink(readings(100))  # 3 batches
+    uplink = asyncio.create_task(publisher.run(bus))
+    try:
+        await eventually(lambda: publisher.stats.send_failures >= 3, what="3 failed sends")
+        await sink(readings(20, 100))  # still reading during the outage
+        failures = publisher.stats.send_failures
+        await eventually(lambda: publisher.stats.send_failures > failures, what="one more")
+
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1, warnings  # once per outage, not once per retry
+        (warning,) = warnings
+        assert "no JetStream stream captures city.telemetry.water_supply.cau-do.station-1" in (
+            warning
+        )
+        assert "the readings stay in the disk buffer" in warning
+        assert f"`smartcity streams ensure --nats {nats_server.url}`" in warning
+        assert "NoStreamResponseError" not in warning
+        assert publisher.stats.batches_sent == 0  # nothing acknowledged
+        assert buffer.stats().batches == 4  # nothing lost
+        with pytest.raises(NotFoundError):  # and the agent created no stream
+            await bus.js.stream_info(TELEMETRY_STREAM)
+
+        await bus.ensure_streams(StreamsSettings())  # what the platform does
+        await eventually(lambda: buffer.stats().batches == 0, what="the buffer to drain")
+    finally:
+        uplink.cancel()
+    batches = await stored_batches(bus)
+    sequences = [r.sequence for b in batches for r in b.readings]
+    assert sequences == list(range(sequences[0], sequences[0] + 120))
+    assert "JetStream acknowledges again" in caplog.text
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1

@@ -21,6 +21,7 @@ from smartcity.cli.nats import nats_command
 from smartcity.cli.query import query_app
 from smartcity.cli.serve import serve_app
 from smartcity.cli.sim import sim_app
+from smartcity.cli.streams import streams_app
 
 app = typer.Typer(
     name="smartcity",
@@ -78,6 +79,7 @@ def version(
 
 app.add_typer(fields_app, name="fields")
 app.command("nats")(nats_command)
+app.add_typer(streams_app, name="streams")
 app.add_typer(agent_app, name="agent")
 app.add_typer(sim_app, name="sim")
 app.add_typer(serve_app, name="serve")

@@ -1,11 +1,14 @@
 """``smartcity nats``: the embedded JetStream server in the foreground.
 
 For development and for a single machine that runs the other processes separately: they
-connect with ``SMARTCITY_NATS__URL`` set to the URL printed here.
+connect with ``SMARTCITY_NATS__URL`` set to the URL printed here. Before it says it is ready,
+it creates the platform's streams with the configured limits (as ``smartcity streams ensure``
+does), so that what agents publish is stored with nothing else running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 from pathlib import Path
@@ -17,9 +20,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from smartcity.cli.errors import fail
-from smartcity.runtime.config import ConfigError, load_settings
+from smartcity.cli.streams import ensured_summary
+from smartcity.runtime.bus import Bus, BusError
+from smartcity.runtime.config import ConfigError, StreamsSettings, load_settings
 from smartcity.runtime.logs import setup_logging
 from smartcity.runtime.nats_server import EmbeddedNats, NatsServerError
+from smartcity.runtime.streams import provision_streams
 
 #: The port NATS clients try when given no URL; used unless a flag or the configuration
 #: names another, because a server people connect to by hand should not move.
@@ -66,7 +72,11 @@ def nats_command(
         ),
     ] = None,
 ) -> None:
-    """Run a NATS server with JetStream in the foreground until Ctrl-C or SIGTERM."""
+    """Run a NATS server with JetStream in the foreground until Ctrl-C or SIGTERM.
+
+    The platform's streams are created (or brought up to date) with the configured limits
+    before the server is announced ready.
+    """
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
 
@@ -106,7 +116,13 @@ def nats_command(
             if signalled.is_set():
                 return
             fail(exc)
-        _print_endpoints(out, server)
+        try:
+            streams = _create_streams(server, everything.nats.streams)
+        except BusError as exc:
+            if signalled.is_set():
+                return
+            fail(f"NATS started but the platform's streams could not be made: {exc}")
+        _print_endpoints(out, server, streams)
         threading.Thread(target=watch, name="smartcity-nats-watch", daemon=True).start()
         wake.wait()
         if not signalled.is_set():
@@ -124,9 +140,20 @@ def nats_command(
     out.print("NATS stopped.")
 
 
-def _print_endpoints(out: Console, server: EmbeddedNats) -> None:
+def _create_streams(server: EmbeddedNats, streams: StreamsSettings) -> str:
+    """Create the platform's streams on ``server``; a line saying what was done."""
+
+    async def ensure() -> str:
+        async with await Bus.connect(server.client_settings(), name="smartcity-nats") as bus:
+            return ensured_summary(await provision_streams(bus, streams))
+
+    return asyncio.run(ensure())
+
+
+def _print_endpoints(out: Console, server: EmbeddedNats, streams: str) -> None:
     out.print(f"[green]NATS with JetStream is ready[/green] ({server.settings.name})")
     out.print(f"  client URL   [bold]{server.url}[/bold]", highlight=False)
+    out.print(f"  streams      {escape(streams)}", highlight=False)
     if server.monitor_url is not None:
         out.print(f"  monitoring   [bold]{server.monitor_url}[/bold]", highlight=False)
     out.print(f"  data folder  {escape(str(server.data_dir))}", highlight=False)

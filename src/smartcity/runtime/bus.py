@@ -7,7 +7,7 @@ repeat:
 * W3C trace context (``traceparent``/``tracestate``) in message headers, so one trace follows
   a reading from the agent through NATS into monitoring and alerts. Publishing opens a PRODUCER
   span, handling a message a CONSUMER span whose parent is the publisher's span.
-* The four JetStream streams of the design, created or brought up to date from configuration.
+* The JetStream streams of the design, created or brought up to date from configuration.
 * Connection events in the structured log.
 
 The raw client stays available as :attr:`Bus.nc` and :attr:`Bus.js`. Code that reads messages
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
 
@@ -70,6 +71,22 @@ class BusError(RuntimeError):
 
 class StreamConfigError(BusError):
     """A JetStream stream cannot be given the configured limits; the message names it."""
+
+
+class StreamOutcome(StrEnum):
+    """What :meth:`Bus.ensure_streams` did to one stream."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+class EnsuredStreams(dict[str, js_api.StreamInfo]):
+    """Each stream's info by name, as before; ``outcomes`` says what was done to each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcomes: dict[str, StreamOutcome] = {}
 
 
 # -- trace context in message headers --------------------------------------------------------
@@ -471,11 +488,12 @@ class Bus:
             span.set_attribute("messaging.nats.duplicate", bool(ack.duplicate))
             return ack
 
-    async def ensure_streams(self, streams: StreamsSettings) -> dict[str, js_api.StreamInfo]:
-        """Create the four streams of the design, or bring their limits up to date.
+    async def ensure_streams(self, streams: StreamsSettings) -> EnsuredStreams:
+        """Create the platform's streams, or bring their limits up to date.
 
         Safe to call from every process at every start. A change JetStream cannot make in
-        place (storage type) is refused for all streams before any of them is touched.
+        place (storage type) is refused for all streams before any of them is touched. The
+        result maps each stream to its info; its ``outcomes`` say what was done to each.
         """
         wanted = {
             name: stream_config(name, limits) for name, limits in stream_limits(streams).items()
@@ -489,18 +507,21 @@ class Bus:
         for name, info in existing.items():
             _refuse_impossible_change(info.config, wanted[name])
 
-        result: dict[str, js_api.StreamInfo] = {}
+        result = EnsuredStreams()
         for name, config in wanted.items():
             current = existing.get(name)
             if current is None:
-                result[name] = await self._create_stream(config)
+                result[name], result.outcomes[name] = await self._create_stream(config)
             elif _managed(current.config) != _managed(config):
                 result[name] = await self._update_stream(config)
+                result.outcomes[name] = StreamOutcome.UPDATED
             else:
-                result[name] = current
+                result[name], result.outcomes[name] = current, StreamOutcome.UNCHANGED
         return result
 
-    async def _create_stream(self, config: js_api.StreamConfig) -> js_api.StreamInfo:
+    async def _create_stream(
+        self, config: js_api.StreamConfig
+    ) -> tuple[js_api.StreamInfo, StreamOutcome]:
         try:
             info = await self.js.add_stream(config)
         except APIError as exc:
@@ -509,9 +530,9 @@ class Bus:
             # Another process created it between our look-up and now.
             current = await self.js.stream_info(config.name or "")
             _refuse_impossible_change(current.config, config)
-            return await self._update_stream(config)
+            return await self._update_stream(config), StreamOutcome.UPDATED
         _log.info("jetstream_stream_created", stream=config.name, subjects=config.subjects)
-        return info
+        return info, StreamOutcome.CREATED
 
     async def _update_stream(self, config: js_api.StreamConfig) -> js_api.StreamInfo:
         try:
