@@ -1,9 +1,9 @@
 """Device profiles: the YAML file a SCADA engineer writes for one field device.
 
-The format is a contract (DESIGN.md, "Device profile"); this module is the one place that
-knows it. A profile is checked completely at load time, before any socket is opened, so that
-an engineer on site sees every mistake at once with the file, the point and the reason,
-rather than a decoding surprise at 3 a.m. Unknown keys are mistakes too: a misspelt
+The format is a contract (docs/architecture.md, "Device profiles"); this module is the one
+place that knows it. A profile is checked completely at load time, before any socket is
+opened, so that an engineer on site sees every mistake at once with the file, the point and
+the reason, rather than a decoding surprise at 3 a.m. Unknown keys are mistakes too: a misspelt
 ``word_ordr`` silently falling back to the default is exactly the byte-order bug that
 gateways are known for.
 """

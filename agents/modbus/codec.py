@@ -6,25 +6,51 @@ the two bytes inside each register (``byte_order``) and the order of the registe
 32/64-bit value (``word_order``). ``ABCD`` is big/big, ``CDAB`` big bytes with little words
 (the common "word-swapped" float), ``BADC`` little bytes with big words, ``DCBA`` both
 little. Scaling is applied after decoding: ``engineering = raw * scale + offset``.
+
+Registers arrive big-endian per register, so a value's big-endian bytes ``ABCD`` are on the
+wire in one of those four arrangements. Swapping the two bytes of every register (undoing
+``byte_order: little``) and reversing the registers (undoing ``word_order: little``) restore
+``ABCD``: :func:`_to_wire_order` does exactly that, one point at a time. Both steps together
+reverse every byte, which is what reading little-endian does, so whole buffers need no
+reordering per point (:func:`_layout`): a value whose byte and word orders differ is read from
+the registers with their bytes swapped, and it is read little-endian when its word order is
+little (a one-register value: when its byte order is).
+
+The module has two decoders, and the tests hold them to the same result for every type and
+order:
+
+* :func:`decode` (with :func:`decode_raw` and :func:`scale`) is the reference: one point at a
+  time, its registers put back into big-endian order and unpacked. Commissioning
+  (``smartcity agent check``), the simulator and the tests use it; :func:`encode` is its
+  inverse, for writes.
+* :class:`BlockDecoder` is the fast path the Modbus driver reads with: compiled once per
+  planned read, it packs the answer's registers to bytes once and unpacks all values sharing
+  a layout with one precompiled :class:`struct.Struct`, instead of slicing and re-joining
+  registers point by point.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from smartcity.agents.modbus.planner import ReadRequest
 from smartcity.agents.profile import DataType, ModbusPoint
+from smartcity.agents.reading import Value
 
-_FORMATS = {
-    DataType.INT16: ">h",
-    DataType.UINT16: ">H",
-    DataType.INT32: ">i",
-    DataType.UINT32: ">I",
-    DataType.INT64: ">q",
-    DataType.UINT64: ">Q",
-    DataType.FLOAT32: ">f",
-    DataType.FLOAT64: ">d",
+_STRUCT_CHARS = {
+    DataType.INT16: "h",
+    DataType.UINT16: "H",
+    DataType.INT32: "i",
+    DataType.UINT32: "I",
+    DataType.INT64: "q",
+    DataType.UINT64: "Q",
+    DataType.FLOAT32: "f",
+    DataType.FLOAT64: "d",
 }
+_FORMATS = {data_type: f">{char}" for data_type, char in _STRUCT_CHARS.items()}
 
 
 class EncodeError(ValueError):
@@ -43,6 +69,16 @@ def _to_wire_order(words: list[int], point: ModbusPoint) -> list[int]:
     if point.word_order == "little":
         words = words[::-1]
     return words
+
+
+def _layout(point: ModbusPoint) -> tuple[bool, str]:
+    """How :class:`BlockDecoder` reads ``point``: from byte-swapped registers or not, and
+    with which ``struct`` endianness; the same rule as :func:`_to_wire_order`."""
+    little_bytes = point.byte_order == "little"
+    little_words = point.word_order == "little"
+    if point.width == 1:
+        return False, "<" if little_bytes else ">"
+    return little_bytes != little_words, "<" if little_words else ">"
 
 
 def decode_raw(registers: list[int], point: ModbusPoint) -> int | float:
@@ -98,3 +134,91 @@ def encode(value: float | int | bool, point: ModbusPoint) -> list[int]:
     data = struct.pack(fmt, raw)
     words = [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
     return _to_wire_order(words, point)
+
+
+# -- the fast path: one planned read at a time -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """Points of one request that one precompiled struct unpacks from one byte buffer."""
+
+    unpack: Callable[[bytes], tuple[int | float, ...]]
+    swapped: bool
+    positions: tuple[int, ...]
+
+
+def _compile(swapped: bool, endian: str, fields: list[tuple[int, str, int]]) -> _Group:
+    """One struct for ``fields`` (byte offset, struct character, position), skipping the
+    bytes between them."""
+    fields.sort()
+    parts, cursor = [endian], 0
+    for byte_offset, char, _ in fields:
+        if byte_offset > cursor:
+            parts.append(f"{byte_offset - cursor}x")
+        parts.append(char)
+        cursor = byte_offset + struct.calcsize(f"{endian}{char}")
+    return _Group(
+        unpack=struct.Struct("".join(parts)).unpack_from,
+        swapped=swapped,
+        positions=tuple(position for _, _, position in fields),
+    )
+
+
+class BlockDecoder:
+    """The engineering values of a planned read's points, from the read's answer.
+
+    Built once per :class:`~smartcity.agents.modbus.planner.ReadRequest` and reused every
+    cycle. The answer's registers are packed to bytes once as received and, only if some
+    point needs it, once with every register's bytes swapped; the points are grouped by
+    layout (:func:`_layout`) and each group is unpacked by one precompiled struct. Bits of a
+    register (``bit``), coils and discrete inputs become bools; scaling follows the
+    unpacking. The values equal :func:`decode` of each point's registers, types included;
+    a float that is not finite is returned as it is, for the caller to judge.
+    """
+
+    def __init__(self, request: ReadRequest) -> None:
+        self.function = request.function
+        self._size = len(request.points)
+        self._bit_offsets = tuple(point.address - request.address for point in request.points)
+        if self.function.is_bits:
+            return
+        self._big = struct.Struct(f">{request.count}H").pack
+        self._little = struct.Struct(f"<{request.count}H").pack
+        self._register_bits: list[tuple[int, int, int]] = []
+        self._scaled: list[tuple[int, float, float]] = []
+        layouts: dict[tuple[bool, str], list[tuple[int, str, int]]] = {}
+        for position, point in enumerate(request.points):
+            offset = point.address - request.address
+            if point.type is DataType.BOOL:
+                self._register_bits.append((position, offset, point.bit or 0))
+                continue
+            if point.scale != 1 or point.offset != 0:
+                self._scaled.append((position, point.scale, point.offset))
+            layouts.setdefault(_layout(point), []).append(
+                (offset * 2, _STRUCT_CHARS[point.type], position)
+            )
+        self._groups = tuple(
+            _compile(swapped, endian, fields) for (swapped, endian), fields in layouts.items()
+        )
+        self._needs_swapped = any(group.swapped for group in self._groups)
+
+    def values(self, answer: Sequence[int] | Sequence[bool]) -> list[Value]:
+        """Engineering values of the request's points, in ``request.points`` order."""
+        if self.function.is_bits:
+            bits = answer
+            return [bool(bits[offset]) for offset in self._bit_offsets]
+        registers = answer
+        out: list[Value] = [0] * self._size
+        raw = self._big(*registers)
+        swapped = self._little(*registers) if self._needs_swapped else raw
+        for group in self._groups:
+            for position, value in zip(
+                group.positions, group.unpack(swapped if group.swapped else raw), strict=True
+            ):
+                out[position] = value
+        for position, offset, bit in self._register_bits:
+            out[position] = bool((registers[offset] >> bit) & 1)
+        for position, scale, offset in self._scaled:
+            out[position] = out[position] * scale + offset
+        return out

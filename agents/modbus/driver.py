@@ -2,11 +2,9 @@
 
 Each poll cycle takes the points that are due (poll class or per-point interval), reads them
 with the planner's merged requests one after the other (a Modbus device, above all on a
-serial line, serves one request at a time) and decodes each answer with a decoder compiled
-once per planned request: the register block is packed to bytes once and every value is
-unpacked by one precompiled :class:`struct.Struct` per byte/word order, instead of slicing
-and re-joining registers point by point. The result is identical to the reference codec
-(:mod:`smartcity.agents.modbus.codec`); the tests hold them to it.
+serial line, serves one request at a time) and decodes each answer with the codec's
+:class:`~smartcity.agents.modbus.codec.BlockDecoder`, compiled once per planned request and
+kept with the plan: byte and word order are applied there, never here.
 
 Faults never raise out of the driver; they become readings with ``BAD`` quality and a reason:
 
@@ -38,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import struct
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -51,7 +48,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.pdu import ModbusPDU
 
 from smartcity.agents.driver import DeviceDriver, ReadingSink, WriteRefusedError
-from smartcity.agents.modbus.codec import EncodeError, encode
+from smartcity.agents.modbus.codec import BlockDecoder, EncodeError, encode
 from smartcity.agents.modbus.planner import ReadRequest, plan_reads
 from smartcity.agents.profile import DataType, Function, ModbusDevice, ModbusPoint, PointBase
 from smartcity.agents.reading import Quality, Reading, Value
@@ -78,17 +75,6 @@ EXCEPTION_NAMES = {
 _BUSY = (5, 6)
 """Exception codes that mean "ask again later": retried like a timeout."""
 KEEPALIVE_SLOW_INTERVALS = 6
-
-_STRUCT_CHARS = {
-    DataType.INT16: "h",
-    DataType.UINT16: "H",
-    DataType.INT32: "i",
-    DataType.UINT32: "I",
-    DataType.INT64: "q",
-    DataType.UINT64: "Q",
-    DataType.FLOAT32: "f",
-    DataType.FLOAT64: "d",
-}
 
 
 def _honour_cancellation() -> None:
@@ -117,25 +103,10 @@ class _NoAnswerError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class _Group:
-    """Points of one request that one precompiled struct unpacks from one byte buffer."""
-
-    unpack: Callable[[bytes], tuple[int | float, ...]]
-    swapped: bool
-    positions: tuple[int, ...]
-
-
 class _Block:
-    """A planned read and its decoder, compiled once and reused every cycle.
-
-    Register bytes arrive big-endian per register. A value's bytes in big-endian order are
-    ``ABCD``; the four conventions put them on the wire as ``ABCD``, ``CDAB``, ``BADC`` or
-    ``DCBA``. Read as-is, ``ABCD`` is big-endian and ``DCBA`` little-endian; with the two
-    bytes of every register swapped, ``BADC`` becomes big-endian and ``CDAB``
-    little-endian. So two buffers (as received, and register-swapped) and two endiannesses
-    decode every order with C-level ``struct`` calls, whatever the width.
-    """
+    """A planned read, compiled once and reused every cycle: the request, its decoder
+    (:class:`~smartcity.agents.modbus.codec.BlockDecoder`) and what turns the decoded values
+    into readings."""
 
     def __init__(self, request: ReadRequest) -> None:
         self.request = request
@@ -151,54 +122,8 @@ class _Block:
             or point.offset != 0
             for point in request.points
         )
-        self.bit_offsets = tuple(point.address - request.address for point in request.points)
-        if self.function.is_bits:
-            return
-        self._big = struct.Struct(f">{self.count}H").pack
-        self._little = struct.Struct(f"<{self.count}H").pack
-        self.register_bits: list[tuple[int, int, int]] = []
-        self.scaled: list[tuple[int, float, float]] = []
-        layouts: dict[tuple[bool, str], list[tuple[int, str, int]]] = {}
-        for position, point in enumerate(request.points):
-            offset = point.address - request.address
-            if point.type is DataType.BOOL:
-                self.register_bits.append((position, offset, point.bit or 0))
-                continue
-            if point.scale != 1 or point.offset != 0:
-                self.scaled.append((position, point.scale, point.offset))
-            little_bytes = point.byte_order == "little"
-            little_words = point.word_order == "little"
-            if point.width == 1:
-                swapped, endian = False, "<" if little_bytes else ">"
-            else:
-                swapped, endian = little_bytes != little_words, "<" if little_words else ">"
-            layouts.setdefault((swapped, endian), []).append(
-                (offset * 2, _STRUCT_CHARS[point.type], position)
-            )
-        self.groups = tuple(
-            _compile(swapped, endian, fields) for (swapped, endian), fields in layouts.items()
-        )
-        self.needs_swapped = any(group.swapped for group in self.groups)
-
-    def values(self, answer: Sequence[int] | Sequence[bool]) -> list[Value]:
-        """Engineering values of the request's points, in ``self.points`` order."""
-        if self.function.is_bits:
-            bits = answer
-            return [bool(bits[offset]) for offset in self.bit_offsets]
-        registers = answer
-        out: list[Value] = [0] * len(self.points)
-        raw = self._big(*registers)
-        swapped = self._little(*registers) if self.needs_swapped else raw
-        for group in self.groups:
-            for position, value in zip(
-                group.positions, group.unpack(swapped if group.swapped else raw), strict=True
-            ):
-                out[position] = value
-        for position, offset, bit in self.register_bits:
-            out[position] = bool((registers[offset] >> bit) & 1)
-        for position, scale, offset in self.scaled:
-            out[position] = out[position] * scale + offset
-        return out
+        # Engineering values of the request's points, in ``self.points`` order.
+        self.values = BlockDecoder(request).values
 
     def readings(self, answer: Sequence[int] | Sequence[bool], now: float) -> list[Reading]:
         values = self.values(answer)
@@ -215,21 +140,6 @@ class _Block:
             else:
                 readings.append(Reading(metric, value, unit, good, "", None, now))
         return readings
-
-
-def _compile(swapped: bool, endian: str, fields: list[tuple[int, str, int]]) -> _Group:
-    fields.sort()
-    parts, cursor = [endian], 0
-    for byte_offset, char, _ in fields:
-        if byte_offset > cursor:
-            parts.append(f"{byte_offset - cursor}x")
-        parts.append(char)
-        cursor = byte_offset + struct.calcsize(f"{endian}{char}")
-    return _Group(
-        unpack=struct.Struct("".join(parts)).unpack_from,
-        swapped=swapped,
-        positions=tuple(position for _, _, position in fields),
-    )
 
 
 @dataclass(eq=False)

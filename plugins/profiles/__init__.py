@@ -1,10 +1,10 @@
 """Ready device profiles of the city's fields, kept as YAML files beside the plugins.
 
-A template is written exactly as an engineer writes a device profile (DESIGN.md, "Device
-profile"), less what only the deployment knows: ``site``, ``device`` and ``endpoint``. Kept as
-YAML rather than as Python literals, the file in the repository, with the comments on its
-register map, is the file an engineer would have written by hand, and what
-:meth:`~smartcity.fields.DeviceProfileTemplate.complete` hands back reads the same.
+A template is written exactly as an engineer writes a device profile (docs/architecture.md,
+"Device profiles"), less what only the deployment knows: ``site``, ``device`` and
+``endpoint``. Kept as YAML rather than as Python literals, the file in the repository, with
+the comments on its register map, is the file an engineer would have written by hand, and
+what :meth:`~smartcity.fields.DeviceProfileTemplate.complete` hands back reads the same.
 
 Each field has a sub-package here (``profiles/<field>/``) holding one ``<name>.yaml`` per
 template: the file name is the template's name, and the file's ``description`` is both the

@@ -21,10 +21,9 @@ from modbus_fixtures import (
 from support import Collector, running
 
 from smartcity.agents.driver import WriteRefusedError, driver_for
-from smartcity.agents.modbus.codec import decode
 from smartcity.agents.modbus.driver import ModbusDriver, _Block
 from smartcity.agents.modbus.planner import ReadRequest, plan_reads
-from smartcity.agents.profile import DataType, Function, ModbusDevice, ModbusPoint
+from smartcity.agents.profile import Function, ModbusDevice, ModbusPoint
 from smartcity.agents.reading import Quality
 from smartcity.agents.resilience import Backoff, CircuitBreaker
 from smartcity.agents.sim.substation import Fault, Substation
@@ -49,35 +48,7 @@ def point(profile: ModbusDevice, name: str) -> ModbusPoint:
     return found
 
 
-# -- the compiled decoder is the reference codec, faster ----------------------------------------
-
-
-NUMERIC = [t for t in DataType if t is not DataType.BOOL]
-
-
-@pytest.mark.parametrize("order", ["ABCD", "CDAB", "BADC", "DCBA"])
-def test_compiled_block_decoder_equals_reference_codec(order: str) -> None:
-    rng = random.Random(order)
-    points, address = [], 3
-    for index, (type_, scale) in enumerate(itertools.product(NUMERIC, (1.0, 0.1))):
-        points.append(
-            ModbusPoint(name=f"p{index}", address=address, type=type_, order=order, scale=scale)
-        )
-        address += type_.registers + rng.randrange(3)  # gaps between points
-    points.append(ModbusPoint(name="flag", address=address, type="bool", bit=13))
-    (request,) = plan_reads(points, max_gap=8, max_registers=125, max_bits=2000)
-    block = _Block(request)
-    for _ in range(200):
-        registers = [rng.randrange(65536) for _ in range(request.count)]
-        values = block.values(registers)
-        for p, value in zip(request.points, values, strict=True):
-            reference = decode(request.slice_for(p, registers), p)
-            if isinstance(reference, float) and math.isnan(reference):
-                assert isinstance(value, float), p.name
-                assert math.isnan(value), p.name
-            else:
-                assert value == reference, p.name
-                assert type(value) is type(reference), p.name
+# -- decoded values become readings ------------------------------------------------------------
 
 
 def test_non_finite_floats_are_bad_not_published_as_values() -> None:

@@ -1,4 +1,5 @@
-"""Device profiles: the DESIGN.md format loads; each mistake is refused with file, point, reason."""
+"""Device profiles: the documented format (docs/architecture.md, "Device profiles") loads; each
+mistake is refused with file, point, reason."""
 
 from __future__ import annotations
 

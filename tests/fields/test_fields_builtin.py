@@ -14,7 +14,7 @@ from smartcity.fields import (
     load_fields,
 )
 
-# DESIGN.md, "The six pillars and sixteen fields".
+# The six pillars and their fields (docs/architecture.md, "The parts").
 DESIGN_FIELDS = {
     "governance": "governance",
     "citizen_services": "citizen",

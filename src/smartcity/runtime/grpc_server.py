@@ -1,7 +1,7 @@
 """The gRPC server every smartcity service runs in.
 
 A service hands over its servicers; this module adds what every service owes its operators
-and clients (DESIGN.md): ``grpc.health.v1`` for Kubernetes probes and load balancers, server
+and clients: ``grpc.health.v1`` for Kubernetes probes and load balancers, server
 reflection for grpcurl, the standard interceptors (:mod:`smartcity.runtime.interceptors`),
 message size limits and keepalive policy, and a graceful stop that first reports NOT_SERVING
 so traffic drains before the listener closes.
