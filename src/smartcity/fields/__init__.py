@@ -31,6 +31,7 @@ from smartcity.fields.model import (
     RecordType,
     Severity,
     ValueType,
+    Verdict,
 )
 from smartcity.fields.tracing import TRACE_LOGGER
 
@@ -62,6 +63,7 @@ __all__ = [
     "RecordType",
     "Severity",
     "ValueType",
+    "Verdict",
     "hookimpl",
     "hookspec",
     "load_fields",

@@ -49,7 +49,7 @@ def metrics() -> list[Metric]:
     """Return the field's metric catalogue: every quantity its devices publish or its
     ``derive`` computes, with unit, plausible range and kind. Names are unique within the
     field. It is what the services check readings against: a reading outside its metric's
-    range is kept with bad quality, never dropped (DESIGN.md, "Quality bar").
+    range is kept with bad quality, never dropped.
 
     Called once per plugin by the host at load time.
     """
@@ -107,15 +107,18 @@ def derive(
     return an empty list when there is nothing to derive. Readings of bad quality must not
     feed a good derived value.
 
-    ``hourly`` is ``None`` except with the first batch of the device after an hour
-    boundary: then it holds the device's hourly means (of GOOD readings) over the last
-    :attr:`HourlyHistory.HOURS` hours, ending with the hour just completed, for values
-    defined on hourly means (VN_AQI). What is derived from it is timestamped at
-    ``hourly.hour_end``. An implementation that needs no history leaves the argument out;
-    one that needs only the history may leave out the others.
+    ``hourly`` is ``None`` in those per-batch calls. An implementation that takes
+    ``hourly`` is also called once per completed hour of each device that reported in that
+    hour, with ``readings`` empty and ``hourly`` holding the device's hourly means (of GOOD
+    readings) over the last :attr:`HourlyHistory.HOURS` hours, ending with the completed
+    hour, for values defined on hourly means (VN_AQI). That call comes only once the whole
+    hour is stored (also when a backlog is replayed after an outage), and what it returns
+    is stored once per device and hour however many service replicas run; it is
+    timestamped at ``hourly.hour_end``. An implementation that needs no history leaves the
+    argument out; one that needs only the history may leave out the others.
 
-    Called by the monitoring service on the ingest path, once per batch and only for the
-    field the batch belongs to: keep it allocation-light and free of I/O.
+    Called by the monitoring service on the ingest path, only for the field the batch
+    belongs to: keep it allocation-light and free of I/O.
     """
 
 

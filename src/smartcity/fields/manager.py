@@ -105,6 +105,14 @@ class Field:
         return any("readings" in impl.argnames for impl in self.derive_caller.get_hookimpls())
 
     @property
+    def derive_reads_hourly(self) -> bool:
+        """Whether the plugin's ``derive`` takes ``hourly``: the host then calls it once per
+        completed hour of each device, with that hour's history."""
+        if self.derive_caller is None:
+            return False
+        return any("hourly" in impl.argnames for impl in self.derive_caller.get_hookimpls())
+
+    @property
     def pillar(self) -> Pillar:
         return self.info.pillar
 

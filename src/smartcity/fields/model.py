@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 """snake_case: what a metric, KPI, rule or record type is called. It is also a valid NATS
@@ -197,6 +197,16 @@ class FieldInfo:
         _set(self, "description", _text(self.description, f"field {self.id!r}: description"))
 
 
+class Verdict(NamedTuple):
+    """Why a reading cannot stand as it was reported, and the quality it is kept with."""
+
+    quality: Quality
+    reason: str
+
+
+_NO_BOUND = math.inf
+
+
 @dataclass(frozen=True, slots=True)
 class Metric:
     """One quantity a field measures, as devices publish it.
@@ -218,6 +228,8 @@ class Metric:
     kind: MetricKind = MetricKind.GAUGE
     value_type: ValueType = ValueType.FLOAT
     states: Mapping[int, str] = field(default_factory=dict, hash=False)
+    _low: float = field(default=-_NO_BOUND, init=False, repr=False, compare=False)
+    _high: float = field(default=_NO_BOUND, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         name = check_name(self.name, "metric name")
@@ -234,6 +246,8 @@ class Metric:
             raise ValueError(f"{what}: minimum {low:g} is not below maximum {high:g}")
         _set(self, "minimum", low)
         _set(self, "maximum", high)
+        _set(self, "_low", -_NO_BOUND if low is None else low)
+        _set(self, "_high", _NO_BOUND if high is None else high)
         if kind is MetricKind.COUNTER and low is not None and low < 0:
             raise ValueError(f"{what}: a counter cannot have a negative minimum ({low:g})")
         if value_type is ValueType.BOOL and (low not in (None, 0.0) or high not in (None, 1.0)):
@@ -256,13 +270,58 @@ class Metric:
             raise ValueError(f"{what}: only a state metric has states (kind is {kind})")
         _set(self, "states", MappingProxyType(states))
 
+    def check(
+        self, value: float | None, unit: str, quality: Quality = Quality.GOOD
+    ) -> Verdict | None:
+        """The platform's verdict on a reading of this metric: ``None`` when it stands as
+        reported, else the quality it must be kept with and why.
+
+        This is the one place where a reading is judged against its metric; ingest, alert
+        evaluation and anything else that takes readings from a wire call it. The rules,
+        first match wins:
+
+        * the unit must be the metric's: a value in another unit is another quantity, so
+          the reading is BAD whatever the device said of it;
+        * a value that is not finite (NaN, ±inf) is BAD (a reading already BAD keeps its
+          reason); the caller keeps the reading without its value, since no aggregate can
+          use it;
+        * a GOOD reading needs a value, within ``minimum``..``maximum``, integral for an
+          ``int`` metric and one of the ``states`` of a state metric; otherwise it is BAD;
+        * a reading the device already marked UNCERTAIN or BAD keeps its quality and its
+          own reason: the device knows better why it doubts the value.
+
+        The common case (a GOOD value in range, in the right unit) costs two comparisons.
+        """
+        if (
+            quality is Quality.GOOD
+            and unit == self.unit
+            and value is not None
+            and self._low <= value <= self._high
+            and self.value_type is ValueType.FLOAT
+        ):
+            return None
+        if unit != self.unit:
+            return Verdict(Quality.BAD, f"unit {unit!r} is not the metric's {self.unit!r}")
+        if value is not None and not math.isfinite(value) and quality is not Quality.BAD:
+            return Verdict(Quality.BAD, f"not a finite value ({value})")
+        if quality is not Quality.GOOD:
+            return None
+        if value is None:
+            return Verdict(Quality.BAD, "marked good but carries no value")
+        if value < self._low:
+            return Verdict(Quality.BAD, f"out of range: {value:g} < {self._low:g}")
+        if value > self._high:
+            return Verdict(Quality.BAD, f"out of range: {value:g} > {self._high:g}")
+        if self.value_type is not ValueType.FLOAT and value != int(value):
+            return Verdict(Quality.BAD, f"{value:g} is not a whole number ({self.value_type})")
+        if self.states and int(value) not in self.states:
+            known = ", ".join(f"{number} ({label})" for number, label in self.states.items())
+            return Verdict(Quality.BAD, f"state {int(value)} is not one of {known}")
+        return None
+
     def in_range(self, value: float) -> bool:
-        """Whether ``value`` is plausible for this metric (NaN never is)."""
-        if math.isnan(value):
-            return False
-        return (self.minimum is None or value >= self.minimum) and (
-            self.maximum is None or value <= self.maximum
-        )
+        """Whether a GOOD reading of ``value`` in the metric's unit stands (NaN never does)."""
+        return self.check(value, self.unit) is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,8 +569,8 @@ class RecordType:
 @dataclass(frozen=True, slots=True)
 class DeviceProfileTemplate:
     """A ready device profile for a common device of this field, without the parts that
-    depend on the deployment (``site``, ``endpoint``, ``device``); see DESIGN.md's
-    "Device profile" for the format. The edge agent's profile loader checks a completed
+    depend on the deployment (``site``, ``endpoint``, ``device``); see docs/architecture.md,
+    "Device profiles", for the format. The edge agent's profile loader checks a completed
     profile in full; here only the shape and the tie to the field's catalogue are checked.
     """
 
