@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
@@ -204,7 +205,9 @@ class Verdict(NamedTuple):
     reason: str
 
 
-_NO_BOUND = math.inf
+_NO_BOUND = sys.float_info.max
+"""The bound of an unbounded side: the largest finite float, so that the one comparison of
+the common case also keeps ±inf out."""
 
 
 @dataclass(frozen=True, slots=True)
