@@ -93,8 +93,9 @@ class StoredReading(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class IngestBatch:
-    """The readings of one telemetry batch, the unit of idempotence: storage keeps a batch
-    id once, so a redelivered batch changes nothing."""
+    """The readings of one batch, the unit of idempotence: storage keeps a ``(field,
+    batch_id)`` once, so a redelivered batch changes nothing. The id is unique within its
+    field only: two fields may well name batches alike."""
 
     batch_id: str
     field: str
@@ -104,14 +105,24 @@ class IngestBatch:
     readings: Sequence[StoredReading]
     received: int
     """When monitoring received the batch (µs); drives last-seen and device health."""
+    from_device: bool = True
+    """False for a batch the service derives itself (hourly VN_AQI values, say, under an id
+    such as ``hourly/<site>/<device>/<hour>``): its id still gates it, so a value that two
+    replicas compute is stored once, and its readings are stored as any others; but it
+    leaves the device registry alone, since its received time and sequence say nothing
+    about how the device polls."""
 
 
 @dataclass(frozen=True, slots=True)
 class WriteStats:
     batches_written: int
+    """``len(written)``."""
     batches_skipped: int
     """Batches already stored earlier (redelivered): nothing of them was written again."""
     readings_written: int
+    written: Sequence[IngestBatch] = ()
+    """The batches of this call that were stored now, in call order: what live streams
+    publish, so that a batch delivered twice reaches them once."""
 
 
 @dataclass(frozen=True, slots=True)

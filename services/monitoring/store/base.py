@@ -6,9 +6,16 @@ the same tables and give the same answers; the service and its tests are written
 this interface only.
 
 Write path (ingest): :meth:`TimeSeriesStore.write` takes whole batches and stores each at
-most once (by batch id), in one transaction with the latest values, the 1-minute and 1-hour
-roll-ups and the device registry, so that an acknowledgement sent after it returns never
-acknowledges something that is not durable.
+most once (by field and batch id), in one transaction with the latest values, the 1-minute
+and 1-hour roll-ups and the device registry (keyed by field, site and device: a device that
+reports to two fields has a record in each), so that an acknowledgement sent after it
+returns never acknowledges something that is not durable.
+
+Failures are told apart by class, so that callers can answer each rightly:
+:class:`InvalidQuery` (the request is wrong, whatever the database holds),
+:class:`StoreUnavailable` (the database cannot do it now; a retry later may succeed) and
+any other :class:`StoreError` (the database refused this data or this configuration; the
+same call fails the same way again).
 """
 
 from __future__ import annotations
@@ -33,7 +40,24 @@ from smartcity.services.monitoring.model import (
 
 
 class StoreError(Exception):
-    """Storage cannot do what was asked; the message says why (and never holds a password)."""
+    """Storage cannot do what was asked; the message says why (and never holds a password).
+
+    Raised as such when retrying cannot help: the database refused this data (a constraint,
+    a value it cannot hold), a migration or the configuration is wrong."""
+
+
+class InvalidQuery(StoreError):  # noqa: N818 - named for what the caller did
+    """The request is wrong whatever the database holds: a page token this service did not
+    issue, a page size out of bounds, an empty interval, a bound that is not finite, a step
+    that is not positive (gRPC ``INVALID_ARGUMENT``)."""
+
+
+class StoreUnavailable(StoreError):  # noqa: N818 - a state, like runtime.errors.Unavailable
+    """The database cannot do it now and a retry later may succeed: the connection was
+    refused, lost or timed out, the server is starting, shutting down or out of resources,
+    the file is locked by another process, the disk is full or failing, a transaction lost
+    to a concurrent one more often than retried, or the store is not open (gRPC
+    ``UNAVAILABLE``)."""
 
 
 class TimeSeriesStore(abc.ABC):
@@ -53,14 +77,31 @@ class TimeSeriesStore(abc.ABC):
     async def schema_version(self) -> int: ...
 
     @abc.abstractmethod
+    async def ping(self) -> None:
+        """The cheapest round trip that proves the store answers (for health checks);
+        :class:`StoreUnavailable` when it does not."""
+
+    @abc.abstractmethod
     async def write(self, batches: Sequence[IngestBatch]) -> WriteStats:
-        """Store ``batches`` atomically and idempotently (see the module docstring)."""
+        """Store ``batches`` atomically and idempotently (see the module docstring); a
+        batch whose ``(field, batch_id)`` is stored already, or came earlier in the same
+        call, is skipped whole. Batches that are not ``from_device`` leave the device
+        registry alone."""
+
+    @abc.abstractmethod
+    async def has_batches(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the ``(field, batch_id)`` pairs are stored already (one statement)."""
 
     @abc.abstractmethod
     async def latest(
         self, selector: Selector, *, page_size: int = 100, page_token: str | None = None
     ) -> Page[LatestValue]:
         """The newest reading of every matching series, ordered by series."""
+
+    @abc.abstractmethod
+    async def count_series(self, selector: Selector, at_most: int) -> int:
+        """How many series match ``selector``, counting no further than ``at_most``: enough
+        to refuse a query that would be too large before doing any of its work."""
 
     @abc.abstractmethod
     async def range(self, query: RangeQuery) -> RangeResult:
@@ -74,12 +115,16 @@ class TimeSeriesStore(abc.ABC):
         *,
         field: str | None = None,
         site: str | None = None,
+        device: str | None = None,
         page_size: int = 100,
         page_token: str | None = None,
-    ) -> Page[DeviceRecord]: ...
+    ) -> Page[DeviceRecord]:
+        """The registry records matching the filters that are set, ordered by field, site
+        and device. With ``site`` and ``device`` only: every field that device reports to."""
 
     @abc.abstractmethod
-    async def device(self, site: str, device: str) -> DeviceRecord | None: ...
+    async def device(self, field: str, site: str, device: str) -> DeviceRecord | None:
+        """The registry record of ``device`` at ``site`` in ``field``; None if never seen."""
 
     @abc.abstractmethod
     async def aggregate(

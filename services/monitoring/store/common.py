@@ -6,7 +6,9 @@ not talk to a database lives here once.
   backend), so neither database re-reads points on the write path;
 - the range plan: which roll-up serves which part of ``[start, end)`` so that the answer is
   exactly what raw points would give, and the merge of the partial aggregates;
-- page tokens, argument checks, URL masking and the migration files.
+- the device registry rows and filters, keyed by field, site and device;
+- page tokens, argument checks (:class:`~.base.InvalidQuery`), URL masking and the
+  migration files.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from operator import attrgetter
@@ -36,7 +38,7 @@ from smartcity.services.monitoring.model import (
     Selector,
     SeriesKey,
 )
-from smartcity.services.monitoring.store.base import StoreError
+from smartcity.services.monitoring.store.base import InvalidQuery, StoreError
 
 GOOD = int(Quality.GOOD)
 MAX_PAGE_SIZE = 10_000
@@ -54,14 +56,29 @@ RollupRow = tuple[int, int, int, float, float, float, int, int, float]
 """``(series_id, bucket, count, sum, min, max, last_time, last_sequence, last_value)``."""
 
 DeviceRow = tuple[str, str, str, str, int, int]
-"""``(site, device, field, agent_id, received, last_sequence)``, one per batch."""
+"""``(field, site, device, agent_id, received, last_sequence)``, one per device batch."""
+
+BatchKey = tuple[str, str]
+"""``(field, batch_id)``: a batch id is unique within its field only."""
 
 Partial = list[Any]
 """``[count, sum, min, max, last_time, last_sequence, last_value]`` of one bucket; the last
 three are None unless the query asked for LAST."""
 
 
-# -- URLs and page tokens -------------------------------------------------------------------
+# -- Errors, URLs and page tokens ------------------------------------------------------------
+
+
+def error_chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what it was raised from or while handling, and so on: an error raised
+    while cleaning up after an outage (a rollback on a connection that was just lost) is
+    told apart by the outage beneath it."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
 
 
 def mask_url(url: str) -> str:
@@ -101,7 +118,7 @@ def decode_page_token(token: str | None, kind: str, arity: int) -> tuple[str, ..
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         decoded = json.loads(raw)
     except (binascii.Error, ValueError):
-        raise StoreError(
+        raise InvalidQuery(
             f"invalid page token {token[:40]!r}: not a token this service issued"
         ) from None
     if (
@@ -109,7 +126,7 @@ def decode_page_token(token: str | None, kind: str, arity: int) -> tuple[str, ..
         or len(decoded) != arity + 1
         or not all(isinstance(part, str) for part in decoded)
     ) or decoded[0] != kind:
-        raise StoreError(
+        raise InvalidQuery(
             f"invalid page token {token[:40]!r}: it does not belong to this kind of listing"
         )
     return tuple(decoded[1:])
@@ -117,13 +134,13 @@ def decode_page_token(token: str | None, kind: str, arity: int) -> tuple[str, ..
 
 def check_page_size(page_size: int) -> int:
     if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise StoreError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+        raise InvalidQuery(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
     return page_size
 
 
 def check_interval(start: int, end: int) -> None:
     if end <= start:
-        raise StoreError(f"the time range is empty: end ({end}) must be after start ({start})")
+        raise InvalidQuery(f"the time range is empty: end ({end}) must be after start ({start})")
 
 
 # -- Selectors ------------------------------------------------------------------------------
@@ -141,6 +158,47 @@ def selector_filter(
         if value:
             conditions.append(f"{alias}.{column} = {placeholder(first + len(params))}")
             params.append(value)
+    return conditions, params
+
+
+def count_series_sql(
+    selector: Selector, at_most: int, placeholder: Callable[[int], str]
+) -> tuple[str, list[str]]:
+    """The statement counting the series ``selector`` matches, up to ``at_most``, and its
+    parameters: the count stops at the limit instead of visiting every series."""
+    if at_most < 0:
+        raise InvalidQuery(f"at_most must not be negative, not {at_most}")
+    conditions, params = selector_filter(selector, "s", placeholder)
+    sql = (
+        f"SELECT count(*) FROM (SELECT 1 FROM series AS s {where(conditions)} "
+        f"LIMIT {int(at_most)}) AS matching"
+    )
+    return sql, params
+
+
+DEVICE_KEY = "d.field, d.site, d.device"
+"""The registry's key, in its order: listings are sorted and paged by it."""
+
+
+def device_filter(
+    field: str | None,
+    site: str | None,
+    device: str | None,
+    after: tuple[str, ...] | None,
+    placeholder: Callable[[int], str],
+) -> tuple[list[str], list[str]]:
+    """SQL conditions on the device registry (alias ``d``) for the filters that are set and
+    the page token's key, and their parameters."""
+    conditions: list[str] = []
+    params: list[str] = []
+    for column, value in (("field", field), ("site", site), ("device", device)):
+        if value:
+            params.append(value)
+            conditions.append(f"d.{column} = {placeholder(len(params))}")
+    if after is not None:
+        numbers = range(len(params) + 1, len(params) + 1 + len(after))
+        conditions.append(f"({DEVICE_KEY}) > ({', '.join(map(placeholder, numbers))})")
+        params.extend(after)
     return conditions, params
 
 
@@ -297,30 +355,37 @@ _sequence = attrgetter("sequence")
 
 
 def device_rows(batches: Iterable[IngestBatch]) -> list[DeviceRow]:
-    """One registry update per batch, ordered by device and then by arrival: the poll
-    interval estimate follows the batches in the order they were received."""
+    """One registry update per batch from a device (not those the service derived), ordered
+    by device and then by arrival: the poll interval estimate follows the batches in the
+    order they were received."""
     rows = [
         (
+            batch.field,
             batch.site,
             batch.device,
-            batch.field,
             batch.agent_id,
             batch.received,
             max(map(_sequence, batch.readings), default=0),
         )
         for batch in batches
+        if batch.from_device
     ]
-    rows.sort(key=lambda row: (row[0], row[1], row[4]))
+    rows.sort(key=lambda row: (row[0], row[1], row[2], row[4]))
     return rows
 
 
+def batch_key(batch: IngestBatch) -> BatchKey:
+    return (batch.field, batch.batch_id)
+
+
 def first_of_each(batches: Iterable[IngestBatch]) -> list[IngestBatch]:
-    """``batches`` without repeated batch ids (the first one wins)."""
-    seen: set[str] = set()
+    """``batches`` without repeated ``(field, batch_id)`` (the first one wins)."""
+    seen: set[BatchKey] = set()
     unique = []
     for batch in batches:
-        if batch.batch_id not in seen:
-            seen.add(batch.batch_id)
+        key = (batch.field, batch.batch_id)
+        if key not in seen:
+            seen.add(key)
             unique.append(batch)
     return unique
 
@@ -448,13 +513,13 @@ def buckets_by_series(
 def check_range(query: RangeQuery) -> None:
     check_interval(query.start, query.end)
     if query.step <= 0:
-        raise StoreError(f"step must be a positive number of microseconds, not {query.step}")
+        raise InvalidQuery(f"step must be a positive number of microseconds, not {query.step}")
     check_page_size(query.page_size)
 
 
 def check_bound(name: str, bound: float | None) -> None:
     if bound is not None and not math.isfinite(bound):
-        raise StoreError(f"{name} must be a finite number, not {bound}")
+        raise InvalidQuery(f"{name} must be a finite number, not {bound}")
 
 
 # -- Migrations -----------------------------------------------------------------------------

@@ -10,17 +10,20 @@ to 1970), and a default partition that every new partition must then be checked 
 At the volume of one city that is not worth it: retention deletes one interval's worth of
 points per run and autovacuum reuses the space. A later migration can still partition.
 
-Write path, per :meth:`PostgresStore.write` call (many batches, one transaction): the batch
-ids go in first with ``ON CONFLICT DO NOTHING RETURNING``; a batch whose id was not inserted
-is skipped whole. A replica writing the same batch at the same moment waits on that unique
-key until the first one commits, and then skips it, so the gate makes a plain binary
-``COPY`` of the points safe. Latest values and roll-ups are upserted from the increments of
-:mod:`.common` as one ``unnest`` statement each, in key order, so concurrent writers take
-row locks in one order and cannot deadlock.
+Write path, per :meth:`PostgresStore.write` call (many batches, one transaction): the
+``(field, batch_id)`` pairs go in first with ``ON CONFLICT DO NOTHING RETURNING``; a batch
+whose pair was not inserted is skipped whole. A replica writing the same batch at the same
+moment waits on that unique key until the first one commits, and then skips it, so the
+gate makes a plain binary ``COPY`` of the points safe. Latest values and roll-ups are
+upserted from the increments of :mod:`.common` as one ``unnest`` statement each, in key
+order, so concurrent writers take row locks in one order and cannot deadlock.
 
 Migrations run under a transaction-scoped advisory lock keyed by the schema, so replicas
 starting together migrate once. Names use ``COLLATE "C"`` so that listings sort as in
 SQLite.
+
+Errors: :func:`unavailable` tells what a retry may cure (a lost connection, a server out of
+resources or shutting down) from what it cannot, by exception class and SQLSTATE class.
 """
 
 from __future__ import annotations
@@ -55,7 +58,11 @@ from smartcity.services.monitoring.model import (
     WriteStats,
 )
 from smartcity.services.monitoring.store import common
-from smartcity.services.monitoring.store.base import StoreError, TimeSeriesStore
+from smartcity.services.monitoring.store.base import (
+    StoreError,
+    StoreUnavailable,
+    TimeSeriesStore,
+)
 
 MIGRATION_LOCK = 0x534D_4D31
 """First key of the advisory lock migrations hold; the second is a hash of the schema."""
@@ -64,15 +71,57 @@ DEADLOCK_RETRIES = 3
 RETENTION_TIMEOUT = 3600.0
 """Seconds a retention delete may take: the first run on a large database deletes a lot."""
 
-_DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+_CONNECTION_LOST = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InternalClientError,
+)
+_DATABASE_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OverflowError,  # an integer past 64 bits, refused by COPY's binary encoding
+    *_CONNECTION_LOST,
+)
+
+_UNAVAILABLE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+"""SQLSTATE classes a retry may cure: 08 connection exception, 40 transaction rollback
+(serialization failure, deadlock), 53 insufficient resources (disk full, out of memory, too
+many connections), 57 operator intervention (shutting down, starting, statement timeout or
+cancel), 58 system error (I/O)."""
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot do it now but may later
+    (:class:`~.base.StoreUnavailable`), rather than that it refuses this data or this setup
+    (a constraint, a value, a password, a missing table). Server errors are told by their
+    SQLSTATE class; without one, what fails on the way to the server is transient: the
+    socket (``OSError``: refused, reset, unreachable), a timeout, a connection closed in the
+    middle of an operation, or asyncpg's ``InternalClientError`` ("another operation is in
+    progress"), which a pooled connection that the server ended while idle answers its next
+    statement with. The whole :func:`~.common.error_chain` counts: leaving a transaction on
+    a connection just lost raises an ``InterfaceError`` of its own on top of the loss."""
+    for link in common.error_chain(error):
+        if isinstance(link, asyncpg.PostgresError):
+            if str(getattr(link, "sqlstate", None) or "")[:2] in _UNAVAILABLE_CLASSES:
+                return True
+        elif isinstance(link, _CONNECTION_LOST):
+            return True
+    return False
+
 
 _POINT_COLUMNS = ("series_id", "time", "sequence", "value", "quality", "reason")
 
 _INSERT_BATCHES = """
-INSERT INTO batches(batch_id, received)
-SELECT * FROM unnest($1::text[], $2::bigint[])
+INSERT INTO batches(field, batch_id, received)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
 ON CONFLICT DO NOTHING
-RETURNING batch_id
+RETURNING field, batch_id
+"""
+_SELECT_BATCHES = """
+SELECT b.field, b.batch_id FROM batches AS b
+JOIN unnest($1::text[], $2::text[]) AS k(field, batch_id)
+  ON b.field = k.field AND b.batch_id = k.batch_id
 """
 
 _INSERT_POINTS = """
@@ -117,11 +166,10 @@ _UPSERT_ROLLUPS = {width: _upsert_rollup(table) for width, table in common.ROLLU
 # One statement per batch (executemany, pipelined): several batches of one device in a write
 # move the poll interval estimate one after the other, which one multi-row upsert cannot.
 _UPSERT_DEVICE = f"""
-INSERT INTO devices AS d (site, device, field, agent_id, first_seen, last_seen, poll_interval,
+INSERT INTO devices AS d (field, site, device, agent_id, first_seen, last_seen, poll_interval,
                           last_sequence)
 VALUES ($1, $2, $3, $4, $5, $5, 0, $6)
-ON CONFLICT (site, device) DO UPDATE SET
-    field = excluded.field,
+ON CONFLICT (field, site, device) DO UPDATE SET
     agent_id = excluded.agent_id,
     first_seen = least(d.first_seen, excluded.first_seen),
     poll_interval = CASE
@@ -148,9 +196,8 @@ JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(field, site, de
 """
 
 _SERIES_COLUMNS = "s.field, s.site, s.device, s.metric"
-_DEVICE_COLUMNS = "d.field, d.site, d.device"
 _DEVICE_SELECT = (
-    f"SELECT {_DEVICE_COLUMNS}, d.agent_id, d.first_seen, d.last_seen, d.poll_interval, "
+    f"SELECT {common.DEVICE_KEY}, d.agent_id, d.first_seen, d.last_seen, d.poll_interval, "
     "d.last_sequence, array(SELECT s.metric FROM series AS s WHERE s.field = d.field "
     "AND s.site = d.site AND s.device = d.device ORDER BY s.metric) FROM devices AS d"
 )
@@ -241,7 +288,8 @@ class PostgresStore(TimeSeriesStore):
         try:
             self._pool = await asyncpg.create_pool(self._dsn, **self._pool_options)
         except (*_DATABASE_ERRORS, ValueError) as exc:
-            raise StoreError(f"cannot connect to {self.url}: {self._scrub(exc)}") from None
+            kind = StoreUnavailable if unavailable(exc) else StoreError
+            raise kind(f"cannot connect to {self.url}: {self._scrub(exc)}") from None
         try:
             with self._errors():
                 await self._migrate()
@@ -295,11 +343,12 @@ class PostgresStore(TimeSeriesStore):
         try:
             yield
         except _DATABASE_ERRORS as exc:
-            raise StoreError(f"{self.url}: {self._scrub(exc)}") from exc
+            kind = StoreUnavailable if unavailable(exc) else StoreError
+            raise kind(f"{self.url}: {self._scrub(exc)}") from exc
 
     def _connection(self) -> Any:
         if self._pool is None:
-            raise StoreError(f"{self.url} is not open")
+            raise StoreUnavailable(f"{self.url} is not open")
         return self._pool.acquire()
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -325,18 +374,26 @@ class PostgresStore(TimeSeriesStore):
             batches_written=len(accepted),
             batches_skipped=len(batches) - len(accepted),
             readings_written=stored,
+            written=tuple(accepted),
         )
 
+    async def has_batches(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        rows = await self._fetch(_SELECT_BATCHES, *_columns(keys, 2))
+        return {(row[0], row[1]) for row in rows}
+
     async def _write(self, batches: list[IngestBatch]) -> tuple[list[IngestBatch], int]:
-        ordered = sorted(batches, key=lambda batch: batch.batch_id)
+        ordered = sorted(batches, key=common.batch_key)
         async with self._connection() as conn, conn.transaction():
             inserted = await conn.fetch(
                 _INSERT_BATCHES,
+                [batch.field for batch in ordered],
                 [batch.batch_id for batch in ordered],
                 [batch.received for batch in ordered],
             )
-            fresh = {row[0] for row in inserted}
-            accepted = [batch for batch in batches if batch.batch_id in fresh]
+            fresh = {(row[0], row[1]) for row in inserted}
+            accepted = [batch for batch in batches if (batch.field, batch.batch_id) in fresh]
             series = await self._resolve(conn, accepted)
             points = common.point_rows(accepted, series, self._unknown)
             if points:
@@ -431,6 +488,9 @@ class PostgresStore(TimeSeriesStore):
 
     # -- reads ----------------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
     async def schema_version(self) -> int:
         rows = await self._fetch("SELECT coalesce(max(version), 0) FROM schema_migrations")
         return int(rows[0][0])
@@ -449,6 +509,10 @@ class PostgresStore(TimeSeriesStore):
         )
         items = [common.latest_value(row) for row in rows[:page_size]]
         return Page(items, common.next_page_token(rows, page_size, common.SERIES_PAGES, 4))
+
+    async def count_series(self, selector: Selector, at_most: int) -> int:
+        sql, params = common.count_series_sql(selector, at_most, _placeholder)
+        return int((await self._fetch(sql, *params))[0][0])
 
     async def range(self, query: RangeQuery) -> RangeResult:
         common.check_range(query)
@@ -551,23 +615,15 @@ class PostgresStore(TimeSeriesStore):
         *,
         field: str | None = None,
         site: str | None = None,
+        device: str | None = None,
         page_size: int = 100,
         page_token: str | None = None,
     ) -> Page[DeviceRecord]:
         common.check_page_size(page_size)
         after = common.decode_page_token(page_token, common.DEVICE_PAGES, 3)
-        conditions: list[str] = []
-        params: list[str] = []
-        for column, value in (("field", field), ("site", site)):
-            if value:
-                params.append(value)
-                conditions.append(f"d.{column} = ${len(params)}")
-        if after is not None:
-            first = len(params) + 1
-            conditions.append(f"({_DEVICE_COLUMNS}) > (${first}, ${first + 1}, ${first + 2})")
-            params.extend(after)
+        conditions, params = common.device_filter(field, site, device, after, _placeholder)
         rows = await self._fetch(
-            f"{_DEVICE_SELECT} {common.where(conditions)} ORDER BY {_DEVICE_COLUMNS} "
+            f"{_DEVICE_SELECT} {common.where(conditions)} ORDER BY {common.DEVICE_KEY} "
             f"LIMIT {page_size + 1}",
             *params,
         )
@@ -576,9 +632,12 @@ class PostgresStore(TimeSeriesStore):
             common.next_page_token(rows, page_size, common.DEVICE_PAGES, 3),
         )
 
-    async def device(self, site: str, device: str) -> DeviceRecord | None:
+    async def device(self, field: str, site: str, device: str) -> DeviceRecord | None:
         rows = await self._fetch(
-            f"{_DEVICE_SELECT} WHERE d.site = $1 AND d.device = $2", site, device
+            f"{_DEVICE_SELECT} WHERE d.field = $1 AND d.site = $2 AND d.device = $3",
+            field,
+            site,
+            device,
         )
         return _device(rows[0]) if rows else None
 

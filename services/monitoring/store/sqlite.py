@@ -8,10 +8,11 @@ of a write can overlap what the event loop does meanwhile; but each return from 
 take the GIL back, which waits up to a switch interval (5 ms) while the loop is busy, so a
 write runs as few, large statements (see :class:`_Bulk`).
 
-Write path, per :meth:`SqliteStore.write` call (many batches, one transaction): batch ids
-already stored are looked up first (such a batch is skipped whole) and the new ones
-inserted, then the points, then the latest values, roll-up increments and device updates
-computed in :mod:`.common`, each as multi-row statements (see :class:`_Bulk`).
+Write path, per :meth:`SqliteStore.write` call (many batches, one transaction): the
+``(field, batch_id)`` pairs already stored are looked up first (such a batch is skipped
+whole) and the new ones inserted, then the points, then the latest values, roll-up
+increments and device updates computed in :mod:`.common`, each as multi-row statements (see
+:class:`_Bulk`).
 ``BEGIN IMMEDIATE`` takes the write lock up front, so two processes on one file serialise
 instead of failing half-way, and the batch-id check cannot race. A point that is already
 stored (same series, time and sequence, from another batch) is kept once and counted once
@@ -31,12 +32,16 @@ succeed, acknowledges nothing; the redelivered batches are then skipped by their
 Durability: ``synchronous=NORMAL`` (default) survives a crash of the process, which is what
 acknowledging JetStream messages needs; add ``?synchronous=FULL`` to the URL to survive
 power loss too, at the cost of an fsync per write.
+
+Errors: :func:`unavailable` tells what a retry may cure (a lock held past the busy timeout,
+a full or failing disk) from what it cannot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import sqlite3
 import threading
@@ -68,14 +73,19 @@ from smartcity.services.monitoring.model import (
     WriteStats,
 )
 from smartcity.services.monitoring.store import common
-from smartcity.services.monitoring.store.base import StoreError, TimeSeriesStore
+from smartcity.services.monitoring.store.base import (
+    StoreError,
+    StoreUnavailable,
+    TimeSeriesStore,
+)
 
 T = TypeVar("T")
 
 MIN_SQLITE = (3, 37, 0)
 """STRICT tables; upserts, row values, window functions and JSON are older."""
 
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT = 30.0
+"""Seconds a statement waits for another connection's lock before failing as busy."""
 CHECKPOINT_PAGES = 10_000
 """WAL pages (4 KiB) after which a commit checkpoints; the WAL file is cut back to
 :data:`WAL_SIZE_LIMIT` bytes afterwards."""
@@ -169,10 +179,12 @@ class _Bulk:
         return changed
 
 
+# Each pair is one primary key search; ``->>`` would need SQLite 3.38.
 _EXISTING_BATCHES = (
-    "SELECT batch_id FROM batches WHERE batch_id IN (SELECT j.value FROM json_each(?) AS j)"
+    "SELECT field, batch_id FROM batches WHERE (field, batch_id) IN (SELECT "
+    "json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j)"
 )
-_BATCHES = _Bulk("INSERT INTO batches(batch_id, received) VALUES ", "(?, ?)")
+_BATCHES = _Bulk("INSERT INTO batches(field, batch_id, received) VALUES ", "(?, ?, ?)")
 
 _POINTS = _Bulk(
     "INSERT INTO points(series_id, time, sequence, value, quality, reason) VALUES ",
@@ -223,12 +235,11 @@ _ROLLUPS = {width: _rollup(table) for width, table in common.ROLLUP_TABLES.items
 # Rows of one statement are applied in order, so several batches of one device in a write
 # move the poll interval estimate one after the other.
 _DEVICES = _Bulk(
-    "INSERT INTO devices(site, device, field, agent_id, first_seen, last_seen, poll_interval, "
+    "INSERT INTO devices(field, site, device, agent_id, first_seen, last_seen, poll_interval, "
     "last_sequence) VALUES ",
     "(?, ?, ?, ?, ?, ?, 0, ?)",
     f"""
-ON CONFLICT (site, device) DO UPDATE SET
-    field = excluded.field,
+ON CONFLICT (field, site, device) DO UPDATE SET
     agent_id = excluded.agent_id,
     first_seen = min(devices.first_seen, excluded.first_seen),
     poll_interval = CASE
@@ -252,7 +263,6 @@ _SERIES_IDS = (
 )
 
 _SERIES_COLUMNS = "s.field, s.site, s.device, s.metric"
-_DEVICE_COLUMNS = "d.field, d.site, d.device"
 _IDS = "(SELECT j.value FROM json_each(:ids) AS j)"
 
 
@@ -302,13 +312,55 @@ def _statements(script: str) -> Iterator[str]:
         raise StoreError(f"incomplete SQL statement at the end of a migration: {pending[:80]!r}")
 
 
-class SqliteStore(TimeSeriesStore):
-    """Time series in one SQLite file (see the module docstring)."""
+_UNAVAILABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,  # another connection held the lock past the busy timeout
+        sqlite3.SQLITE_LOCKED,  # a conflict inside this process (shared cache)
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_IOERR,  # "disk I/O error", whichever operation failed
+        sqlite3.SQLITE_FULL,  # the disk (or quota) is full
+        sqlite3.SQLITE_CANTOPEN,  # the file cannot be opened now (a missing mount, no fds)
+        sqlite3.SQLITE_PROTOCOL,  # the WAL locking race, lost more often than SQLite retries
+    }
+)
+_UNAVAILABLE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+)
 
-    def __init__(self, url: str, *, readers: int = 2) -> None:
+
+def unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot do it now but may later
+    (:class:`~.base.StoreUnavailable`), rather than that it refuses this data or this
+    setup. SQLite errors are told by their primary result code (the low byte of
+    ``sqlite_errorcode``, so every extended I/O or busy code counts), operating system
+    errors (creating the folder, say) by errno: a full disk is transient, a missing
+    permission is not. Errors the sqlite3 module raises itself carry no code: not these.
+    The whole :func:`~.common.error_chain` counts (a failed rollback after a disk error)."""
+    for link in common.error_chain(error):
+        if isinstance(link, sqlite3.Error):
+            code = getattr(link, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
+                return True
+        elif isinstance(link, OSError) and link.errno in _UNAVAILABLE_ERRNOS:
+            return True
+    return False
+
+
+def _failure(where: str, error: BaseException) -> StoreError:
+    kind = StoreUnavailable if unavailable(error) else StoreError
+    return kind(f"{where}: {error}")
+
+
+class SqliteStore(TimeSeriesStore):
+    """Time series in one SQLite file (see the module docstring). ``busy_timeout`` is how
+    long (seconds) a statement waits for another process's lock before it fails as
+    :class:`~.base.StoreUnavailable`."""
+
+    def __init__(self, url: str, *, readers: int = 2, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.url = common.mask_url(url)
         self.path, self._synchronous = sqlite_path(url)
         self._reader_count = readers
+        self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._readers: ThreadPoolExecutor | None = None
@@ -343,7 +395,7 @@ class SqliteStore(TimeSeriesStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect()
         self._db = db
-        mode = _journal_mode_wal(db)
+        mode = _journal_mode_wal(db, self._busy_timeout)
         if str(mode).lower() != "wal":
             raise StoreError(
                 f"{self.url}: SQLite cannot use WAL mode for this file (journal mode stays "
@@ -372,10 +424,10 @@ class SqliteStore(TimeSeriesStore):
             self.path,
             isolation_level=None,
             check_same_thread=False,
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=self._busy_timeout,
             cached_statements=256,
         )
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout={round(self._busy_timeout * 1000)}")
         return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
@@ -421,21 +473,22 @@ class SqliteStore(TimeSeriesStore):
 
     async def _in_writer(self, function: Callable[..., T], *args: Any) -> T:
         if self._writer is None:
-            raise StoreError(f"{self.url} is not open")
+            raise StoreUnavailable(f"{self.url} is not open")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{self.url}: {exc}") from exc
+        except (sqlite3.Error, OSError, OverflowError) as exc:
+            # OverflowError: an integer SQLite cannot hold (past 64 bits), refused in binding.
+            raise _failure(self.url, exc) from exc
 
     async def _read(self, function: Callable[..., T], *args: Any) -> T:
         if self._readers is None:
-            raise StoreError(f"{self.url} is not open")
+            raise StoreUnavailable(f"{self.url} is not open")
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self._readers, self._with_reader, function, args
             )
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.url}: {exc}") from exc
+            raise _failure(self.url, exc) from exc
 
     def _with_reader(self, function: Callable[..., T], args: Sequence[Any]) -> T:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -454,16 +507,22 @@ class SqliteStore(TimeSeriesStore):
             return WriteStats(0, 0, 0)
         return await self._in_writer(self._write, batches)
 
+    async def has_batches(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        pairs = json.dumps([list(key) for key in keys])
+        return await self._read(lambda db: set(db.execute(_EXISTING_BATCHES, (pairs,))))
+
     def _write(self, batches: Sequence[IngestBatch]) -> WriteStats:
         db = self._db
         assert db is not None
         unique = common.first_of_each(batches)
         db.execute("BEGIN IMMEDIATE")
         try:
-            ids = json.dumps([batch.batch_id for batch in unique])
-            seen = {row[0] for row in db.execute(_EXISTING_BATCHES, (ids,))}
-            accepted = [batch for batch in unique if batch.batch_id not in seen]
-            _BATCHES.run(db, [(batch.batch_id, batch.received) for batch in accepted])
+            keys = json.dumps([[batch.field, batch.batch_id] for batch in unique])
+            seen = set(db.execute(_EXISTING_BATCHES, (keys,)))
+            accepted = [batch for batch in unique if (batch.field, batch.batch_id) not in seen]
+            _BATCHES.run(db, [(b.field, b.batch_id, b.received) for b in accepted])
             points = common.point_rows(accepted, self._series, self._resolve)
             # In series order, one series' points go into one b-tree page after another.
             points.plain.sort(key=itemgetter(0))
@@ -494,6 +553,7 @@ class SqliteStore(TimeSeriesStore):
             batches_written=len(accepted),
             batches_skipped=len(batches) - len(accepted),
             readings_written=len(points),
+            written=tuple(accepted),
         )
 
     def _resolve(self, batch: IngestBatch) -> dict[str, int]:
@@ -557,6 +617,10 @@ class SqliteStore(TimeSeriesStore):
 
     # -- reads ----------------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        # Reads the file's header: a reader that answers and a file that is there.
+        await self._read(lambda db: db.execute("PRAGMA schema_version").fetchone())
+
     async def schema_version(self) -> int:
         return await self._read(
             lambda db: int(
@@ -582,6 +646,10 @@ class SqliteStore(TimeSeriesStore):
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
         items = [common.latest_value(row) for row in rows[:page_size]]
         return Page(items, common.next_page_token(rows, page_size, common.SERIES_PAGES, 4))
+
+    async def count_series(self, selector: Selector, at_most: int) -> int:
+        sql, params = common.count_series_sql(selector, at_most, _placeholder)
+        return await self._read(lambda db: int(db.execute(sql, params).fetchone()[0]))
 
     async def range(self, query: RangeQuery) -> RangeResult:
         common.check_range(query)
@@ -696,22 +764,15 @@ class SqliteStore(TimeSeriesStore):
         *,
         field: str | None = None,
         site: str | None = None,
+        device: str | None = None,
         page_size: int = 100,
         page_token: str | None = None,
     ) -> Page[DeviceRecord]:
         common.check_page_size(page_size)
         after = common.decode_page_token(page_token, common.DEVICE_PAGES, 3)
-        conditions: list[str] = []
-        params: list[str] = []
-        for column, value in (("field", field), ("site", site)):
-            if value:
-                conditions.append(f"d.{column} = ?")
-                params.append(value)
-        if after is not None:
-            conditions.append(f"({_DEVICE_COLUMNS}) > (?, ?, ?)")
-            params.extend(after)
+        conditions, params = common.device_filter(field, site, device, after, _placeholder)
         sql = (
-            f"{_DEVICE_SELECT} {common.where(conditions)} ORDER BY {_DEVICE_COLUMNS} "
+            f"{_DEVICE_SELECT} {common.where(conditions)} ORDER BY {common.DEVICE_KEY} "
             f"LIMIT {page_size + 1}"
         )
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
@@ -720,14 +781,14 @@ class SqliteStore(TimeSeriesStore):
             common.next_page_token(rows, page_size, common.DEVICE_PAGES, 3),
         )
 
-    async def device(self, site: str, device: str) -> DeviceRecord | None:
-        sql = f"{_DEVICE_SELECT} WHERE d.site = ? AND d.device = ?"
-        row = await self._read(lambda db: db.execute(sql, (site, device)).fetchone())
+    async def device(self, field: str, site: str, device: str) -> DeviceRecord | None:
+        sql = f"{_DEVICE_SELECT} WHERE d.field = ? AND d.site = ? AND d.device = ?"
+        row = await self._read(lambda db: db.execute(sql, (field, site, device)).fetchone())
         return None if row is None else _device(row)
 
 
 _DEVICE_SELECT = (
-    f"SELECT {_DEVICE_COLUMNS}, d.agent_id, d.first_seen, d.last_seen, d.poll_interval, "
+    f"SELECT {common.DEVICE_KEY}, d.agent_id, d.first_seen, d.last_seen, d.poll_interval, "
     "d.last_sequence, (SELECT group_concat(s.metric, char(31)) FROM series AS s "
     "WHERE s.field = d.field AND s.site = d.site AND s.device = d.device) FROM devices AS d"
 )
@@ -737,11 +798,11 @@ def _device(row: Sequence[Any]) -> DeviceRecord:
     return common.device_record(row, sorted(row[8].split("\x1f")) if row[8] else [])
 
 
-def _journal_mode_wal(db: sqlite3.Connection) -> str:
+def _journal_mode_wal(db: sqlite3.Connection, timeout: float) -> str:
     """Switches a database to WAL, or finds it there. On a new file, two processes opening
     it at once may both try; SQLite answers the loser "busy" at once instead of waiting (the
-    busy timeout does not apply to this switch), so it asks again until the timeout."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    busy timeout does not apply to this switch), so it asks again until ``timeout``."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             return str(db.execute("PRAGMA journal_mode=WAL").fetchone()[0])

@@ -26,7 +26,7 @@ from smartcity.services.monitoring.model import (
     SeriesKey,
     StoredReading,
 )
-from smartcity.services.monitoring.store.common import POLL_INTERVAL_WEIGHT
+from smartcity.services.monitoring.store.common import POLL_INTERVAL_WEIGHT, load_migrations
 from smartcity.services.monitoring.store.sqlite import sqlite_path
 
 T0 = 1_767_225_600 * MICROS
@@ -199,6 +199,32 @@ def with_id(batch: IngestBatch, batch_id: str, **changes: Any) -> IngestBatch:
     return replace(batch, batch_id=batch_id, **changes)
 
 
+def one_batch(
+    field: str,
+    site: str,
+    device: str,
+    batch_id: str,
+    received: int,
+    *readings: tuple[str, float, int],
+    agent_id: str = "edge-1",
+    from_device: bool = True,
+) -> IngestBatch:
+    """A batch of GOOD ``(metric, value, sequence)`` readings measured when received."""
+    return IngestBatch(
+        batch_id=batch_id,
+        field=field,
+        site=site,
+        device=device,
+        agent_id=agent_id,
+        readings=tuple(
+            StoredReading(metric, "u", value, Quality.GOOD, "", received, sequence)
+            for metric, value, sequence in readings
+        ),
+        received=received,
+        from_device=from_device,
+    )
+
+
 async def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, sorted: two dumps are equal when nothing changed."""
     if url.startswith("sqlite:"):
@@ -214,6 +240,77 @@ async def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
             table: sorted(tuple(row) for row in await conn.fetch(f"SELECT * FROM {table}"))
             for table in TABLES
         }
+    finally:
+        await conn.close()
+
+
+async def fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of one query on the database behind ``url``, beside the store."""
+    if url.startswith("sqlite:"):
+        path, _ = sqlite_path(url)
+        db = sqlite3.connect(path)
+        try:
+            return db.execute(sql).fetchall()
+        finally:
+            db.close()
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+async def create_at_version(
+    url: str, version: int, rows: dict[str, Sequence[Sequence[Any]]] | None = None
+) -> None:
+    """A new database at schema ``version``, as an older release left it: the first
+    ``version`` shipped migrations, recorded as the stores record them, then ``rows`` (by
+    table, in that version's column order) inserted."""
+    backend = "sqlite" if url.startswith("sqlite:") else "postgres"
+    migrations = load_migrations(backend)[:version]
+    ledger = (
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at INTEGER NOT NULL) STRICT"
+        if backend == "sqlite"
+        else "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+        "applied_at bigint NOT NULL)"
+    )
+    if backend == "sqlite":
+        path, _ = sqlite_path(url)
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            db.executescript("\n".join([f"{ledger};", *(m.sql for m in migrations)]))
+            with db:
+                for migration in migrations:
+                    db.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, 0)",
+                        (migration.version, migration.name),
+                    )
+                for table, values in (rows or {}).items():
+                    marks = ", ".join("?" * len(values[0]))
+                    db.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+        finally:
+            db.close()
+        return
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute(ledger)
+            for migration in migrations:
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations VALUES ($1, $2, 0)",
+                    migration.version,
+                    migration.name,
+                )
+            for table, values in (rows or {}).items():
+                marks = ", ".join(f"${n}" for n in range(1, len(values[0]) + 1))
+                await conn.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+            if rows and "series" in rows:
+                # Ids given explicitly: move the identity past them, as a restore does.
+                await conn.execute(
+                    "SELECT setval(pg_get_serial_sequence('series', 'id'), max(id)) FROM series"
+                )
     finally:
         await conn.close()
 

@@ -42,7 +42,13 @@ from smartcity.services.monitoring.model import (
     SeriesKey,
     StoredReading,
 )
-from smartcity.services.monitoring.store import StoreError, TimeSeriesStore, open_store
+from smartcity.services.monitoring.store import (
+    InvalidQuery,
+    StoreError,
+    StoreUnavailable,
+    TimeSeriesStore,
+    open_store,
+)
 from smartcity.services.monitoring.store.common import (
     decode_page_token,
     encode_page_token,
@@ -168,13 +174,17 @@ async def test_devices_registry_follows_the_batches(store: TimeSeriesStore, batc
         assert record.poll_interval == expected_poll_interval(received)
         assert record.poll_interval > 0
         assert list(record.metrics) == sorted({r.metric for b in own for r in b.readings})
-        assert await store.device(record.site, record.device) == record
+        assert await store.device(record.field, record.site, record.device) == record
+        # Keyed by the field too: the same device asked for in another field is not there.
+        assert await store.device("drainage", record.site, record.device) is None
 
-    assert await store.device("cau-do", "no-such-device") is None
+    assert await store.device("water_supply", "cau-do", "no-such-device") is None
     water = await store.devices(field="water_supply")
     assert [d.device for d in water.items] == ["station-1", "station-2"]
     by_site = await store.devices(site="hoa-khanh-110kv")
     assert [d.device for d in by_site.items] == ["bay-1"]
+    by_device = await store.devices(site="cau-do", device="station-2")
+    assert [(d.field, d.device) for d in by_device.items] == [("water_supply", "station-2")]
 
 
 STEPS = [
@@ -276,19 +286,25 @@ async def test_paging_returns_every_series_once(store: TimeSeriesStore, batches)
 
 
 async def test_bad_arguments_are_refused_clearly(store: TimeSeriesStore) -> None:
-    with pytest.raises(StoreError, match="invalid page token"):
+    with pytest.raises(InvalidQuery, match="invalid page token"):
         await store.latest(Selector(), page_token="not-a-token!")
     device_token = encode_page_token("d", ["f", "s", "d"])
-    with pytest.raises(StoreError, match="does not belong"):
+    with pytest.raises(InvalidQuery, match="does not belong"):
         await store.latest(Selector(), page_token=device_token)
-    with pytest.raises(StoreError, match="page_size"):
+    with pytest.raises(InvalidQuery, match="invalid page token"):
+        await store.devices(page_token="not-a-token!")
+    with pytest.raises(InvalidQuery, match="page_size"):
         await store.devices(page_size=0)
-    with pytest.raises(StoreError, match="empty"):
+    with pytest.raises(InvalidQuery, match="empty"):
         await store.range(RangeQuery(Selector(), T0, T0, MINUTE, Aggregation.AVG))
-    with pytest.raises(StoreError, match="step"):
+    with pytest.raises(InvalidQuery, match="empty"):
+        await store.aggregate(Selector(), Aggregation.AVG, T0 + HOUR, T0)
+    with pytest.raises(InvalidQuery, match="step"):
         await store.range(RangeQuery(Selector(), T0, T0 + HOUR, 0, Aggregation.AVG))
-    with pytest.raises(StoreError, match="finite"):
+    with pytest.raises(InvalidQuery, match="finite"):
         await store.count_share(Selector(), T0, T0 + HOUR, at_most=float("nan"))
+    with pytest.raises(InvalidQuery, match="at_most"):
+        await store.count_series(Selector(), -1)
 
 
 # -- idempotence ----------------------------------------------------------------------------
@@ -312,6 +328,7 @@ async def test_redelivered_batches_change_nothing(
     ))  # fmt: skip
     stats = await store.write([new, batches[1], new])
     assert (stats.batches_written, stats.batches_skipped, stats.readings_written) == (1, 2, 1)
+    assert stats.written == (new,)
     after = await dump(store_url)
     assert len(after["points"]) == len(before["points"]) + 1
     assert len(after["batches"]) == len(before["batches"]) + 1
@@ -347,8 +364,10 @@ async def test_a_batch_with_a_value_that_is_not_finite_changes_nothing(
         StoredReading("new_metric", "m", 1.0, Quality.GOOD, "", T0, 1),
         StoredReading("ph", "pH", float("nan"), Quality.GOOD, "", T0, 2),
     ))  # fmt: skip
-    with pytest.raises(StoreError, match="has the value nan"):
+    with pytest.raises(StoreError, match="has the value nan") as refused:
         await store.write([batches[20], poisoned])
+    # Refused data: retrying cannot help, and the request itself was well formed.
+    assert not isinstance(refused.value, (StoreUnavailable, InvalidQuery))
     assert await dump(store_url) == before
     # The series that the failed write created is forgotten with it: the next write that
     # names the metric creates it again and stores the reading.
@@ -415,7 +434,8 @@ async def test_retention_deletes_only_what_is_old(
     assert stats.hour_deleted == 0
     assert after["rollup_1h"] == before["rollup_1h"]
     assert stats.batch_ids_deleted == sum(1 for b in batches if b.received < raw_cutoff) > 0
-    assert after["batches"] == [row for row in before["batches"] if row[1] >= raw_cutoff]
+    # batches: (field, batch_id, received)
+    assert after["batches"] == [row for row in before["batches"] if row[2] >= raw_cutoff]
     for table in ("series", "latest", "devices"):
         assert after[table] == before[table], table
 
@@ -519,12 +539,14 @@ async def test_passwords_never_show() -> None:
 
 async def test_a_closed_store_says_so(tmp_path: Path) -> None:
     store = SqliteStore(f"sqlite:///{tmp_path / 'm.db'}")
-    with pytest.raises(StoreError, match="is not open"):
+    with pytest.raises(StoreUnavailable, match="is not open"):
         await store.latest(Selector())
     await store.open()
     await store.close()
-    with pytest.raises(StoreError, match="is not open"):
+    with pytest.raises(StoreUnavailable, match="is not open"):
         await store.write(make_batches(end=T0)[:1])
+    with pytest.raises(StoreUnavailable, match="is not open"):
+        await store.ping()
 
 
 def test_page_tokens_round_trip_and_plans_cover_the_range() -> None:
