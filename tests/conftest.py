@@ -7,6 +7,7 @@ was missing. On a laptop the same test is skipped with the same message.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
@@ -30,6 +31,33 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         report.longrepr = f"skipped in strict mode (SMARTCITY_TEST_STRICT=1): {reason}"
     return report
+
+
+# -- gRPC servers are released while their test's event loop still runs ---------------------
+
+_SERVES_GRPC: dict[str, bool] = {}
+
+
+def _serves_grpc(module: object) -> bool:
+    """Whether a test module starts gRPC servers (it names grpc.aio, the runtime's server or
+    the monitoring service's)."""
+    name = getattr(module, "__name__", "")
+    if name not in _SERVES_GRPC:
+        text = Path(getattr(module, "__file__", "") or "").read_text(encoding="utf-8")
+        _SERVES_GRPC[name] = any(
+            marker in text for marker in ("GrpcServer", "build_server", "run_service", "grpc.aio")
+        )
+    return _SERVES_GRPC[name]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    # A grpc.aio server that the garbage collector frees after its event loop has closed
+    # (during a later test) can corrupt the heap of the test process, which then crashes at
+    # some later allocation. Collecting right after each such test, before its fixtures and
+    # its loop are torn down, frees them in order.
+    if _serves_grpc(getattr(item, "module", None)):
+        gc.collect()
 
 
 # -- NATS: a real nats-server per test, on a port it picks, in the test's tmp_path ----------

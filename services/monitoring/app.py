@@ -1,10 +1,10 @@
-"""The monitoring process: storage, the plugins, NATS, ingest, retention and the gRPC API,
-started in order and stopped in reverse.
+"""The monitoring process: storage, the plugins, ingest, live fan-out, retention and the gRPC
+API, as a :class:`~smartcity.runtime.service.ServiceSpec` that the runtime runs.
 
 With no ``nats.url`` configured (and ``nats.embedded`` on) the process runs its own
 ``nats-server``; in a city deployment it joins the JetStream cluster. Several replicas may
 run against one PostgreSQL: they share the durable consumer, so each batch is stored by one
-of them, and any of them answers queries.
+of them, any of them answers queries, and their live streams see every replica's readings.
 """
 
 from __future__ import annotations
@@ -12,37 +12,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from smartcity.fields import load_fields
-from smartcity.runtime.bus import Bus
 from smartcity.runtime.config import Settings
-from smartcity.runtime.nats_server import EmbeddedNats
+from smartcity.runtime.logs import get_logger
+from smartcity.runtime.service import ServiceContext, ServiceParts, ServiceSpec
 from smartcity.runtime.tokens import TokenVerifier
+from smartcity.services.monitoring.fanout import LiveFanout
 from smartcity.services.monitoring.health import HealthPolicy
-from smartcity.services.monitoring.ingest import Ingest
+from smartcity.services.monitoring.ingest import TelemetryIngest
 from smartcity.services.monitoring.live import LiveHub
 from smartcity.services.monitoring.model import HOUR, MICROS, Retention
-from smartcity.services.monitoring.server import build_server
-from smartcity.services.monitoring.service import MonitoringService
-from smartcity.services.monitoring.store import TimeSeriesStore, open_store
+from smartcity.services.monitoring.server import DEFAULT_PORT, SERVICE_NAME, servicer
+from smartcity.services.monitoring.service import MonitoringService, QueryLimits
+from smartcity.services.monitoring.store import StoreError, TimeSeriesStore, open_store
 
-log = logging.getLogger(__name__)
+__all__ = ["MONITORING", "store_url", "tune_for_ingest"]
 
-
-@dataclass(frozen=True)
-class Running:
-    """Where a started monitoring process can be reached."""
-
-    grpc_address: str
-    nats_url: str
-    store_url: str
-
+_log = get_logger(__name__)
 
 INGEST_SWITCH_INTERVAL = 0.001
 """Seconds between the interpreter's thread switches in the monitoring process. Storage
@@ -86,68 +77,59 @@ async def _retention_loop(store: TimeSeriesStore, settings: Settings) -> None:
     while True:
         try:
             stats = await store.apply_retention(int(time.time() * MICROS), policy)
-            log.info("retention applied: %s", stats)
-        except Exception:
-            log.exception("retention failed; trying again at the next interval")
+            _log.info("retention applied", stats=str(stats))
+        except StoreError as exc:
+            _log.warning("retention failed; trying again at the next interval", error=str(exc))
         await asyncio.sleep(settings.monitoring.retention_interval_seconds)
 
 
-async def run_monitoring(
-    settings: Settings,
-    stop: asyncio.Event,
-    *,
-    on_ready: Callable[[Running], None] | None = None,
-) -> None:
-    """Run the monitoring service until ``stop`` is set."""
+@contextlib.asynccontextmanager
+async def _setup(context: ServiceContext) -> AsyncIterator[ServiceParts]:
+    settings = context.settings
+    options = settings.monitoring
     tune_for_ingest()
     fields = load_fields(settings.plugins)
     store = open_store(store_url(settings))
     await store.open()
-    embedded: EmbeddedNats | None = None
     try:
-        nats = settings.nats
-        if nats.url is None:
-            embedded = EmbeddedNats(nats)
-            await embedded.astart()
-            nats = embedded.client_settings()
-        bus = await Bus.connect(nats, name="monitoring")
-        await bus.ensure_streams(settings.nats.streams)
-        hub = LiveHub()
+        hub = LiveHub(max_subscribers=options.max_streams)
+        fanout = LiveFanout(context.bus, hub)
         service = MonitoringService(
             store,
             fields,
             hub,
-            health=HealthPolicy(
-                settings.monitoring.stale_after_intervals,
-                settings.monitoring.offline_after_intervals,
-            ),
+            health=HealthPolicy.from_settings(options),
+            limits=QueryLimits(max_range_points=options.max_range_points),
         )
         auth = settings.auth
         verifier = TokenVerifier.from_settings(auth) if auth.jwks_file or auth.public_keys else None
-        server = build_server(settings.grpc, service, verifier)
-        await server.start()
-        ingest = Ingest(bus, store, fields, settings.monitoring, live=hub)
-        tasks = [
-            asyncio.create_task(ingest.run(), name="ingest"),
-            asyncio.create_task(_retention_loop(store, settings), name="retention"),
-        ]
-        if on_ready is not None:
-            on_ready(Running(server.address, str(nats.url), store.url))
-        try:
-            stopped = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopped and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-        finally:
-            hub.close()  # open streams end now (UNAVAILABLE) instead of holding up the stop
-            await server.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await bus.close()
+        ingest = TelemetryIngest(context.bus, store, fields, options, live=hub, fanout=fanout)
+
+        async def storage() -> str | None:
+            try:
+                await store.ping()
+            except StoreError as exc:
+                return str(exc)
+            return None
+
+        async def consuming() -> str | None:
+            return ingest.consumer.problem
+
+        yield ServiceParts(
+            registrations=[servicer(service, verifier)],
+            service_names=[SERVICE_NAME],
+            tasks={
+                "ingest": ingest.run,
+                "fanout": fanout.run,
+                "retention": lambda: _retention_loop(store, settings),
+            },
+            checks={"storage": storage, "ingest": consuming},
+            on_stop=hub.close,  # open streams end now (UNAVAILABLE), not at the grace's end
+            details={"storage": store.url},
+        )
     finally:
         await store.close()
-        if embedded is not None:
-            with contextlib.suppress(Exception):
-                await embedded.astop()
+
+
+MONITORING = ServiceSpec(name="monitoring", default_port=DEFAULT_PORT, setup=_setup)
+"""The monitoring service, for :func:`smartcity.runtime.service.run_service`."""

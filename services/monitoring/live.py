@@ -1,14 +1,21 @@
 """Live readings for stream subscribers, fanned out in process right after they are stored.
 
-Ingest calls :meth:`LiveHub.publish` once a write is durable, so a subscriber never sees a
-reading that a query could not find a moment later. Publishing must never wait on a
-subscriber: ingest is the city's hot path, and one dashboard on a poor link must not slow
-the storage of every substation. Each subscriber therefore gets a bounded queue; one that
-falls further behind than its bound is cut off (its iterator raises
-:class:`StreamOverflow`, which the gRPC layer turns into RESOURCE_EXHAUSTED) and may
-reconnect, rather than growing memory without limit or back-pressuring ingest. A batch that
-JetStream redelivers reaches ``publish`` again; the hub remembers each series' last
-position while anyone listens and passes on only what is newer.
+Ingest calls :meth:`LiveHub.publish` with the batches a write actually stored, so a
+subscriber never sees a reading that a query could not find a moment later, and a batch
+JetStream redelivers (storage skips it) never reaches a stream twice. Batches stored by
+other replicas arrive through :mod:`.fanout` and are published here the same way.
+
+Publishing must never wait on a subscriber, and must not cost the city's hot path more for
+every dashboard that watches something else. So:
+
+* subscribers are indexed by the device part of their selector (field, site, device, each
+  possibly a wildcard): a batch looks up only the few index entries that can match it, and
+  a subscriber whose selector does not match costs nothing per reading;
+* each subscriber gets a bounded queue; one that falls further behind than its bound is cut
+  off (its iterator raises :class:`StreamOverflow`, which the gRPC layer turns into
+  RESOURCE_EXHAUSTED) and may reconnect, rather than growing memory without limit or
+  back-pressuring ingest;
+* the number of subscribers is capped (``max_subscribers``; RESOURCE_EXHAUSTED beyond).
 
 The hub is single-threaded by design: ``publish``, ``subscribe`` and the consumers all run on
 the service's event loop, which is also where ingest runs.
@@ -18,17 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-from smartcity.runtime.errors import ResourceExhausted, Unavailable
+from smartcity.runtime.errors import ResourceExhausted, Unauthenticated, Unavailable
 from smartcity.runtime.logs import get_logger
-from smartcity.services.monitoring.model import Selector, SeriesKey, StoredReading
+from smartcity.services.monitoring.model import IngestBatch, Selector, SeriesKey, StoredReading
 
 __all__ = [
     "DEFAULT_MAX_PENDING",
+    "DevicePattern",
     "LiveHub",
     "LiveReading",
     "StreamOverflow",
@@ -40,26 +49,44 @@ _log = get_logger(__name__)
 LiveReading = tuple[SeriesKey, StoredReading]
 """A stored reading and the series it belongs to."""
 
+DevicePattern = tuple[str | None, str | None, str | None]
+"""``(field, site, device)`` of a selector, ``None`` for "any"."""
+
 DEFAULT_MAX_PENDING = 10_000
 """Readings a subscriber may have waiting before it is cut off: some seconds of a busy
 field, a few kilobytes each, so a thousand subscribers stay within memory."""
+DEFAULT_MAX_SUBSCRIBERS = 1000
 
 
 class StreamOverflow(ResourceExhausted):
     """The subscriber fell too far behind and was disconnected."""
 
 
+def device_pattern(selector: Selector) -> DevicePattern:
+    return (selector.field or None, selector.site or None, selector.device or None)
+
+
+def pattern_matches(pattern: DevicePattern, field: str, site: str, device: str) -> bool:
+    return (
+        (pattern[0] is None or pattern[0] == field)
+        and (pattern[1] is None or pattern[1] == site)
+        and (pattern[2] is None or pattern[2] == device)
+    )
+
+
 class Subscription:
     """One subscriber's queue. Iterate it (``async for chunk in subscription``) for lists of
     readings in ingest order; close it (or leave its ``with`` block) to unsubscribe."""
 
-    def __init__(self, hub: LiveHub, selector: Selector, max_pending: int) -> None:
+    def __init__(
+        self, hub: LiveHub, selector: Selector, max_pending: int, expires_at: float | None
+    ) -> None:
         self.selector = selector
+        self.pattern = device_pattern(selector)
         self.max_pending = max_pending
+        self.expires_at = expires_at
+        """Monotonic time at which the stream ends (its token expires); ``None``: never."""
         self._hub = hub
-        self._everything = not any(
-            (selector.field, selector.site, selector.device, selector.metric)
-        )
         self._queue: deque[LiveReading] = deque()
         self._ready = asyncio.Event()
         self._failure: Exception | None = None
@@ -76,13 +103,18 @@ class Subscription:
     def closed(self) -> bool:
         return self._closed
 
-    def _offer(self, readings: Sequence[LiveReading]) -> bool:
-        """Queue the readings this subscriber selects; ``False`` when it overflowed."""
-        if self._everything:
-            matched: Sequence[LiveReading] = readings
-        else:
-            matches = self.selector.matches
-            matched = [item for item in readings if matches(item[0])]
+    def _offer(self, batch: IngestBatch) -> bool:
+        """Queue the readings of ``batch`` this subscriber selects (its device part already
+        matched); ``False`` when it overflowed."""
+        if self._closed:
+            return True
+        metric = self.selector.metric
+        key = SeriesKey
+        matched = [
+            (key(batch.field, batch.site, batch.device, r.metric), r)
+            for r in batch.readings
+            if not metric or r.metric == metric
+        ]
         if not matched:
             return True
         if len(self._queue) + len(matched) > self.max_pending:
@@ -108,21 +140,40 @@ class Subscription:
         """Wait for readings and take up to ``max_readings`` of them, oldest first.
 
         Raises :class:`StreamOverflow` once the subscriber was cut off, :class:`Unavailable`
-        when the hub closed, and ``StopAsyncIteration`` after :meth:`close`.
+        when the hub closed, :class:`Unauthenticated` once ``expires_at`` passed, and
+        ``StopAsyncIteration`` after :meth:`close`.
         """
         if max_readings <= 0:
             raise ValueError(f"max_readings must be positive, not {max_readings}")
+        if self.expires_at is not None and time.monotonic() >= self.expires_at:
+            self._expire()
         while not self._queue:
             if self._failure is not None:
                 raise self._failure
             if self._closed:
                 raise StopAsyncIteration
             self._ready.clear()
-            await self._ready.wait()
+            if self.expires_at is None:
+                await self._ready.wait()
+                continue
+            remaining = self.expires_at - time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                if remaining > 0:
+                    await asyncio.wait_for(self._ready.wait(), remaining)
+                    continue
+            self._expire()
         queue = self._queue
         taken = [queue.popleft() for _ in range(min(max_readings, len(queue)))]
         self.delivered += len(taken)
         return taken
+
+    def _expire(self) -> None:
+        self.close()
+        self._failure = Unauthenticated(
+            "the access token of this stream has expired; the stream ends here: reconnect "
+            "with a fresh token (and include_latest to catch up)"
+        )
+        raise self._failure
 
     def __aiter__(self) -> Self:
         return self
@@ -152,90 +203,133 @@ class Subscription:
 class LiveHub:
     """In-process fan-out of newly stored readings to stream subscribers."""
 
-    def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(
+        self,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS,
+    ) -> None:
         if max_pending <= 0:
             raise ValueError(f"max_pending must be positive, not {max_pending}")
+        if max_subscribers <= 0:
+            raise ValueError(f"max_subscribers must be positive, not {max_subscribers}")
         self.max_pending = max_pending
-        self._subscriptions: list[Subscription] = []
+        self.max_subscribers = max_subscribers
+        self._index: dict[DevicePattern, list[Subscription]] = {}
+        self._masks: list[tuple[bool, bool, bool]] = []
+        """Which parts of (field, site, device) the indexed patterns name, one entry per
+        shape in use: a batch is looked up once per shape, not once per subscriber."""
+        self._count = 0
         self._closed = False
-        self._last: dict[SeriesKey, tuple[int, int]] = {}
+        self.on_change: Callable[[], None] | None = None
+        """Called when the set of patterns watched changes (the fan-out announces it)."""
         self.dropped = 0
         """Subscribers cut off for falling behind, since the hub started."""
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscriptions)
+        return self._count
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
-        """The current subscribers, oldest first (for metrics and diagnostics)."""
-        return tuple(self._subscriptions)
+        """The current subscribers (for metrics and diagnostics)."""
+        return tuple(sub for subs in self._index.values() for sub in subs)
 
-    def subscribe(self, selector: Selector, *, max_pending: int | None = None) -> Subscription:
-        """A new subscriber to the readings ``selector`` matches, from now on."""
+    @property
+    def patterns(self) -> frozenset[DevicePattern]:
+        """The device patterns someone watches now."""
+        return frozenset(self._index)
+
+    def subscribe(
+        self,
+        selector: Selector,
+        *,
+        max_pending: int | None = None,
+        expires_at: float | None = None,
+    ) -> Subscription:
+        """A new subscriber to the readings ``selector`` matches, from now on; it ends at
+        ``expires_at`` (monotonic seconds) when given."""
         if self._closed:
             raise Unavailable("the monitoring service is shutting down; reconnect elsewhere")
+        if self._count >= self.max_subscribers:
+            raise ResourceExhausted(
+                f"this monitoring replica already serves {self._count} live streams, its "
+                f"limit (monitoring.max_streams); retry later or on another replica"
+            )
         limit = self.max_pending if max_pending is None else max_pending
         if limit <= 0:
             raise ValueError(f"max_pending must be positive, not {limit}")
-        subscription = Subscription(self, selector, limit)
-        self._subscriptions.append(subscription)
+        subscription = Subscription(self, selector, limit, expires_at)
+        pattern = subscription.pattern
+        subscribers = self._index.get(pattern)
+        if subscribers is None:
+            subscribers = self._index[pattern] = []
+            self._reindex()
+        subscribers.append(subscription)
+        self._count += 1
         return subscription
 
-    def publish(self, readings: Sequence[LiveReading]) -> None:
-        """Hand ``readings`` (just made durable, in ingest order) to every subscriber that
-        selects them. Never waits; a subscriber whose queue would overflow is cut off."""
-        if not self._subscriptions or not readings:
+    def publish(self, batches: Sequence[IngestBatch]) -> None:
+        """Hand the readings of ``batches`` (just made durable, in ingest order) to every
+        subscriber that selects them. Never waits; a subscriber whose queue would overflow
+        is cut off."""
+        if not self._count:
             return
-        fresh = self._fresh(readings)
-        if not fresh:
-            return
-        overflowed = [sub for sub in self._subscriptions if not sub._offer(fresh)]
+        index = self._index
+        overflowed: list[Subscription] = []
+        for batch in batches:
+            field, site, device = batch.field, batch.site, batch.device
+            for with_field, with_site, with_device in self._masks:
+                subscribers = index.get(
+                    (
+                        field if with_field else None,
+                        site if with_site else None,
+                        device if with_device else None,
+                    )
+                )
+                if subscribers:
+                    overflowed += [sub for sub in subscribers if not sub._offer(batch)]
         for subscription in overflowed:
             self._remove(subscription)
             self.dropped += 1
             _log.warning(
                 "live stream subscriber cut off for falling behind",
-                selector=_describe(subscription.selector),
+                selector=describe(subscription.selector),
                 max_pending=subscription.max_pending,
                 delivered=subscription.delivered,
             )
-
-    def _fresh(self, readings: Sequence[LiveReading]) -> Sequence[LiveReading]:
-        """``readings`` without those already published: a batch that JetStream redelivered
-        (storage skipped it) must not reach a stream twice. A series' readings follow its
-        device's sequence, so anything at or before the last one published is old."""
-        last = self._last
-        fresh: list[LiveReading] = []
-        for item in readings:
-            key, reading = item
-            position = (reading.sequence, reading.time)
-            seen = last.get(key)
-            if seen is None or position > seen:
-                last[key] = position
-                fresh.append(item)
-        return fresh if len(fresh) != len(readings) else readings
 
     def close(self) -> None:
         """End every subscription with UNAVAILABLE (the service is stopping) and refuse new
         ones, so that clients reconnect to another replica at once."""
         self._closed = True
-        for subscription in self._subscriptions:
+        for subscription in self.subscriptions:
             subscription._fail(
                 Unavailable("the monitoring service is shutting down; reconnect elsewhere")
             )
-        self._subscriptions.clear()
+        self._index.clear()
+        self._count = 0
+        self._reindex()
 
     def _remove(self, subscription: Subscription) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscriptions.remove(subscription)
-        if not self._subscriptions:
-            # Positions are only needed while someone listens; forget them so that the map
-            # does not grow with every series the city ever had.
-            self._last.clear()
+        subscribers = self._index.get(subscription.pattern)
+        if subscribers is None or subscription not in subscribers:
+            return
+        subscribers.remove(subscription)
+        self._count -= 1
+        if not subscribers:
+            del self._index[subscription.pattern]
+            self._reindex()
+
+    def _reindex(self) -> None:
+        self._masks = sorted(
+            {(f is not None, s is not None, d is not None) for f, s, d in self._index}
+        )
+        if self.on_change is not None:
+            self.on_change()
 
 
-def _describe(selector: Selector) -> str:
+def describe(selector: Selector) -> str:
     parts = (
         f"{name}={value}"
         for name, value in (

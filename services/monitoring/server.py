@@ -29,7 +29,9 @@ A KPI without a value (no GOOD reading in its window) is left out of
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc.aio
@@ -41,8 +43,14 @@ from smartcity.common.v1 import common_pb2
 from smartcity.fields import Direction, Field, Pillar
 from smartcity.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
 from smartcity.runtime.config import GrpcSettings
-from smartcity.runtime.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from smartcity.runtime.grpc_server import GrpcServer
+from smartcity.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from smartcity.runtime.grpc_server import GrpcServer, Registration
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, Role, TokenVerifier, implied_roles
 from smartcity.services.monitoring.kpis import KpiValue
@@ -63,7 +71,7 @@ from smartcity.services.monitoring.service import (
 )
 from smartcity.telemetry.v1 import telemetry_pb2
 
-__all__ = ["SERVICE_NAME", "MonitoringServicer", "build_server"]
+__all__ = ["DEFAULT_PORT", "SERVICE_NAME", "MonitoringServicer", "build_server", "servicer"]
 
 SERVICE_NAME = monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringService"].full_name
 
@@ -195,8 +203,10 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         self, request: monitoring_pb2.StreamReadingsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[monitoring_pb2.StreamReadingsResponse]:
         selector = _selector(request.selector)
-        self.auth.require_view(context, selector.field)
-        async for readings in self.service.stream(selector, include_latest=request.include_latest):
+        claims = self.auth.require_view(context, selector.field)
+        async for readings in self.service.stream(
+            selector, include_latest=request.include_latest, expires_at=_expiry(claims)
+        ):
             yield monitoring_pb2.StreamReadingsResponse(
                 readings=[_live_reading(item) for item in readings]
             )
@@ -220,12 +230,21 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
         self, request: monitoring_pb2.GetDeviceRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.GetDeviceResponse:
         claims = self.auth.claims(context)
+        if request.field:
+            self.auth.require_view(context, request.field)
         try:
-            status = await self.service.device(request.site, request.device)
-        except NotFound:
-            if claims is not None and not claims.allows(Role.VIEWER, WILDCARD_FIELD):
+            status = await self.service.device(request.site, request.device, request.field or None)
+        except (NotFound, FailedPrecondition):
+            # Which devices exist, and in which fields, is itself something to view: a
+            # caller who may not view every field learns nothing from a refusal.
+            if (
+                claims is not None
+                and not request.field
+                and not claims.allows(Role.VIEWER, WILDCARD_FIELD)
+            ):
                 raise PermissionDenied(
-                    f"{claims.sub} may not view device {request.device!r} at site {request.site!r}"
+                    f"{claims.sub} may not view device {request.device!r} at site "
+                    f"{request.site!r}; name a field you may view"
                 ) from None
             raise
         if not self.auth.may_view(claims, status.record.field):
@@ -266,9 +285,30 @@ def _viewer_of(claims: Claims) -> Callable[[str], bool]:
     return lambda field: claims.allows(Role.VIEWER, field)
 
 
+def _expiry(claims: Claims | None) -> float | None:
+    """When a stream opened with ``claims`` must end, on the monotonic clock: its token
+    expires then, and a stream must not outlive the right to read it."""
+    if claims is None:
+        return None
+    return time.monotonic() + (claims.exp - datetime.now(UTC)).total_seconds()
+
+
 DEFAULT_PORT = 50051
 """Where ``smartcity serve monitoring`` listens unless told otherwise (grpc.port 0 is kept for
 tests and embedded use, where any free port will do)."""
+
+
+def servicer(service: MonitoringService, verifier: TokenVerifier | None) -> Registration:
+    """The monitoring API as a registration for a :class:`GrpcServer`."""
+    if verifier is None:
+        _log.warning(
+            "the monitoring API runs without authentication: every caller may read every "
+            "field; configure auth.jwks_file or auth.public_keys to require tokens"
+        )
+    return (
+        monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server,
+        MonitoringServicer(service, verifier),
+    )
 
 
 def build_server(
@@ -278,16 +318,11 @@ def build_server(
     *,
     tracer_provider: trace.TracerProvider | None = None,
 ) -> GrpcServer:
-    """The monitoring API ready to start (with health and reflection), on ``settings``."""
-    if verifier is None:
-        _log.warning(
-            "the monitoring API runs without authentication: every caller may read every "
-            "field; configure auth.jwks_file or auth.public_keys to require tokens"
-        )
-    servicer = MonitoringServicer(service, verifier)
+    """The monitoring API alone, ready to start (with health and reflection), on
+    ``settings``; the service process itself runs through :mod:`.app`."""
     return GrpcServer(
         settings,
-        [(monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server, servicer)],
+        [servicer(service, verifier)],
         service_names=[SERVICE_NAME],
         tracer_provider=tracer_provider,
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from smartcity.fields import Field, FieldHost, Pillar
-from smartcity.runtime.errors import InvalidArgument, NotFound
+from smartcity.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from smartcity.runtime.subjects import SubjectError, token
 from smartcity.services.monitoring.health import (
     DeviceHealth,
@@ -42,7 +42,7 @@ from smartcity.services.monitoring.model import (
     SeriesKey,
     StoredReading,
 )
-from smartcity.services.monitoring.store.base import StoreError, TimeSeriesStore
+from smartcity.services.monitoring.store.base import InvalidQuery, StoreUnavailable, TimeSeriesStore
 
 __all__ = [
     "DeviceStatus",
@@ -74,6 +74,9 @@ class QueryLimits:
     """Steps per series a range query may span (``monitoring.proto``)."""
     max_raw_points: int = 100_000
     """Readings a raw range query (step 0) may return across its series."""
+    max_range_points: int = 100_000
+    """Series times steps one page of a range query may span: about what fits a reply of
+    4 MiB, and checked before any work is done."""
     stream_chunk: int = 1000
     """Readings per stream message at most."""
     device_scan_factor: int = 10
@@ -132,7 +135,7 @@ class MonitoringService:
         """The newest reading of each series ``selector`` matches."""
         selector = _checked_selector(selector)
         size = self._page_size(page)
-        with _store_errors(page):
+        with _store_errors():
             return await self.store.latest(selector, page_size=size, page_token=page.token or None)
 
     async def range(
@@ -170,8 +173,10 @@ class MonitoringService:
                     f"{_span(step)} per series; at most {self.limits.max_steps:,} are allowed: "
                     f"use a step of at least {_span(least)} or a shorter range"
                 )
+            await self._check_range_size(selector, steps, size)
         else:
-            count = (await self.store.aggregate(selector, Aggregation.COUNT, start, end))[1]
+            with _store_errors():
+                count = (await self.store.aggregate(selector, Aggregation.COUNT, start, end))[1]
             if count > self.limits.max_raw_points:
                 raise InvalidArgument(
                     f"the range holds {count:,} raw readings; at most "
@@ -182,11 +187,36 @@ class MonitoringService:
             # themselves (the store answers them from raw points, never from a roll-up).
             step, aggregation = 1, Aggregation.LAST
         query = RangeQuery(selector, start, end, step, aggregation, size, page.token or None)
-        with _store_errors(page):
+        with _store_errors():
             return await self.store.range(query)
 
+    async def _check_range_size(self, selector: Selector, steps: int, page_size: int) -> None:
+        """Refuse a page of ``steps`` steps over up to ``page_size`` series whose size
+        exceeds the limit, before the store builds any of it."""
+        limit = self.limits.max_range_points
+        if steps * page_size <= limit:
+            return
+        with _store_errors():
+            series = await self.store.count_series(selector, page_size)
+        if series * steps <= limit:
+            return
+        fits = limit // steps
+        advice = (
+            f"ask for page_size {fits} (or fewer) and page through the rest"
+            if fits
+            else "use wider steps"
+        )
+        raise InvalidArgument(
+            f"one page would hold {series:,} series x {steps:,} steps = {series * steps:,} "
+            f"points; at most {limit:,} are allowed: {advice}, or narrow the selector"
+        )
+
     async def stream(
-        self, selector: Selector, *, include_latest: bool = False
+        self,
+        selector: Selector,
+        *,
+        include_latest: bool = False,
+        expires_at: float | None = None,
     ) -> AsyncIterator[list[LiveReading]]:
         """Readings as they are stored, in chunks, until the caller stops iterating.
 
@@ -194,16 +224,21 @@ class MonitoringService:
         The subscription starts before the latest values are read, so nothing stored in
         between is missed, and a live reading already sent as a latest one is not repeated.
         Raises :class:`~smartcity.services.monitoring.live.StreamOverflow` when the caller
-        falls too far behind.
+        falls too far behind, ``ResourceExhausted`` when the replica serves its maximum of
+        streams, and ``Unauthenticated`` once ``expires_at`` (monotonic seconds: when the
+        caller's token expires) has passed.
         """
         selector = _checked_selector(selector)
         chunk = self.limits.stream_chunk
-        with self.hub.subscribe(selector) as subscription:
+        with self.hub.subscribe(selector, expires_at=expires_at) as subscription:
             sent: dict[SeriesKey, tuple[int, int]] = {}
             if include_latest:
                 page_token: str | None = None
                 while True:
-                    page = await self.store.latest(selector, page_size=chunk, page_token=page_token)
+                    with _store_errors():
+                        page = await self.store.latest(
+                            selector, page_size=chunk, page_token=page_token
+                        )
                     readings = [(item.key, _stored(item)) for item in page.items]
                     sent.update((key, (r.sequence, r.time)) for key, r in readings)
                     if readings:
@@ -245,7 +280,7 @@ class MonitoringService:
             # Asking for exactly what is missing makes the store's token point just past
             # the last device answered, so nothing is skipped or repeated.
             ask = size - len(found) if not wanted else min(size - len(found), budget)
-            with _store_errors(page):
+            with _store_errors():
                 batch = await self.store.devices(
                     field=field, site=site, page_size=ask, page_token=page_token
                 )
@@ -260,14 +295,31 @@ class MonitoringService:
             if page_token is None or len(found) >= size or budget <= 0:
                 return Page(found, page_token)
 
-    async def device(self, site: str, device: str) -> DeviceStatus:
+    async def device(self, site: str, device: str, field: str | None = None) -> DeviceStatus:
+        """One device with its health. ``field`` may be left out when the device reports to
+        one field only; a device reporting to several is refused, naming them."""
         site_token = _checked_token(site, "site")
         device_token = _checked_token(device, "device")
+        field_token = _checked_token(field, "field")
         if site_token is None or device_token is None:
             raise InvalidArgument("site and device are both required")
-        record = await self.store.device(site_token, device_token)
-        if record is None:
-            raise NotFound(f"no device {device!r} at site {site!r} has sent a reading")
+        with _store_errors():
+            if field_token is not None:
+                record = await self.store.device(field_token, site_token, device_token)
+                records = [] if record is None else [record]
+            else:
+                found = await self.store.devices(site=site_token, device=device_token, page_size=20)
+                records = list(found.items)
+        if not records:
+            where = f" in field {field!r}" if field_token else ""
+            raise NotFound(f"no device {device!r} at site {site!r}{where} has sent a reading")
+        if len(records) > 1:
+            fields = ", ".join(record.field for record in records)
+            raise FailedPrecondition(
+                f"device {device!r} at site {site!r} reports to several fields ({fields}): "
+                "name the field"
+            )
+        record = records[0]
         return DeviceStatus(record, device_health(record, self.clock(), self.health))
 
     # -- fields ------------------------------------------------------------------------------
@@ -280,21 +332,25 @@ class MonitoringService:
         series = 0
         page_token: str | None = None
         while True:
-            batch = await self.store.devices(
-                field=field.id, page_size=self.limits.max_page_size, page_token=page_token
-            )
+            with _store_errors():
+                batch = await self.store.devices(
+                    field=field.id, page_size=self.limits.max_page_size, page_token=page_token
+                )
             for record in batch.items:
                 healths.append(device_health(record, now, self.health))
                 series += len(record.metrics)
             page_token = batch.next_page_token or None
             if page_token is None:
                 break
+        with _store_errors():
+            readings_last_hour = await self.store.readings_since(field.id, now - HOUR)
+            kpis = await self.kpis.compute(field, now)
         return FieldSummary(
             field=field.id,
             states=count_states(healths),
             series_count=series,
-            readings_last_hour=await self.store.readings_since(field.id, now - HOUR),
-            kpis=await self.kpis.compute(field, now),
+            readings_last_hour=readings_last_hour,
+            kpis=kpis,
         )
 
     def field(self, field_id: str) -> Field:
@@ -342,18 +398,20 @@ class MonitoringService:
 
 
 @contextlib.contextmanager
-def _store_errors(page: PageRequest) -> Iterator[None]:
-    """A page token the store cannot read is the caller's mistake, not a server fault."""
+def _store_errors() -> Iterator[None]:
+    """Storage refusals as what they mean to the caller: the request is wrong
+    (INVALID_ARGUMENT; the service checks everything but page tokens before, so that is
+    what it is about), or storage is unavailable now (UNAVAILABLE: retry later). Anything
+    else is the service's fault and stays an internal error."""
     try:
         yield
-    except StoreError:
-        # The service checks everything else it passes to the store, so with a token in the
-        # request, a refusal is about the token.
-        if not page.token:
-            raise
+    except InvalidQuery as exc:
         raise InvalidArgument(
-            "page_token is not one this service issued for these filters; start again without it"
+            f"page_token is not one this service issued for these filters; start again "
+            f"without it ({exc})"
         ) from None
+    except StoreUnavailable:
+        raise Unavailable("the monitoring storage is unavailable just now; retry shortly") from None
 
 
 def _checked_token(value: str | None, what: str) -> str | None:

@@ -4,6 +4,7 @@ asserted: they depend on the machine)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -31,7 +32,12 @@ def test_bench_monitoring_runs_on_both_backends() -> None:
         args, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"}
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "plain nats-py publish -> consume (ceiling)" in done.stdout
-    assert "monitoring ingest into sqlite" in done.stdout
-    assert ("monitoring ingest into postgresql" in done.stdout) == bool(postgres)
-    assert "p50 / p99" in done.stdout
+    out = done.stdout
+    assert "plain nats-py publish -> consume (transport)" in out
+    assert "SQLite executemany of the same rows (ceiling)" in out
+    assert "monitoring ingest into sqlite" in out
+    assert ("PostgreSQL COPY (ceiling)" in out) == bool(postgres)
+    assert ("monitoring ingest into postgresql" in out) == bool(postgres)
+    assert "1 matching and 10 other live streams attached" in out
+    assert re.search(r"monitoring ingest into sqlite\s.*\d+%\s", out), out
+    assert "p50 / p99" in out

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from smartcity.cli.errors import fail
-from smartcity.cli.foreground import run_until_signalled
+from smartcity.runtime.foreground import run_until_signalled
 
 agent_app = typer.Typer(
     name="agent",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +9,6 @@ import typer
 from rich.console import Console
 
 from smartcity.cli.errors import fail
-from smartcity.cli.foreground import run_until_signalled
 
 serve_app = typer.Typer(
     name="serve", help="Run one of the platform's services in the foreground.", no_args_is_help=True
@@ -26,7 +24,9 @@ def serve_monitoring(
     port: Annotated[
         int | None,
         typer.Option(
-            min=0, max=65535, help="gRPC port; 0 picks a free one (default: grpc.port, else 50051)."
+            min=0,
+            max=65535,
+            help="gRPC port; 0 picks a free one (default: grpc.port, else 50051).",
         ),
     ] = None,
     store: Annotated[
@@ -41,14 +41,18 @@ def serve_monitoring(
     ] = None,
 ) -> None:
     """Ingest every reading from NATS into time-series storage and serve the monitoring API
-    (latest values, ranges, live streams, devices and their health, field KPIs)."""
+    (latest values, ranges, live streams, devices and their health, field KPIs).
+
+    gRPC health reports NOT_SERVING, with the reason in the log, while NATS, the storage or
+    ingest cannot make progress; SIGINT/SIGTERM stop it gracefully."""
     from smartcity import __version__
     from smartcity.fields import FieldHostError
+    from smartcity.runtime.bus import BusError
     from smartcity.runtime.config import ConfigError, load_settings
-    from smartcity.runtime.logs import setup_logging
-    from smartcity.runtime.observability import setup_observability
-    from smartcity.services.monitoring.app import Running, run_monitoring
-    from smartcity.services.monitoring.server import DEFAULT_PORT
+    from smartcity.runtime.grpc_server import GrpcServerError
+    from smartcity.runtime.nats_server import NatsServerError
+    from smartcity.runtime.service import Running, serve
+    from smartcity.services.monitoring.app import MONITORING
     from smartcity.services.monitoring.store import StoreError
 
     try:
@@ -60,28 +64,23 @@ def serve_monitoring(
         )
     except ConfigError as exc:
         fail(exc, 2)
-    if port is None and "port" not in settings.grpc.model_fields_set:
-        settings = settings.model_copy(
-            update={"grpc": settings.grpc.model_copy(update={"port": DEFAULT_PORT})}
-        )
-    setup_logging(settings.logging, service="monitoring")
-    telemetry = setup_observability(
-        settings.telemetry, service_name="smartcity-monitoring", service_version=__version__
-    )
     console = Console(soft_wrap=True)
 
     def ready(where: Running) -> None:
         console.print(f"[green]monitoring ready[/green]: gRPC {where.grpc_address}")
         console.print(f"  NATS    {where.nats_url}", highlight=False)
-        console.print(f"  storage {where.store_url}", highlight=False)
-
-    async def main(stop: asyncio.Event) -> None:
-        await run_monitoring(settings, stop, on_ready=ready)
+        for name, value in where.details.items():
+            console.print(f"  {name:<7} {value}", highlight=False)
 
     try:
-        run_until_signalled(main)
-    except (StoreError, FieldHostError, OSError) as exc:
+        serve(MONITORING, settings, version=__version__, on_ready=ready)
+    except (
+        StoreError,
+        FieldHostError,
+        BusError,
+        NatsServerError,
+        GrpcServerError,
+        OSError,
+    ) as exc:
         fail(exc)
-    finally:
-        telemetry.shutdown()
     console.print("monitoring stopped.")

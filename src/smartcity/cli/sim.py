@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from smartcity.cli.errors import fail
-from smartcity.cli.foreground import run_until_signalled
+from smartcity.runtime.foreground import run_until_signalled
 
 sim_app = typer.Typer(
     name="sim",

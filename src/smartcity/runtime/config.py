@@ -55,7 +55,7 @@ class StreamLimits(_Section):
 
 
 class StreamsSettings(_Section):
-    """Limits for the streams named in DESIGN.md, and the audit log of device writes."""
+    """Limits of each of the platform's streams (docs/architecture.md, "Streams")."""
 
     telemetry: StreamLimits = StreamLimits()
     alerts: StreamLimits = StreamLimits(max_age_seconds=30 * 24 * 3600)
@@ -161,6 +161,40 @@ class AgentSettings(_Section):
         return value
 
 
+class ConsumerSettings(_Section):
+    """A durable JetStream pull consumer (:mod:`smartcity.runtime.consumer`): every replica
+    of a service binds to the same one, and JetStream hands each message to one of them."""
+
+    durable: str = Field(
+        default="consumer",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="durable consumer name, shared by the service's replicas",
+    )
+    fetch_batch: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="messages per fetch and per commit; small enough that decoding the next "
+        "fetch overlaps committing this one",
+    )
+    fetch_timeout_seconds: float = Field(default=1.0, gt=0)
+    ack_wait_seconds: float = Field(
+        default=30.0, gt=0, description="JetStream redelivers a message not acknowledged by then"
+    )
+    max_ack_pending: int = Field(default=10_000, ge=1)
+    max_deliveries: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="attempts at a message whose commit keeps being refused before it is "
+        "dead-lettered with the reason; an unavailable store is waited out, not counted",
+    )
+    retry_initial_seconds: float = Field(default=0.5, gt=0)
+    retry_max_seconds: float = Field(
+        default=30.0, gt=0, description="back-off cap between retries of a failed commit"
+    )
+
+
 class MonitoringSettings(_Section):
     """The monitoring service: where it stores, how it consumes, how long it keeps."""
 
@@ -169,16 +203,21 @@ class MonitoringSettings(_Section):
         description="sqlite:///path/monitoring.db or postgresql://user@host/db; "
         "sqlite in <data_dir>/monitoring.db if unset",
     )
-    consumer: str = Field(default="monitoring", description="durable JetStream consumer name")
-    fetch_batch: int = Field(
-        default=32,
-        ge=1,
-        le=10_000,
-        description="messages per fetch and per storage transaction; small enough that "
-        "decoding the next fetch overlaps writing this one",
+    ingest: ConsumerSettings = ConsumerSettings(durable="monitoring")
+    max_future_skew_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="a reading dated further ahead of the receiving clock is kept UNCERTAIN "
+        "at its arrival time, so that a device with a wrong clock cannot pin a series' latest",
     )
-    fetch_timeout_seconds: float = Field(default=1.0, gt=0)
-    ack_wait_seconds: float = Field(default=30.0, gt=0)
+    max_streams: int = Field(
+        default=1000, ge=1, description="concurrent StreamReadings calls per replica"
+    )
+    max_range_points: int = Field(
+        default=100_000,
+        ge=1,
+        description="series x steps one QueryRange page may hold; what fits a 4 MiB reply",
+    )
     retention_raw_days: float = Field(default=30, ge=0, description="0 keeps forever")
     retention_minute_days: float = Field(default=180, ge=0)
     retention_hour_days: float = Field(default=5 * 365, ge=0)

@@ -145,6 +145,9 @@ class GrpcServer:
         else:
             cause = None
         if port == 0:
+            # A server that never started must still be stopped: grpc frees it at garbage
+            # collection otherwise, which can crash the interpreter on its way out.
+            await server.stop(None)
             raise GrpcServerError(
                 f"cannot listen for gRPC on {requested}: the address is in use or not local"
             ) from cause

@@ -24,6 +24,9 @@ COMMANDS = f"{ROOT}.commands"
 AUDIT = f"{ROOT}.audit"
 AUDIT_COMMANDS = f"{AUDIT}.commands"
 DEADLETTER = f"{ROOT}.deadletter"
+MONITORING_LIVE = f"{ROOT}.monitoring.live"
+MONITORING_WATCH = f"{ROOT}.monitoring.watch"
+"""Where monitoring replicas say which devices their live streams watch (core NATS)."""
 
 ALL_TELEMETRY = f"{TELEMETRY}.>"
 ALL_ALERTS = f"{ALERTS}.>"
@@ -106,6 +109,14 @@ def deadletter_subject(source: str) -> str:
     return f"{DEADLETTER}.{token(source, 'source')}"
 
 
+def live_subject(field: str, site: str, device: str) -> str:
+    """``city.monitoring.live.<field>.<site>.<device>``: readings one monitoring replica
+    stored, for the live streams of the others (core NATS, published only while watched)."""
+    return ".".join(
+        (MONITORING_LIVE, token(field, "field"), token(site, "site"), token(device, "device"))
+    )
+
+
 def _filter_token(value: str | None, what: str) -> str:
     return WILDCARD if value is None else token(value, what)
 
@@ -117,6 +128,20 @@ def telemetry_filter(
     return ".".join(
         (
             TELEMETRY,
+            _filter_token(field, "field"),
+            _filter_token(site, "site"),
+            _filter_token(device, "device"),
+        )
+    )
+
+
+def live_filter(
+    field: str | None = None, site: str | None = None, device: str | None = None
+) -> str:
+    """A subscription filter over :func:`live_subject`; ``None`` matches any value."""
+    return ".".join(
+        (
+            MONITORING_LIVE,
             _filter_token(field, "field"),
             _filter_token(site, "site"),
             _filter_token(device, "device"),

@@ -5,6 +5,7 @@ keeps going; a redelivered batch changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,12 +20,17 @@ from smartcity.agents.publisher import TelemetryPublisher
 from smartcity.agents.reading import Reading
 from smartcity.fields import load_fields
 from smartcity.runtime.bus import DEADLETTER_STREAM, Bus
-from smartcity.runtime.config import MonitoringSettings, StreamsSettings
-from smartcity.services.monitoring.ingest import DEADLETTER, REASON_HEADER, Ingest
+from smartcity.runtime.config import ConsumerSettings, MonitoringSettings, StreamsSettings
+from smartcity.runtime.consumer import DEADLETTER_REASON_HEADER
+from smartcity.services.monitoring.ingest import DEADLETTER, TelemetryIngest
 from smartcity.services.monitoring.model import Aggregation, Quality, Selector
 from smartcity.services.monitoring.store import TimeSeriesStore
+from smartcity.telemetry.v1 import telemetry_pb2
 
 FIELDS = load_fields()
+SETTINGS = MonitoringSettings(
+    ingest=ConsumerSettings(durable="monitoring", fetch_timeout_seconds=0.2)
+)
 PROFILE = parse_profile(
     {
         "site": "cau-do",
@@ -67,7 +73,7 @@ async def test_readings_published_are_stored_once_with_honest_quality(
         Reading.bad("ph", "pH", "timeout after 2.0 s"),
     ]
     await publish(bus, tmp_path, readings)
-    ingest = Ingest(bus, store, FIELDS, MonitoringSettings(fetch_timeout_seconds=0.2))
+    ingest = TelemetryIngest(bus, store, FIELDS, SETTINGS)
     running = asyncio.create_task(ingest.run())
     try:
         await eventually(lambda: ingest.stats.readings_written >= len(readings), within=20)
@@ -89,13 +95,13 @@ async def test_readings_published_are_stored_once_with_honest_quality(
 async def test_redelivered_batches_change_nothing(bus: Bus, store, tmp_path: Path) -> None:
     await bus.ensure_streams(StreamsSettings())
     publisher = await publish(bus, tmp_path, [Reading.good("ph", 7.2, "pH")] * 120)
-    settings = MonitoringSettings(fetch_timeout_seconds=0.2)
-    first = Ingest(bus, store, FIELDS, settings)
+    first = TelemetryIngest(bus, store, FIELDS, SETTINGS)
     running = asyncio.create_task(first.run())
     await eventually(lambda: first.stats.batches_written == 3, within=20)
     running.cancel()
     # A second consumer reads the whole stream again: every batch is already stored.
-    again = Ingest(bus, store, FIELDS, settings.model_copy(update={"consumer": "replay"}))
+    replay = SETTINGS.ingest.model_copy(update={"durable": "replay"})
+    again = TelemetryIngest(bus, store, FIELDS, SETTINGS.model_copy(update={"ingest": replay}))
     running = asyncio.create_task(again.run())
     try:
         await eventually(lambda: again.stats.batches_skipped == 3, within=20)
@@ -113,13 +119,13 @@ async def test_undecodable_messages_go_to_the_dead_letter_subject(
     await bus.ensure_streams(StreamsSettings())
     await bus.jetstream_publish("city.telemetry.water_supply.cau-do.station-1", b"\xff\x00junk")
     await publish(bus, tmp_path, [Reading.good("ph", 7.0, "pH")] * 10)
-    ingest = Ingest(bus, store, FIELDS, MonitoringSettings(fetch_timeout_seconds=0.2))
+    ingest = TelemetryIngest(bus, store, FIELDS, SETTINGS)
     running = asyncio.create_task(ingest.run())
     try:
         await eventually(lambda: ingest.stats.readings_written == 10, within=20)
     finally:
         running.cancel()
-    assert ingest.stats.deadlettered == 1
+    assert ingest.consumer.stats.deadlettered == 1
     sub = await bus.js.pull_subscribe(
         DEADLETTER,
         stream=DEADLETTER_STREAM,
@@ -127,4 +133,73 @@ async def test_undecodable_messages_go_to_the_dead_letter_subject(
     )
     (letter,) = await sub.fetch(1, timeout=5)
     assert letter.data == b"\xff\x00junk"
-    assert "not a TelemetryBatch" in letter.headers[REASON_HEADER]
+    assert "not a TelemetryBatch" in letter.headers[DEADLETTER_REASON_HEADER]
+
+
+def telemetry(field: str, batch_id: str, *readings: telemetry_pb2.Reading) -> bytes:
+    return telemetry_pb2.TelemetryBatch(
+        field=field,
+        site="cau-do",
+        device="station-1",
+        agent_id="a1",
+        batch_id=batch_id,
+        readings=readings,
+    ).SerializeToString()
+
+
+def ph(value: float, at: float, sequence: int) -> telemetry_pb2.Reading:
+    reading = telemetry_pb2.Reading(
+        metric="ph", unit="pH", value=value, quality=1, sequence=sequence
+    )
+    reading.source_time.FromMicroseconds(int(at * 1_000_000))
+    return reading
+
+
+async def test_a_wrong_clock_never_pins_the_latest_value(bus: Bus, store) -> None:
+    await bus.ensure_streams(StreamsSettings())
+    ingest = TelemetryIngest(bus, store, FIELDS, SETTINGS)
+    running = asyncio.create_task(ingest.run())
+    subject = "city.telemetry.water_supply.cau-do.station-1"
+    try:
+        a_year_ahead = time.time() + 365 * 86400
+        await bus.jetstream_publish(
+            subject, telemetry("water_supply", "b1", ph(7.1, a_year_ahead, 1))
+        )
+        await eventually(lambda: ingest.stats.batches_written == 1)
+        (first,) = (await store.latest(Selector(metric="ph"))).items
+        assert first.quality is Quality.UNCERTAIN
+        assert "ahead of the receiving clock; stored at its arrival time" in first.reason
+        assert first.time <= time.time() * 1_000_000
+        # The device's next reading, dated now, is the latest: the series is not frozen.
+        await bus.jetstream_publish(
+            subject, telemetry("water_supply", "b2", ph(7.3, time.time(), 2))
+        )
+        await eventually(lambda: ingest.stats.batches_written == 2)
+    finally:
+        running.cancel()
+    (latest,) = (await store.latest(Selector(metric="ph"))).items
+    assert (latest.value, latest.quality) == (7.3, Quality.GOOD)
+
+
+async def test_batches_of_two_fields_with_one_id_are_both_stored(bus: Bus, store) -> None:
+    await bus.ensure_streams(StreamsSettings())
+    now = time.time()
+    await bus.jetstream_publish(
+        "city.telemetry.water_supply.cau-do.station-1",
+        telemetry("water_supply", "cau-do/station-1/1", ph(7.1, now, 1)),
+    )
+    await bus.jetstream_publish(
+        "city.telemetry.environment.cau-do.station-1",
+        telemetry("environment", "cau-do/station-1/1", ph(6.8, now, 1)),
+    )
+    ingest = TelemetryIngest(bus, store, FIELDS, SETTINGS)
+    running = asyncio.create_task(ingest.run())
+    try:
+        await eventually(lambda: ingest.consumer.stats.handled == 2)
+    finally:
+        running.cancel()
+    assert (ingest.stats.batches_written, ingest.stats.batches_skipped) == (2, 0)
+    latest = {v.key.field: v.value for v in (await store.latest(Selector(metric="ph"))).items}
+    assert latest == {"water_supply": 7.1, "environment": 6.8}
+    devices = await store.devices(site="cau-do", device="station-1")
+    assert sorted(record.field for record in devices.items) == ["environment", "water_supply"]

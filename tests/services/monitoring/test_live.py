@@ -1,22 +1,45 @@
-"""The live hub: fan-out by selector, bounded queues, slow subscribers cut off, redelivered
-readings not repeated."""
+"""The live hub: fan-out by selector through an index, bounded queues, slow subscribers cut
+off, a cap on subscribers, streams that end when their token expires."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from smartcity.runtime.errors import ResourceExhausted, Unavailable
+from smartcity.runtime.errors import ResourceExhausted, Unauthenticated, Unavailable
 from smartcity.services.monitoring.live import LiveHub, LiveReading, StreamOverflow
-from smartcity.services.monitoring.model import Quality, Selector, SeriesKey, StoredReading
+from smartcity.services.monitoring.model import (
+    IngestBatch,
+    Quality,
+    Selector,
+    SeriesKey,
+    StoredReading,
+)
 
 T0 = 1_700_000_000_000_000
 
 
-def reading(field: str, device: str, metric: str, sequence: int, value: float) -> LiveReading:
-    key = SeriesKey(field, "site-1", device, metric)
-    return key, StoredReading(metric, "u", value, Quality.GOOD, "", T0 + sequence, sequence)
+def batch(field: str, device: str, *readings: tuple[str, int, float]) -> IngestBatch:
+    return IngestBatch(
+        f"site-1/{device}/{readings[0][1]}",
+        field,
+        "site-1",
+        device,
+        "agent",
+        [
+            StoredReading(metric, "u", value, Quality.GOOD, "", T0 + sequence, sequence)
+            for metric, sequence, value in readings
+        ],
+        T0,
+    )
+
+
+def live(source: IngestBatch) -> list[LiveReading]:
+    return [
+        (SeriesKey(source.field, source.site, source.device, r.metric), r) for r in source.readings
+    ]
 
 
 async def test_each_subscriber_gets_what_its_selector_matches_in_order() -> None:
@@ -24,17 +47,23 @@ async def test_each_subscriber_gets_what_its_selector_matches_in_order() -> None
     everything = hub.subscribe(Selector())
     water = hub.subscribe(Selector(field="water_supply"))
     ph = hub.subscribe(Selector(field="water_supply", metric="ph"))
-    batch = [
-        reading("water_supply", "a1", "ph", 1, 7.1),
-        reading("electricity", "bay-1", "voltage_an", 1, 22.1),
-        reading("water_supply", "a1", "turbidity", 1, 0.4),
-        reading("water_supply", "a1", "ph", 2, 7.2),
-    ]
-    hub.publish(batch)
-    assert await everything.next_chunk() == batch
-    assert await water.next_chunk() == [batch[0], batch[2], batch[3]]
-    assert await ph.next_chunk() == [batch[0], batch[3]]
-    assert (everything.pending, water.pending, ph.pending) == (0, 0, 0)
+    a1 = hub.subscribe(Selector(site="site-1", device="a1"))
+    elsewhere = hub.subscribe(Selector(site="site-2"))
+    water_1 = batch("water_supply", "a1", ("ph", 1, 7.1), ("turbidity", 1, 0.4))
+    power = batch("electricity", "bay-1", ("voltage_an", 1, 22.1))
+    water_2 = batch("water_supply", "a1", ("ph", 2, 7.2))
+    hub.publish([water_1, power, water_2])
+    assert await everything.next_chunk() == live(water_1) + live(power) + live(water_2)
+    assert await water.next_chunk() == live(water_1) + live(water_2)
+    assert await ph.next_chunk() == [live(water_1)[0], *live(water_2)]
+    assert await a1.next_chunk() == live(water_1) + live(water_2)
+    assert elsewhere.pending == 0
+    assert hub.patterns == {
+        (None, None, None),
+        ("water_supply", None, None),
+        (None, "site-1", "a1"),
+        (None, "site-2", None),
+    }
 
 
 async def test_next_chunk_waits_for_readings_and_caps_the_chunk() -> None:
@@ -43,11 +72,12 @@ async def test_next_chunk_waits_for_readings_and_caps_the_chunk() -> None:
     waiting = asyncio.ensure_future(subscription.next_chunk(max_readings=2))
     await asyncio.sleep(0)
     assert not waiting.done()
-    batch = [reading("traffic", "cam-1", "vehicle_count", n, n) for n in range(1, 6)]
-    hub.publish(batch)
-    assert await asyncio.wait_for(waiting, 5) == batch[:2]
-    assert await subscription.next_chunk(max_readings=2) == batch[2:4]
-    assert await subscription.next_chunk(max_readings=2) == batch[4:]
+    counts = batch("traffic", "cam-1", *(("vehicle_count", n, n) for n in range(1, 6)))
+    hub.publish([counts])
+    expected = live(counts)
+    assert await asyncio.wait_for(waiting, 5) == expected[:2]
+    assert await subscription.next_chunk(max_readings=2) == expected[2:4]
+    assert await subscription.next_chunk(max_readings=2) == expected[4:]
 
 
 async def test_a_subscriber_that_falls_behind_is_cut_off_without_slowing_others() -> None:
@@ -55,9 +85,11 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_without_slowing_others(
     slow = hub.subscribe(Selector())
     fast = hub.subscribe(Selector())
     for start in range(0, 15, 5):
-        batch = [reading("lighting", "cab-1", "current_l1", n, n) for n in range(start, start + 5)]
-        hub.publish(batch)
-        assert await fast.next_chunk() == batch
+        currents = batch(
+            "lighting", "cab-1", *(("current_l1", n, n) for n in range(start, start + 5))
+        )
+        hub.publish([currents])
+        assert await fast.next_chunk() == live(currents)
     assert slow.closed
     assert hub.subscriber_count == 1
     assert hub.dropped == 1
@@ -66,15 +98,28 @@ async def test_a_subscriber_that_falls_behind_is_cut_off_without_slowing_others(
     assert isinstance(caught.value, ResourceExhausted)
 
 
-async def test_redelivered_readings_are_not_published_twice() -> None:
+async def test_the_number_of_subscribers_is_capped() -> None:
+    hub = LiveHub(max_subscribers=2)
+    first = hub.subscribe(Selector())
+    hub.subscribe(Selector(field="energy"))
+    with pytest.raises(ResourceExhausted, match="already serves 2 live streams"):
+        hub.subscribe(Selector())
+    first.close()
+    hub.subscribe(Selector())
+    assert hub.subscriber_count == 2
+
+
+async def test_a_stream_ends_when_its_token_expires() -> None:
     hub = LiveHub()
-    subscription = hub.subscribe(Selector())
-    first = [reading("energy", "m1", "power_demand", n, n) for n in (1, 2, 3)]
-    hub.publish(first)
-    hub.publish([*first[1:], reading("energy", "m1", "power_demand", 4, 4.0)])
-    received = await subscription.next_chunk()
-    assert [item[1].sequence for item in received] == [1, 2, 3, 4]
-    assert subscription.pending == 0
+    subscription = hub.subscribe(Selector(), expires_at=time.monotonic() + 0.2)
+    demand = batch("energy", "m1", ("power_demand", 1, 1.0))
+    hub.publish([demand])
+    assert await subscription.next_chunk() == live(demand)
+    started = time.monotonic()
+    with pytest.raises(Unauthenticated, match="token of this stream has expired"):
+        await asyncio.wait_for(subscription.next_chunk(), 5)
+    assert time.monotonic() - started < 2
+    assert hub.subscriber_count == 0
 
 
 async def test_close_ends_the_iteration_and_unsubscribes() -> None:
@@ -90,10 +135,11 @@ async def test_close_ends_the_iteration_and_unsubscribes() -> None:
     task = asyncio.ensure_future(consume())
     await asyncio.sleep(0)
     assert hub.subscriber_count == 1
-    hub.publish([reading("health", "er-1", "er_waiting_time", 1, 12.0)])
+    hub.publish([batch("health", "er-1", ("er_waiting_time", 1, 12.0))])
     await asyncio.wait_for(task, 5)
     assert len(received) == 1
     assert hub.subscriber_count == 0
+    assert hub.patterns == frozenset()
 
 
 async def test_closing_the_hub_ends_streams_with_unavailable() -> None:
@@ -106,9 +152,8 @@ async def test_closing_the_hub_ends_streams_with_unavailable() -> None:
         hub.subscribe(Selector())
 
 
-def test_publishing_with_no_subscriber_costs_nothing_and_keeps_nothing() -> None:
-    hub = LiveHub()
-    hub.publish([reading("energy", "m1", "power_demand", 1, 1.0)])
-    assert hub._last == {}
+def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         LiveHub(max_pending=0)
+    with pytest.raises(ValueError, match="positive"):
+        LiveHub(max_subscribers=0)

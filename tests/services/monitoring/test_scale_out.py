@@ -15,9 +15,9 @@ from smartcity.agents.publisher import TelemetryPublisher
 from smartcity.agents.reading import Reading
 from smartcity.fields import load_fields
 from smartcity.runtime.bus import Bus
-from smartcity.runtime.config import MonitoringSettings, StreamsSettings
+from smartcity.runtime.config import ConsumerSettings, MonitoringSettings, StreamsSettings
 from smartcity.runtime.nats_server import EmbeddedNats
-from smartcity.services.monitoring.ingest import Ingest
+from smartcity.services.monitoring.ingest import TelemetryIngest
 from smartcity.services.monitoring.model import Aggregation, Selector
 
 BATCHES = 40
@@ -43,14 +43,16 @@ async def test_two_replicas_share_the_consumer_and_the_answers(
     assert await publisher.drain(publisher_bus, timeout=20)
 
     fields = load_fields()
-    settings = MonitoringSettings(fetch_batch=2, fetch_timeout_seconds=0.2)
+    settings = MonitoringSettings(
+        ingest=ConsumerSettings(durable="monitoring", fetch_batch=2, fetch_timeout_seconds=0.2)
+    )
     async with opened_store(postgres_url) as first, opened_store(postgres_url) as second:
         buses = [
             await Bus.connect(nats_server.client_settings(), name=f"replica-{n}") for n in range(2)
         ]
         replicas = [
-            Ingest(buses[0], first, fields, settings),
-            Ingest(buses[1], second, fields, settings),
+            TelemetryIngest(buses[0], first, fields, settings),
+            TelemetryIngest(buses[1], second, fields, settings),
         ]
         tasks = [asyncio.create_task(replica.run()) for replica in replicas]
         try:

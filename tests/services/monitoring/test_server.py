@@ -41,7 +41,7 @@ from smartcity.runtime.grpc_server import GrpcServer
 from smartcity.runtime.logs import setup_logging
 from smartcity.runtime.tokens import KeySet, TokenVerifier
 from smartcity.services.monitoring.live import LiveHub
-from smartcity.services.monitoring.model import MINUTE, Quality, SeriesKey
+from smartcity.services.monitoring.model import MINUTE, Quality
 from smartcity.services.monitoring.server import build_server
 from smartcity.services.monitoring.service import MonitoringService
 from smartcity.services.monitoring.store.base import TimeSeriesStore
@@ -394,10 +394,14 @@ async def test_stream_sends_the_latest_then_live_readings(
     assert [(r.device, r.reading.sequence) for r in first.readings] == [
         ("analyser-1", 19), ("analyser-2", 101),
     ]  # fmt: skip
-    key = SeriesKey("water_supply", "cau-do", "analyser-1", "turbidity")
     fresh = reading("turbidity", "NTU", 0.7, NOW, 21)
-    elsewhere = SeriesKey("electricity", "hoa-khanh-110kv", "bay-1-meter", "voltage_an")
-    hub.publish([(elsewhere, reading("voltage_an", "kV", 22.3, NOW, 4)), (key, fresh)])
+    elsewhere = reading("voltage_an", "kV", 22.3, NOW, 4)
+    hub.publish(
+        [
+            batch("electricity", "hoa-khanh-110kv", "bay-1-meter", [elsewhere]),
+            batch("water_supply", "cau-do", "analyser-1", [fresh]),
+        ]
+    )
     live = await asyncio.wait_for(call.read(), 10)
     assert [(r.device, r.reading.value, r.reading.sequence) for r in live.readings] == [
         ("analyser-1", 0.7, 21)
@@ -421,7 +425,6 @@ async def _read_slowly(city: monitoring_pb2_grpc.MonitoringServiceStub, hub: Liv
     call = city.StreamReadings(monitoring_pb2.StreamReadingsRequest())
     await eventually(lambda: hub.subscriber_count == 1, what="the stream to subscribe")
     (subscription,) = hub.subscriptions
-    key = SeriesKey("traffic", "le-duan-x-nguyen-van-linh", "cam-17", "vehicle_count")
     sequence = 0
     # The client reads nothing. The server sends while grpc's flow-control window lets it;
     # then its writes stall, the queue (50 readings) fills, and the hub cuts it off.
@@ -431,10 +434,8 @@ async def _read_slowly(city: monitoring_pb2_grpc.MonitoringServiceStub, hub: Liv
         readings = []
         for _ in range(40):
             sequence += 1
-            readings.append(
-                (key, reading("vehicle_count", "{vehicle}", 7, T0 + sequence, sequence))
-            )
-        hub.publish(readings)
+            readings.append(reading("vehicle_count", "{vehicle}", 7, T0 + sequence, sequence))
+        hub.publish([batch("traffic", "le-duan-x-nguyen-van-linh", "cam-17", readings)])
         with contextlib.suppress(AssertionError):  # stuck: that is what this test is after
             await eventually(lambda: subscription.pending == 0, within=0.05, interval=0.001)
     assert hub.dropped == 1

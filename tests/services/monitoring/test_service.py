@@ -21,7 +21,7 @@ from monitoring_support import (
 )
 
 from smartcity.fields import Pillar
-from smartcity.runtime.errors import InvalidArgument, NotFound
+from smartcity.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from smartcity.services.monitoring.live import LiveHub, StreamOverflow
 from smartcity.services.monitoring.model import (
     MINUTE,
@@ -236,6 +236,46 @@ async def test_raw_ranges_are_bounded(store: TimeSeriesStore, clock: Clock) -> N
         )
 
 
+async def test_a_range_page_too_large_is_refused_before_any_work(
+    store: TimeSeriesStore, clock: Clock
+) -> None:
+    service = MonitoringService(
+        store, city_fields(), LiveHub(), limits=QueryLimits(max_range_points=100), clock=clock
+    )
+    # Three turbidity/ph series of water_supply match; 60 steps of 10 s each.
+    with pytest.raises(
+        InvalidArgument,
+        match=r"one page would hold 3 series x 60 steps = 180 points; at most 100 are allowed: "
+        r"ask for page_size 1 \(or fewer\)",
+    ):
+        await service.range(
+            Selector(field="water_supply"),
+            start=T0,
+            end=WATER_END,
+            step=10 * SECOND,
+            aggregation=Aggregation.AVG,
+            page=FIRST,
+        )
+    one = await service.range(
+        Selector(field="water_supply"),
+        start=T0,
+        end=WATER_END,
+        step=10 * SECOND,
+        aggregation=Aggregation.AVG,
+        page=PageRequest(size=1),
+    )
+    assert len(one.series) == 1
+    assert one.next_page_token
+
+
+async def test_storage_refusals_say_what_they_mean(service: MonitoringService) -> None:
+    with pytest.raises(InvalidArgument, match="page_token is not one this service issued"):
+        await service.latest(Selector(), PageRequest(token="bm90IGEgdG9rZW4"))
+    await service.store.close()
+    with pytest.raises(Unavailable, match="storage is unavailable just now; retry shortly"):
+        await service.latest(Selector(), FIRST)
+
+
 async def test_range_pages_series(service: MonitoringService) -> None:
     keys = []
     token: str | None = None
@@ -305,6 +345,27 @@ async def test_one_device_or_not_found(service: MonitoringService) -> None:
         await service.device("hoa-khanh-110kv", "bay-9")
     with pytest.raises(InvalidArgument, match="site and device are both required"):
         await service.device("", "bay-1-meter")
+    with pytest.raises(NotFound, match=r"no device 'bay-1-meter' at site 'hoa-khanh-110kv' in"):
+        await service.device("hoa-khanh-110kv", "bay-1-meter", "lighting")
+
+
+async def test_a_device_reporting_to_two_fields_needs_the_field(
+    service: MonitoringService,
+) -> None:
+    await service.store.write(
+        series_batches(
+            "energy", "hoa-khanh-110kv", "bay-1-meter", "power_demand", "kW", [1500.0],
+            start=T0, interval=SECOND,
+        )
+    )  # fmt: skip
+    with pytest.raises(
+        FailedPrecondition, match=r"reports to several fields \(electricity, energy"
+    ):
+        await service.device("hoa-khanh-110kv", "bay-1-meter")
+    energy = await service.device("hoa-khanh-110kv", "bay-1-meter", "energy")
+    assert (energy.record.field, energy.record.metrics) == ("energy", ["power_demand"])
+    power = await service.device("hoa-khanh-110kv", "bay-1-meter", "electricity")
+    assert power.record.metrics == ["frequency", "voltage_an"]
 
 
 # -- fields ----------------------------------------------------------------------------------
@@ -369,8 +430,10 @@ async def test_stream_starts_with_the_latest_and_never_repeats_it(
     key = SeriesKey("water_supply", "cau-do", "analyser-1", "turbidity")
     already_sent = first[0][1]
     newer = reading("turbidity", "NTU", 1.5, WATER_END, already_sent.sequence + 2)
-    other = (SeriesKey("water_supply", "cau-do", "analyser-1", "ph"), reading("ph", "pH", 7, 1, 1))
-    service.hub.publish([(key, already_sent), other, (key, newer)])
+    other = reading("ph", "pH", 7, 1, 1)
+    # A batch stored before the stream read the latest values reaches the hub after it.
+    service.hub.publish([batch("water_supply", "cau-do", "analyser-1", [already_sent, other])])
+    service.hub.publish([batch("water_supply", "cau-do", "analyser-1", [newer])])
     live = await asyncio.wait_for(anext(stream), 5)
     assert live == [(key, newer)]
     await stream.aclose()
@@ -382,11 +445,9 @@ async def test_a_slow_stream_is_cut_off(store: TimeSeriesStore, clock: Clock) ->
     stream = service.stream(Selector())
     pending = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0)
-    key = SeriesKey("traffic", "cross-1", "cam-1", "vehicle_count")
-    service.hub.publish([(key, reading("vehicle_count", "{vehicle}", 3, T0, 1))])
+    counts = [reading("vehicle_count", "{vehicle}", n, T0 + n, n) for n in range(1, 10)]
+    service.hub.publish([batch("traffic", "cross-1", "cam-1", counts[:1])])
     assert len(await asyncio.wait_for(pending, 5)) == 1
-    service.hub.publish(
-        [(key, reading("vehicle_count", "{vehicle}", n, T0 + n, n)) for n in range(2, 10)]
-    )
+    service.hub.publish([batch("traffic", "cross-1", "cam-1", counts[1:])])
     with pytest.raises(StreamOverflow):
         await anext(stream)

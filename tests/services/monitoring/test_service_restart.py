@@ -38,9 +38,9 @@ def start_service(url: str, nats: str, data: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "SMARTCITY_DATA_DIR": str(data),
-        "SMARTCITY_MONITORING__FETCH_BATCH": "16",
-        "SMARTCITY_MONITORING__ACK_WAIT_SECONDS": "2",
-        "SMARTCITY_MONITORING__FETCH_TIMEOUT_SECONDS": "0.2",
+        "SMARTCITY_MONITORING__INGEST__FETCH_BATCH": "16",
+        "SMARTCITY_MONITORING__INGEST__ACK_WAIT_SECONDS": "2",
+        "SMARTCITY_MONITORING__INGEST__FETCH_TIMEOUT_SECONDS": "0.2",
     }
     return subprocess.Popen(
         [

@@ -286,12 +286,14 @@ class ListDevicesResponse(_message.Message):
     def __init__(self, devices: _Optional[_Iterable[_Union[Device, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
 
 class GetDeviceRequest(_message.Message):
-    __slots__ = ("site", "device")
+    __slots__ = ("site", "device", "field")
     SITE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
     site: str
     device: str
-    def __init__(self, site: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
+    field: str
+    def __init__(self, site: _Optional[str] = ..., device: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
 class GetDeviceResponse(_message.Message):
     __slots__ = ("device",)

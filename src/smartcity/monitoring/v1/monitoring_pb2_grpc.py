@@ -91,8 +91,10 @@ class MonitoringServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamReadings(self, request, context):
-        """Streams readings as they are ingested, until the client cancels. A client that falls too
-        far behind is ended with RESOURCE_EXHAUSTED and should reconnect.
+        """Streams readings as they are stored, by any replica of the service, until the client
+        cancels. A client that falls too far behind, or a replica already serving its maximum
+        of streams, ends the call with RESOURCE_EXHAUSTED; the stream ends with UNAUTHENTICATED
+        when the caller's access token expires. Reconnect with `include_latest` to catch up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
