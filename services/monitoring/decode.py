@@ -29,7 +29,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -77,6 +77,9 @@ _FROM_FIELD_QUALITY = {
     FieldQuality.UNCERTAIN: Quality.UNCERTAIN,
 }
 _NO_METRICS: dict[str, Metric] = {}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_new = tuple.__new__
 
 
 def stored_quality(quality: FieldQuality) -> Quality:
@@ -147,28 +150,38 @@ class TelemetryDecoder:
         latest_allowed = received + self.max_future_skew
         readings: list[StoredReading] = []
         append = readings.append
+        # The loop runs once per reading on the city's hot path: protobuf field access is
+        # the largest cost, so each field is read once, and presence is asked for only when
+        # a default value leaves it open.
         for index, reading in enumerate(batch.readings):
             name = reading.metric
             unit = reading.unit
             sequence = reading.sequence
-            if sequence > MAX_SEQUENCE:
-                raise Rejected(f"readings[{index}]: sequence {sequence} exceeds 2^63-1")
-            value = reading.value if reading.HasField("value") else None
-            stamp = reading.source_time if reading.HasField("source_time") else reading.read_time
-            when = stamp.seconds * MICROS + stamp.nanos // 1000 or received
+            value: float | None = reading.value
+            if not value and not reading.HasField("value"):
+                value = None
+            stamp = reading.source_time
+            if not stamp.seconds:  # no source time (or the epoch): the agent's read time
+                stamp = reading.read_time
+            nanos = stamp.nanos
+            when = stamp.seconds * MICROS + nanos // 1000 or received
             wire = reading.quality
-            quality = _KNOWN.get(wire)
             metric = metrics.get(name)
             if (
-                metric is not None
-                and quality is _GOOD
+                wire == 1
+                and metric is not None
                 and MIN_TIME <= when <= latest_allowed
-                and 0 <= stamp.nanos < 1_000_000_000
+                and 0 <= nanos < 1_000_000_000
+                and sequence <= MAX_SEQUENCE
                 and metric.check(value, unit) is None
             ):
-                # The common case: checked, nothing to say.
-                append(StoredReading(name, unit, value, _GOOD, "", when, sequence))
+                # The common case: checked, nothing to say. (tuple.__new__ skips the named
+                # tuple's Python-level constructor.)
+                append(_new(StoredReading, (name, unit, value, _GOOD, "", when, sequence, False)))
                 continue
+            if sequence > MAX_SEQUENCE:
+                raise Rejected(f"readings[{index}]: sequence {sequence} exceeds 2^63-1")
+            quality = _KNOWN.get(wire)
             if len(unit) > MAX_UNIT_LENGTH or _CONTROL.search(unit):
                 raise Rejected(
                     f"readings[{index}]: unit {unit[:40]!r} is not a unit (at most "
@@ -214,14 +227,18 @@ class TelemetryDecoder:
         wanted = field.derive_inputs
         inputs = []
         moments: dict[int, datetime] = {}
-        for r in batch.readings:
-            if r.value is None or (wanted is not None and r.metric not in wanted):
+        readings = (
+            batch.readings if wanted is None else [r for r in batch.readings if r.metric in wanted]
+        )
+        build = FieldReading.checked_elsewhere
+        for r in readings:
+            if r.value is None:
                 continue
             moment = moments.get(r.time)
             if moment is None:
-                moment = moments[r.time] = datetime.fromtimestamp(r.time / MICROS, UTC)
+                moment = moments[r.time] = _EPOCH + timedelta(microseconds=r.time)
             inputs.append(
-                FieldReading.checked_elsewhere(
+                build(
                     r.metric,
                     r.value,
                     r.unit,
@@ -240,7 +257,8 @@ class TelemetryDecoder:
         if not derived:
             return batch
         sequence = max(r.sequence for r in batch.readings)
-        extra = derived_readings(field.metrics, derived, sequence)
+        times = {moment: time for time, moment in moments.items()}
+        extra = derived_readings(field.metrics, derived, sequence, times)
         return IngestBatch(
             batch.batch_id,
             batch.field,
@@ -253,11 +271,20 @@ class TelemetryDecoder:
 
 
 def derived_readings(
-    catalogue: Mapping[str, Metric], derived: Sequence[FieldReading], sequence: int
+    catalogue: Mapping[str, Metric],
+    derived: Sequence[FieldReading],
+    sequence: int,
+    times: Mapping[datetime, int] | None = None,
 ) -> list[StoredReading]:
-    """A plugin's derived readings as stored readings, judged like any other reading."""
+    """A plugin's derived readings as stored readings, judged like any other reading.
+    ``times`` maps the datetimes handed to the plugin back to their microseconds."""
     stored = []
+    times = times or {}
     for reading in derived:
+        moment = reading.timestamp
+        time = times.get(moment)
+        if time is None:
+            time = (moment - _EPOCH) // _MICROSECOND
         value: float | None = float(reading.value)
         quality = _FROM_FIELD_QUALITY[reading.quality]
         reason = reading.reason
@@ -268,15 +295,9 @@ def derived_readings(
             value = None
             quality = Quality.BAD
         stored.append(
-            StoredReading(
-                reading.metric,
-                reading.unit,
-                value,
-                quality,
-                reason,
-                int(reading.timestamp.timestamp() * MICROS),
-                sequence,
-                derived=True,
+            _new(
+                StoredReading,
+                (reading.metric, reading.unit, value, quality, reason, time, sequence, True),
             )
         )
     return stored

@@ -62,6 +62,16 @@ class StreamOverflow(ResourceExhausted):
     """The subscriber fell too far behind and was disconnected."""
 
 
+def _keys(batch: IngestBatch) -> dict[str, SeriesKey]:
+    """The series key of each metric of ``batch``: a batch holds a few metrics many times
+    over, so its keys are made once, not once per reading."""
+    field, site, device = batch.field, batch.site, batch.device
+    return {
+        metric: SeriesKey(field, site, device, metric)
+        for metric in {r.metric for r in batch.readings}
+    }
+
+
 def device_pattern(selector: Selector) -> DevicePattern:
     return (selector.field or None, selector.site or None, selector.device or None)
 
@@ -109,12 +119,13 @@ class Subscription:
         if self._closed:
             return True
         metric = self.selector.metric
-        key = SeriesKey
-        matched = [
-            (key(batch.field, batch.site, batch.device, r.metric), r)
-            for r in batch.readings
-            if not metric or r.metric == metric
-        ]
+        if metric:
+            key = SeriesKey(batch.field, batch.site, batch.device, metric)
+            matched = [(key, r) for r in batch.readings if r.metric == metric]
+        else:
+            matched = (
+                [(keys[r.metric], r) for r in batch.readings] if (keys := _keys(batch)) else []
+            )
         if not matched:
             return True
         if len(self._queue) + len(matched) > self.max_pending:

@@ -44,9 +44,9 @@ class DeviceState(StrEnum):
     OFFLINE = "offline"
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesKey:
-    """One time series: a metric of a device."""
+class SeriesKey(NamedTuple):
+    """One time series: a metric of a device. A named tuple: live streams build one per
+    reading they deliver."""
 
     field: str
     site: str

@@ -338,6 +338,16 @@ def _full(row: tuple[Any, ...]) -> PointRow:
     return row if len(row) == 6 else (*row, GOOD, None)  # type: ignore[return-value]
 
 
+class NewSeries(Exception):  # noqa: N818 - control flow inside a backend's write
+    """A batch has a metric whose series id is not cached yet."""
+
+
+def known_series_only(batch: IngestBatch) -> dict[str, int]:
+    """A ``resolve`` for :func:`point_rows` that gives up on a new series, so that the
+    common case (every series known) needs no scan for missing ones."""
+    raise NewSeries(batch.batch_id)
+
+
 def missing_metrics(
     batch: IngestBatch, cache: dict[tuple[str, str, str], dict[str, int]]
 ) -> dict[str, str]:

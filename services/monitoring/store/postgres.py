@@ -111,6 +111,7 @@ def unavailable(error: BaseException) -> bool:
 
 
 _POINT_COLUMNS = ("series_id", "time", "sequence", "value", "quality", "reason")
+_PLAIN_COLUMNS = ("series_id", "time", "sequence", "value")
 
 _INSERT_BATCHES = """
 INSERT INTO batches(field, batch_id, received)
@@ -394,20 +395,30 @@ class PostgresStore(TimeSeriesStore):
             )
             fresh = {(row[0], row[1]) for row in inserted}
             accepted = [batch for batch in batches if (batch.field, batch.batch_id) in fresh]
-            series = await self._resolve(conn, accepted)
-            points = common.point_rows(accepted, series, self._unknown)
+            try:  # the common case: every series is known, no scan for new ones
+                series = self._series
+                points = common.point_rows(accepted, series, common.known_series_only)
+            except common.NewSeries:
+                series = await self._resolve(conn, accepted)
+                points = common.point_rows(accepted, series, self._unknown)
             if points:
-                rows = points.full()
-                rows.sort(key=itemgetter(0))
                 try:
                     async with conn.transaction():
-                        await conn.copy_records_to_table(
-                            "points", records=rows, columns=_POINT_COLUMNS
-                        )
+                        # GOOD readings without a reason go in with four columns: quality
+                        # defaults to GOOD, and COPY encodes a third less.
+                        if points.plain:
+                            points.plain.sort(key=itemgetter(0))
+                            await conn.copy_records_to_table(
+                                "points", records=points.plain, columns=_PLAIN_COLUMNS
+                            )
+                        if points.other:
+                            await conn.copy_records_to_table(
+                                "points", records=points.other, columns=_POINT_COLUMNS
+                            )
                 except asyncpg.UniqueViolationError:
                     # Some of these points were stored before, by other batches (rare):
                     # keep the new ones only, so that roll-ups count every point once.
-                    rows = common.distinct_points(rows)
+                    rows = common.distinct_points(points.full())
                     keys = await conn.fetch(_INSERT_POINTS, *_columns(rows, 6))
                     new = {(key[0], key[1], key[2]) for key in keys}
                     points = common.Points(

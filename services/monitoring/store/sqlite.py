@@ -48,6 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import chain
 from operator import itemgetter
@@ -299,6 +300,15 @@ def _partials_sql(width: int, last: bool, bucketed: bool, series: str) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A write's rows, worked out before the writer thread takes it."""
+
+    generation: int
+    points: common.Points
+    summary: common.Summary
+
+
 def _statements(script: str) -> Iterator[str]:
     """The statements of an SQL script, split where SQLite itself says one is complete
     (``sqlite3.complete_statement`` knows about strings, comments and trigger bodies)."""
@@ -369,6 +379,8 @@ class SqliteStore(TimeSeriesStore):
         self._reader_lock = threading.Lock()
         self._series: dict[tuple[str, str, str], dict[str, int]] = {}
         self._fresh: list[tuple[tuple[str, str, str], list[str]]] = []
+        self._generation = 0
+        """Bumped when a rolled-back write forgets series ids it had cached."""
         self._migrations = common.load_migrations("sqlite")
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -505,7 +517,23 @@ class SqliteStore(TimeSeriesStore):
     async def write(self, batches: Sequence[IngestBatch]) -> WriteStats:
         if not batches:
             return WriteStats(0, 0, 0)
-        return await self._in_writer(self._write, batches)
+        # The rows are worked out here, in the caller's thread, while the writer thread is
+        # still busy with the previous write: Python work done in the writer thread would
+        # wait for the interpreter lock that the caller's decoding holds, and lengthen the
+        # write, which is ingest's critical path.
+        return await self._in_writer(self._write, batches, self._prepare(batches))
+
+    def _prepare(self, batches: Sequence[IngestBatch]) -> _Prepared | None:
+        """The rows of ``batches`` from the series ids known now; ``None`` when one of their
+        series is new (the writer then creates it and works the rows out itself)."""
+        generation = self._generation
+        unique = common.first_of_each(batches)
+        try:
+            points = common.point_rows(unique, self._series, common.known_series_only)
+        except common.NewSeries:
+            return None
+        points.plain.sort(key=itemgetter(0))
+        return _Prepared(generation, points, common.summarize(points))
 
     async def has_batches(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         if not keys:
@@ -513,7 +541,7 @@ class SqliteStore(TimeSeriesStore):
         pairs = json.dumps([list(key) for key in keys])
         return await self._read(lambda db: set(db.execute(_EXISTING_BATCHES, (pairs,))))
 
-    def _write(self, batches: Sequence[IngestBatch]) -> WriteStats:
+    def _write(self, batches: Sequence[IngestBatch], prepared: _Prepared | None) -> WriteStats:
         db = self._db
         assert db is not None
         unique = common.first_of_each(batches)
@@ -523,9 +551,13 @@ class SqliteStore(TimeSeriesStore):
             seen = set(db.execute(_EXISTING_BATCHES, (keys,)))
             accepted = [batch for batch in unique if (batch.field, batch.batch_id) not in seen]
             _BATCHES.run(db, [(b.field, b.batch_id, b.received) for b in accepted])
-            points = common.point_rows(accepted, self._series, self._resolve)
-            # In series order, one series' points go into one b-tree page after another.
-            points.plain.sort(key=itemgetter(0))
+            summary: common.Summary | None = None
+            if prepared is not None and not seen and prepared.generation == self._generation:
+                points, summary = prepared.points, prepared.summary
+            else:  # a new series, a batch already stored, or ids forgotten since
+                points = common.point_rows(accepted, self._series, self._resolve)
+                # In series order, one series' points go into one b-tree page after another.
+                points.plain.sort(key=itemgetter(0))
             db.execute("SAVEPOINT points")
             if _PLAIN_POINTS.run(db, points.plain) + _POINTS.run(db, points.other) != len(points):
                 # Some of these points were stored before, by other batches (rare): keep
@@ -533,8 +565,10 @@ class SqliteStore(TimeSeriesStore):
                 db.execute("ROLLBACK TO points")
                 points.plain = [row for row in points.plain if _PLAIN_POINTS.run(db, [row])]
                 points.other = [row for row in points.other if _POINTS.run(db, [row])]
+                summary = None
             db.execute("RELEASE points")
-            summary = common.summarize(points)
+            if summary is None:
+                summary = common.summarize(points)
             _LATEST.run(db, summary.latest)
             _ROLLUPS[MINUTE].run(db, summary.minute)
             _ROLLUPS[HOUR].run(db, summary.hour)
@@ -546,6 +580,8 @@ class SqliteStore(TimeSeriesStore):
             for device, metrics in self._fresh:
                 for metric in metrics:
                     self._series.get(device, {}).pop(metric, None)
+            # After the ids are gone: rows prepared with any of them are not used.
+            self._generation += 1
             raise
         finally:
             self._fresh.clear()

@@ -69,6 +69,11 @@ class Quality(StrEnum):
     BAD = "bad"
 
 
+_GOOD = Quality.GOOD
+_BAD = Quality.BAD
+_NUMBER = (int, float)
+
+
 class ConditionKind(StrEnum):
     THRESHOLD = "threshold"
     """The value compared with ``threshold``; clears only past ``hysteresis``."""
@@ -233,6 +238,8 @@ class Metric:
     states: Mapping[int, str] = field(default_factory=dict, hash=False)
     _low: float = field(default=-_NO_BOUND, init=False, repr=False, compare=False)
     _high: float = field(default=_NO_BOUND, init=False, repr=False, compare=False)
+    _real: bool = field(default=True, init=False, repr=False, compare=False)
+    """Whether any value in range is valid (a float metric): the common case's test."""
 
     def __post_init__(self) -> None:
         name = check_name(self.name, "metric name")
@@ -251,6 +258,7 @@ class Metric:
         _set(self, "maximum", high)
         _set(self, "_low", -_NO_BOUND if low is None else low)
         _set(self, "_high", _NO_BOUND if high is None else high)
+        _set(self, "_real", value_type is ValueType.FLOAT)
         if kind is MetricKind.COUNTER and low is not None and low < 0:
             raise ValueError(f"{what}: a counter cannot have a negative minimum ({low:g})")
         if value_type is ValueType.BOOL and (low not in (None, 0.0) or high not in (None, 1.0)):
@@ -296,11 +304,11 @@ class Metric:
         The common case (a GOOD value in range, in the right unit) costs two comparisons.
         """
         if (
-            quality is Quality.GOOD
+            quality is _GOOD
             and unit == self.unit
+            and self._real
             and value is not None
             and self._low <= value <= self._high
-            and self.value_type is ValueType.FLOAT
         ):
             return None
         if unit != self.unit:
@@ -346,7 +354,7 @@ class Reading:
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric:
             raise ValueError(f"a reading needs a metric name, not {self.metric!r}")
-        if not isinstance(self.value, int | float):
+        if not isinstance(self.value, _NUMBER):
             raise TypeError(
                 f"reading {self.metric!r}: value must be a number or bool, "
                 f"not {type(self.value).__name__}"
@@ -355,9 +363,11 @@ class Reading:
             raise ValueError(
                 f"reading {self.metric!r}: timestamp must be a timezone-aware datetime"
             )
-        quality = _enum(Quality, self.quality, f"reading {self.metric!r}: quality")
-        _set(self, "quality", quality)
-        if quality is not Quality.BAD and not math.isfinite(self.value):
+        quality = self.quality
+        if type(quality) is not Quality:
+            quality = _enum(Quality, quality, f"reading {self.metric!r}: quality")
+            _set(self, "quality", quality)
+        if quality is not _BAD and not math.isfinite(self.value):
             raise ValueError(
                 f"reading {self.metric!r}: value {self.value!r} is only valid with bad quality"
             )
@@ -376,16 +386,21 @@ class Reading:
         without repeating the checks: the host hands a plugin thousands per second, and
         the checks are for what plugins return."""
         reading = object.__new__(cls)
-        for name, item in (
-            ("metric", metric),
-            ("value", value),
-            ("unit", unit),
-            ("timestamp", timestamp),
-            ("quality", quality),
-            ("reason", reason),
-        ):
-            object.__setattr__(reading, name, item)
+        _READING_SLOTS[0](reading, metric)
+        _READING_SLOTS[1](reading, value)
+        _READING_SLOTS[2](reading, unit)
+        _READING_SLOTS[3](reading, timestamp)
+        _READING_SLOTS[4](reading, quality)
+        _READING_SLOTS[5](reading, reason)
         return reading
+
+
+# The slots' own setters: a frozen dataclass refuses plain assignment, and going through
+# object.__setattr__ costs a name lookup per field.
+_READING_SLOTS = tuple(
+    Reading.__dict__[name].__set__
+    for name in ("metric", "value", "unit", "timestamp", "quality", "reason")
+)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

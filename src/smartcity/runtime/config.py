@@ -178,6 +178,13 @@ class ConsumerSettings(_Section):
         "fetch overlaps committing this one",
     )
     fetch_timeout_seconds: float = Field(default=1.0, gt=0)
+    commits_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="fetches being committed at once: while the store writes one, the next "
+        "is prepared",
+    )
     ack_wait_seconds: float = Field(
         default=30.0, gt=0, description="JetStream redelivers a message not acknowledged by then"
     )

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -91,7 +92,8 @@ class Handler(Protocol[T]):
     async def commit(self, items: Sequence[T]) -> None:
         """Make ``items`` durable together (all or nothing); the messages are acknowledged
         once this returns. Called again with the same items after a failure, so it must be
-        idempotent."""
+        idempotent; and called for the next fetch before this call returned (up to
+        ``commits_in_flight`` at once), so a store must keep concurrent commits apart."""
         ...
 
     def is_transient(self, error: Exception) -> bool:
@@ -211,9 +213,10 @@ class JetStreamConsumer(Generic[T]):
             await asyncio.sleep(self._delay(attempt))
 
     async def _consume(self, subscription: Any) -> None:
-        # Decoding the next fetch overlaps the commit of the previous one (a store writes in
-        # its own thread or connection); a fetch is acknowledged only once its commit is done.
-        committing: asyncio.Task[None] | None = None
+        # Decoding the next fetch overlaps the commits of the previous ones (a store writes in
+        # its own thread or connection, and prepares the next write meanwhile); a fetch is
+        # acknowledged only once its own commit is done.
+        committing: deque[asyncio.Task[None]] = deque()
         failures = 0
         try:
             while True:
@@ -235,20 +238,19 @@ class JetStreamConsumer(Generic[T]):
                     continue
                 failures = 0
                 items = await self._decode(messages)
-                if committing is not None:
-                    await committing
-                    committing = None
+                while len(committing) >= self.settings.commits_in_flight:
+                    await committing.popleft()
                 if items and self._resume_at > time.monotonic():
-                    # Fetched before the previous commit found the store down: hand them
-                    # back rather than try a store known to be down.
+                    # Fetched before an earlier commit found the store down: hand them back
+                    # rather than try a store known to be down.
                     await self._hand_back(items, self._resume_at - time.monotonic())
                 elif items:
-                    committing = asyncio.create_task(self._commit(items))
+                    committing.append(asyncio.create_task(self._commit(items)))
         finally:
-            if committing is not None:
-                # Let a commit in flight finish and acknowledge, even when cancelled.
+            # Let the commits in flight finish and acknowledge, even when cancelled.
+            for task in committing:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(committing)
+                    await asyncio.shield(task)
 
     async def _decode(self, messages: Sequence[Msg]) -> list[tuple[Msg, T]]:
         decoded: list[tuple[Msg, T]] = []

@@ -66,3 +66,6 @@ DROP TABLE devices;
 ALTER TABLE devices_v2 RENAME TO devices;
 ALTER TABLE devices RENAME CONSTRAINT devices_v2_pkey TO devices_pkey;
 CREATE INDEX devices_by_device ON devices (site, device);
+
+-- A GOOD reading without a reason, most of them, is copied in with four columns.
+ALTER TABLE points ALTER COLUMN quality SET DEFAULT 1;
