@@ -97,7 +97,9 @@ class Subscription:
         self.expires_at = expires_at
         """Monotonic time at which the stream ends (its token expires); ``None``: never."""
         self._hub = hub
-        self._queue: deque[LiveReading] = deque()
+        self._queue: deque[list[LiveReading]] = deque()
+        """Readings waiting, a list per batch: queued and taken a batch at a time."""
+        self._pending = 0
         self._ready = asyncio.Event()
         self._failure: Exception | None = None
         self._closed = False
@@ -107,7 +109,7 @@ class Subscription:
     @property
     def pending(self) -> int:
         """Readings queued and not yet taken."""
-        return len(self._queue)
+        return self._pending
 
     @property
     def closed(self) -> bool:
@@ -128,22 +130,24 @@ class Subscription:
             )
         if not matched:
             return True
-        if len(self._queue) + len(matched) > self.max_pending:
+        if self._pending + len(matched) > self.max_pending:
             self._fail(
                 StreamOverflow(
-                    f"the stream fell behind: {len(self._queue)} readings were waiting to be "
+                    f"the stream fell behind: {self._pending} readings were waiting to be "
                     f"sent and {len(matched)} more arrived (at most {self.max_pending} may "
                     "wait); reconnect, with include_latest to catch up"
                 )
             )
             return False
-        self._queue.extend(matched)
+        self._queue.append(matched)
+        self._pending += len(matched)
         self._ready.set()
         return True
 
     def _fail(self, failure: Exception) -> None:
         self._failure = failure
         self._queue.clear()
+        self._pending = 0
         self._closed = True
         self._ready.set()
 
@@ -174,7 +178,13 @@ class Subscription:
                     continue
             self._expire()
         queue = self._queue
-        taken = [queue.popleft() for _ in range(min(max_readings, len(queue)))]
+        taken = queue.popleft()
+        while queue and len(taken) + len(queue[0]) <= max_readings:
+            taken += queue.popleft()
+        if len(taken) > max_readings:  # one batch larger than a chunk: the rest waits
+            queue.appendleft(taken[max_readings:])
+            taken = taken[:max_readings]
+        self._pending -= len(taken)
         self.delivered += len(taken)
         return taken
 

@@ -97,13 +97,15 @@ class MonitoringBenchResult:
 
 
 def make_payloads(devices: int, batches: int, per_batch: int) -> list[tuple[str, bytes]]:
-    """``(subject, TelemetryBatch)`` for ``devices`` water stations, in sequence order."""
+    """``(subject, TelemetryBatch)`` for ``devices`` water stations, each device's batches in
+    sequence order and the devices interleaved, as agents polling at once publish them."""
     start = int(time.time()) - batches * per_batch
-    payloads = []
+    streams = []
     for device in range(devices):
         name = f"station-{device:03d}"
         subject = f"city.telemetry.{FIELD}.bench.{name}"
         sequence = 1
+        payloads = []
         for _ in range(batches):
             batch = telemetry_pb2.TelemetryBatch(
                 field=FIELD,
@@ -127,7 +129,8 @@ def make_payloads(devices: int, batches: int, per_batch: int) -> list[tuple[str,
                 reading.read_time.seconds = moment
                 sequence += 1
             payloads.append((subject, batch.SerializeToString()))
-    return payloads
+        streams.append(payloads)
+    return [payload for round_ in zip(*streams, strict=True) for payload in round_]
 
 
 async def _publish(url: str, messages: Path, started: asyncio.Future[float]) -> None:
@@ -183,7 +186,11 @@ async def _ceiling(
 
 
 async def _ingest_rate(
-    url: str, payloads: Sequence[tuple[str, bytes]], messages: Path, per_batch: int, workdir: Path
+    url: str,
+    payloads: Sequence[tuple[str, bytes]],
+    messages: Path,
+    per_batch: int,
+    workdir: Path,
 ) -> tuple[float, int]:
     """Readings/s after the warm-up, and the readings the matching live stream got."""
     from smartcity.fields import load_fields
