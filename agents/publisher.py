@@ -11,7 +11,7 @@ Two halves that never wait for each other:
   batch id, and deletes a batch from the buffer only once JetStream has acknowledged it.
   While NATS is unreachable it backs off and retries; the batches wait on disk, oldest
   first. A batch whose acknowledgement was lost is sent again with the same id, and
-  JetStream's de-duplication stores it once; consumers also de-duplicate by sequence.
+  JetStream's de-duplication stores it once; consumers also skip a batch id they stored.
   When NATS answers but no stream captures the subject, the batches wait the same way; the
   agent says so in words, once per outage, and never creates a stream itself: streams are
   the platform's (``smartcity streams ensure``), an agent only publishes.

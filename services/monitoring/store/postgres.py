@@ -68,6 +68,10 @@ MIGRATION_LOCK = 0x534D_4D31
 """First key of the advisory lock migrations hold; the second is a hash of the schema."""
 
 DEADLOCK_RETRIES = 3
+STALE_RETRIES = 10
+"""Attempts at a statement whose pooled connection the server ended while it was idle
+(asyncpg answers "another operation is in progress" before sending anything, so another
+connection is tried): as many as the pool holds, since an administrator may end them all."""
 RETENTION_TIMEOUT = 3600.0
 """Seconds a retention delete may take: the first run on a large database deletes a lot."""
 
@@ -354,8 +358,14 @@ class PostgresStore(TimeSeriesStore):
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         with self._errors():
-            async with self._connection() as conn:
-                return await conn.fetch(sql, *args)
+            for attempt in range(1, STALE_RETRIES + 1):
+                try:
+                    async with self._connection() as conn:
+                        return await conn.fetch(sql, *args)
+                except asyncpg.InternalClientError:
+                    if attempt == STALE_RETRIES:
+                        raise
+            raise AssertionError("unreachable")
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -364,12 +374,18 @@ class PostgresStore(TimeSeriesStore):
         if not unique:
             return WriteStats(0, 0, 0)
         with self._errors():
-            for attempt in range(1, DEADLOCK_RETRIES + 1):
+            deadlocks = stale = 0
+            while True:
                 try:
                     accepted, stored = await self._write(unique)
                     break
                 except asyncpg.DeadlockDetectedError:
-                    if attempt == DEADLOCK_RETRIES:
+                    deadlocks += 1
+                    if deadlocks == DEADLOCK_RETRIES:
+                        raise
+                except asyncpg.InternalClientError:
+                    stale += 1
+                    if stale == STALE_RETRIES:
                         raise
         return WriteStats(
             batches_written=len(accepted),

@@ -2,15 +2,16 @@
 them: the ceilings ``smartcity bench monitoring`` puts ingest next to.
 
 Both write the very rows ingest writes to its ``points`` table (series id, time, sequence,
-value, quality, reason), into a table with the same primary key, in transactions of the same
-size as one ingest fetch, and nothing else: no batch ids, no latest values, no roll-ups, no
-device registry, no decoding. SQLite gets a plain ``executemany`` with the same pragmas the
-store uses; PostgreSQL a binary ``COPY``. The first tenth of the rows is a warm-up and not
-timed, as for ingest.
+value, quality, reason) into that table itself, made by the store's own migrations (the same
+key and indexes), in transactions of the same size as one ingest fetch, and nothing else: no
+batch ids, no latest values, no roll-ups, no device registry, no decoding. SQLite gets a
+plain ``executemany`` with the store's pragmas; PostgreSQL a binary ``COPY``. The first
+tenth of the rows is a warm-up and not timed, as for ingest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
@@ -18,36 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from smartcity.services.monitoring.store import open_store
 from smartcity.telemetry.v1 import telemetry_pb2
 
 PointRow = tuple[int, int, int, float, int, None]
 
 WARM_UP = 0.1
 """Share of the work done before the clock starts."""
-
-_SQLITE_TABLE = """
-CREATE TABLE points (
-    series_id INTEGER NOT NULL,
-    time INTEGER NOT NULL,
-    sequence INTEGER NOT NULL,
-    value REAL,
-    quality INTEGER NOT NULL,
-    reason TEXT,
-    PRIMARY KEY (series_id, time, sequence)
-) STRICT, WITHOUT ROWID
-"""
-
-_POSTGRES_TABLE = """
-CREATE TABLE points (
-    series_id bigint NOT NULL,
-    time bigint NOT NULL,
-    sequence bigint NOT NULL,
-    value double precision,
-    quality smallint NOT NULL,
-    reason text,
-    PRIMARY KEY (series_id, time, sequence)
-)
-"""
 
 
 def point_rows(payloads: Sequence[tuple[str, bytes]]) -> list[PointRow]:
@@ -82,13 +60,26 @@ def _timed_rate(chunks: list[Sequence[PointRow]], write: Any) -> float:
     return sum(len(chunk) for chunk in measured) / elapsed
 
 
-def sqlite_executemany_rate(path: Path, rows: Sequence[PointRow], per_transaction: int) -> float:
-    """Rows/s of a plain ``executemany`` into a fresh SQLite file (WAL, synchronous=NORMAL)."""
+async def _schema(url: str) -> None:
+    """The monitoring store's tables at ``url``, made by its migrations."""
+    store = open_store(url)
+    await store.open()
+    await store.close()
+
+
+async def sqlite_executemany_rate(
+    path: Path, rows: Sequence[PointRow], per_transaction: int
+) -> float:
+    """Rows/s of a plain ``executemany`` into the store's ``points`` table in a new SQLite
+    file (WAL, synchronous=NORMAL and the cache the store uses)."""
+    await _schema(f"sqlite:///{path}")
+    return await asyncio.to_thread(_executemany_rate, path, rows, per_transaction)
+
+
+def _executemany_rate(path: Path, rows: Sequence[PointRow], per_transaction: int) -> float:
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA cache_size=-65536")
-        db.execute(_SQLITE_TABLE)
         insert = "INSERT INTO points VALUES (?, ?, ?, ?, ?, ?)"
 
         def write(chunk: Sequence[PointRow]) -> None:
@@ -100,12 +91,13 @@ def sqlite_executemany_rate(path: Path, rows: Sequence[PointRow], per_transactio
 
 
 async def postgres_copy_rate(url: str, rows: Sequence[PointRow], per_transaction: int) -> float:
-    """Rows/s of a binary ``COPY`` into a fresh table of the schema ``url`` names."""
+    """Rows/s of a binary ``COPY`` into the store's ``points`` table in the (empty) schema
+    ``url`` names."""
     import asyncpg
 
+    await _schema(url)
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(_POSTGRES_TABLE)
         chunks = _chunks(rows, per_transaction)
         warm = max(1, int(len(chunks) * WARM_UP)) if len(chunks) > 1 else 0
 

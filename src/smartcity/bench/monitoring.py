@@ -394,8 +394,8 @@ async def run_monitoring_bench_async(
             try:
                 progress(f"{name}: the engine alone, {len(rows):,} rows")
                 if name == "sqlite":
-                    figures.engine_readings_per_second = await asyncio.to_thread(
-                        sqlite_executemany_rate, workdir / "raw.db", rows, per_transaction
+                    figures.engine_readings_per_second = await sqlite_executemany_rate(
+                        workdir / "raw.db", rows, per_transaction
                     )
                 else:
                     raw_url, drop_raw = await _postgres_schema(postgres or "")

@@ -7,7 +7,7 @@ repeat:
 * W3C trace context (``traceparent``/``tracestate``) in message headers, so one trace follows
   a reading from the agent through NATS into monitoring and alerts. Publishing opens a PRODUCER
   span, handling a message a CONSUMER span whose parent is the publisher's span.
-* The JetStream streams of the design, created or brought up to date from configuration.
+* The platform's JetStream streams, created or brought up to date from configuration.
 * Connection events in the structured log.
 
 The raw client stays available as :attr:`Bus.nc` and :attr:`Bus.js`. Code that reads messages
@@ -47,7 +47,7 @@ IDENTITY_STREAM = "IDENTITY"
 AUDIT_STREAM = "AUDIT"
 DEADLETTER_STREAM = "DEADLETTER"
 
-#: Which subjects each stream of the design captures.
+#: Which subjects each of the platform's streams captures.
 STREAM_SUBJECTS: Mapping[str, tuple[str, ...]] = {
     TELEMETRY_STREAM: (subjects.ALL_TELEMETRY,),
     ALERTS_STREAM: (subjects.ALL_ALERTS,),

@@ -45,7 +45,7 @@ __all__ = [
     "stream_status",
 ]
 
-#: The streams of the design, in the order people read them.
+#: The platform's streams, in the order people read them.
 PLATFORM_STREAMS: tuple[str, ...] = tuple(STREAM_SUBJECTS)
 
 _API_TIMEOUT = 5.0

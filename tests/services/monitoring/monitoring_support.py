@@ -66,7 +66,7 @@ def backend_url(request: pytest.FixtureRequest, folder: Path) -> str:
     return url
 
 
-BACKENDS = ["sqlite", "postgres"]
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 def reading(

@@ -11,10 +11,9 @@ import statistics
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from monitoring_support import BACKENDS, backend_url, city_fields, opened_store
+from monitoring_support import city_fields, opened_store
 from support import eventually
 
 from smartcity.fields import HourlyHistory, Quality
@@ -113,11 +112,6 @@ async def vn_aqi(store: TimeSeriesStore) -> dict[int, float]:
     found = {b.start: b.value for series in raw.series for b in series.buckets}
     assert sorted(found) == sorted(counts)
     return found
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return backend_url(request, tmp_path)
 
 
 @contextlib.asynccontextmanager

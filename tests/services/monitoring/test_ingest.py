@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from monitoring_support import BACKENDS, backend_url, opened_store
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from support import eventually
 
@@ -24,7 +21,6 @@ from smartcity.runtime.config import ConsumerSettings, MonitoringSettings, Strea
 from smartcity.runtime.consumer import DEADLETTER_REASON_HEADER
 from smartcity.services.monitoring.ingest import DEADLETTER, TelemetryIngest
 from smartcity.services.monitoring.model import Aggregation, Quality, Selector
-from smartcity.services.monitoring.store import TimeSeriesStore
 from smartcity.telemetry.v1 import telemetry_pb2
 
 FIELDS = load_fields()
@@ -41,17 +37,6 @@ PROFILE = parse_profile(
         "points": [{"name": "ph", "unit": "pH", "address": 0}],
     }
 )
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return backend_url(request, tmp_path)
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[TimeSeriesStore]:
-    async with opened_store(store_url) as opened:
-        yield opened
 
 
 async def publish(bus: Bus, tmp_path: Path, readings: list[Reading]) -> TelemetryPublisher:

@@ -20,7 +20,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
@@ -28,7 +27,7 @@ import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from monitoring_support import BACKENDS, backend_url, city_fields, opened_store
+from monitoring_support import city_fields, opened_store
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from support import eventually
@@ -68,11 +67,6 @@ class World:
     ingest: TelemetryIngest
     task: asyncio.Task[None]
     letters: object
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return backend_url(request, tmp_path)
 
 
 @pytest.fixture

@@ -4,10 +4,9 @@ checked against a value worked out by hand from the readings written."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from monitoring_support import BACKENDS, SECOND, T0, backend_url, batch, opened_store, reading
+from monitoring_support import SECOND, T0, batch, opened_store, reading
 
 from smartcity.fields import (
     Aggregation,
@@ -98,11 +97,6 @@ def at(minutes: float) -> int:
 
 def one(device: str, item: StoredReading) -> object:
     return batch("reservoir", "dam-1", device, [item])
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return backend_url(request, tmp_path)
 
 
 @pytest.fixture

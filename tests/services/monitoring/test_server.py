@@ -43,7 +43,7 @@ from smartcity.runtime.tokens import KeySet, TokenVerifier
 from smartcity.services.monitoring.live import LiveHub
 from smartcity.services.monitoring.model import MINUTE, Quality
 from smartcity.services.monitoring.server import build_server
-from smartcity.services.monitoring.service import MonitoringService
+from smartcity.services.monitoring.service import MonitoringService, QueryLimits
 from smartcity.services.monitoring.store.base import TimeSeriesStore
 
 KID = "identity-test"
@@ -548,3 +548,55 @@ async def test_without_a_verifier_the_api_is_open_and_says_so(service: Monitorin
 def test_quality_numbers_are_the_protobuf_ones() -> None:
     for quality in Quality:
         assert common_pb2.Quality.Name(quality.value) == f"QUALITY_{quality.name}"  # type: ignore[arg-type]
+
+
+async def test_a_stream_ends_when_its_token_expires(server: GrpcServer, keys: Keys) -> None:
+    async with channel(server.address, token=keys.token(["viewer:*"], ttl=2)) as connection:
+        call = monitoring_pb2_grpc.MonitoringServiceStub(connection).StreamReadings(
+            monitoring_pb2.StreamReadingsRequest(include_latest=True)
+        )
+        assert (await asyncio.wait_for(call.read(), 10)).readings
+        started = time.monotonic()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await asyncio.wait_for(_drain(call, []), 10)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "token of this stream has expired" in (caught.value.details() or "")
+    assert time.monotonic() - started < 5
+
+
+async def test_streams_beyond_the_cap_are_refused(store: TimeSeriesStore, keys: Keys) -> None:
+    service = MonitoringService(store, city_fields(), LiveHub(max_subscribers=1), clock=Clock(NOW))
+    async with (
+        build_server(GrpcSettings(port=0), service, keys.verifier()) as started,
+        channel(started.address, token=keys.token(["viewer:*"])) as connection,
+    ):
+        city = monitoring_pb2_grpc.MonitoringServiceStub(connection)
+        first = city.StreamReadings(monitoring_pb2.StreamReadingsRequest())
+        await eventually(lambda: service.hub.subscriber_count == 1, what="the first stream")
+        second = city.StreamReadings(monitoring_pb2.StreamReadingsRequest())
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await asyncio.wait_for(second.read(), 10)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "limit (monitoring.max_streams)" in (caught.value.details() or "")
+        first.cancel()
+
+
+async def test_a_range_page_too_large_is_invalid_argument(
+    store: TimeSeriesStore, keys: Keys
+) -> None:
+    service = MonitoringService(
+        store, city_fields(), LiveHub(), limits=QueryLimits(max_range_points=1000), clock=Clock(NOW)
+    )
+    request = monitoring_pb2.QueryRangeRequest(
+        selector=common_pb2.SeriesSelector(field="water_supply"),
+        time_range=common_pb2.TimeRange(start_time=stamp(T0), end_time=stamp(T0 + 600 * SECOND)),
+        step=span(SECOND),
+    )
+    async with (
+        build_server(GrpcSettings(port=0), service, keys.verifier()) as started,
+        channel(started.address, token=keys.token(["viewer:*"])) as connection,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await monitoring_pb2_grpc.MonitoringServiceStub(connection).QueryRange(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "3 series x 600 steps = 1,800 points; at most 1,000" in (caught.value.details() or "")

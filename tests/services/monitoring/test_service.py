@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from monitoring_support import (
-    BACKENDS,
     SECOND,
     T0,
     Clock,
-    backend_url,
     batch,
     city_fields,
     opened_store,
@@ -37,11 +34,6 @@ from smartcity.services.monitoring.store.base import TimeSeriesStore
 FIRST = PageRequest()
 TURBIDITY = [round(0.1 * n, 1) for n in range(60)]  # 0.0 .. 5.9 NTU, one every 10 s
 WATER_END = T0 + 60 * 10 * SECOND
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return backend_url(request, tmp_path)
 
 
 @pytest.fixture

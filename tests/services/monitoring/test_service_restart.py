@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from monitoring_support import BACKENDS, backend_url, opened_store
+from monitoring_support import opened_store
 from support import eventually
 
 from smartcity.agents.buffer import DiskBuffer
@@ -27,11 +27,6 @@ pytestmark = pytest.mark.slow
 DEVICES = 4
 BATCHES = 200  # per device
 READINGS = 50  # per batch
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return backend_url(request, tmp_path)
 
 
 def start_service(url: str, nats: str, data: Path) -> subprocess.Popen[bytes]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,24 +59,7 @@ from smartcity.services.monitoring.store.common import (
 from smartcity.services.monitoring.store.postgres import PostgresStore
 from smartcity.services.monitoring.store.sqlite import SqliteStore, sqlite_path
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SECOND = MICROS
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'monitoring.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[TimeSeriesStore]:
-    opened = open_store(store_url)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import errno
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -31,25 +31,6 @@ from smartcity.services.monitoring.store import (
 )
 from smartcity.services.monitoring.store.postgres import PostgresStore
 from smartcity.services.monitoring.store.sqlite import SqliteStore, sqlite_path
-
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'monitoring.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[TimeSeriesStore]:
-    opened = open_store(store_url)
-    await opened.open()
-    yield opened
-    await opened.close()
-
 
 # -- the classifications --------------------------------------------------------------------
 

@@ -7,11 +7,8 @@ backends, against the same expectations.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
-import pytest
 from store_helpers import T0, create_at_version, dump, fetch, make_batches, one_batch
 
 from smartcity.services.monitoring.model import (
@@ -26,24 +23,7 @@ from smartcity.services.monitoring.model import (
 from smartcity.services.monitoring.store import TimeSeriesStore, open_store
 from smartcity.services.monitoring.store.common import load_migrations
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SECOND = MICROS
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'monitoring.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[TimeSeriesStore]:
-    opened = open_store(store_url)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 # -- field-scoped identity ------------------------------------------------------------------
