@@ -30,6 +30,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -80,6 +81,7 @@ _NO_METRICS: dict[str, Metric] = {}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _new = tuple.__new__
+_SEQUENCE = itemgetter(6)  # StoredReading.sequence
 
 
 def stored_quality(quality: FieldQuality) -> Quality:
@@ -256,7 +258,7 @@ class TelemetryDecoder:
             return batch
         if not derived:
             return batch
-        sequence = max(r.sequence for r in batch.readings)
+        sequence = max(map(_SEQUENCE, batch.readings))
         times = {moment: time for time, moment in moments.items()}
         extra = derived_readings(field.metrics, derived, sequence, times)
         return IngestBatch(

@@ -306,9 +306,9 @@ class Metric:
         if (
             quality is _GOOD
             and unit == self.unit
-            and self._real
             and value is not None
             and self._low <= value <= self._high
+            and (self._real or (value == int(value) and not self.states))
         ):
             return None
         if unit != self.unit:
@@ -359,7 +359,10 @@ class Reading:
                 f"reading {self.metric!r}: value must be a number or bool, "
                 f"not {type(self.value).__name__}"
             )
-        if not isinstance(self.timestamp, datetime) or self.timestamp.utcoffset() is None:
+        timestamp = self.timestamp
+        if not isinstance(timestamp, datetime) or (
+            timestamp.tzinfo is not UTC and timestamp.utcoffset() is None
+        ):
             raise ValueError(
                 f"reading {self.metric!r}: timestamp must be a timezone-aware datetime"
             )
