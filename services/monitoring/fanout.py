@@ -80,7 +80,12 @@ class LiveFanout:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), ANNOUNCE_INTERVAL_SECONDS)
                 self._changed.clear()
-                await self._follow_local_interest()
+                try:
+                    await self._follow_local_interest()
+                except Exception as exc:  # NATS away: streams see this replica's own readings
+                    _log.warning("live fan-out could not follow interest", error=repr(exc))
+                    self._changed.set()
+                    await asyncio.sleep(ANNOUNCE_INTERVAL_SECONDS)
                 self._forget_expired()
         finally:
             for subscription in (self._watch, self._live):

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from smartcity.fields import FieldHost, HourlyHistory
-from smartcity.fields.errors import DeriveError
 from smartcity.runtime.logs import get_logger
 from smartcity.services.monitoring.decode import derived_readings
 from smartcity.services.monitoring.model import HOUR, MICROS, IngestBatch
@@ -133,11 +132,14 @@ class HourlyDeriver:
                 job = self._jobs.pop(key)
                 try:
                     await self._derive(key, sorted(job.hour_ends))
-                except (StoreError, DeriveError) as exc:
+                except StoreError as exc:  # storage away: the hours wait for it
                     self.stats.failures += 1
                     _log.warning("hourly derive failed; trying again", device=key, error=str(exc))
                     self._requeue(key, job)
                     await asyncio.sleep(1.0)
+                except Exception:  # the plugin, or a bug: these hours are skipped, not retried
+                    self.stats.failures += 1
+                    _log.exception("hourly derive failed; its hours are skipped", device=key)
             if not self._jobs:
                 self._queued.clear()
             else:

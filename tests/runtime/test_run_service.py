@@ -32,10 +32,11 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 class Toy:
     """A service with no API of its own: a background task, a check and a record of events."""
 
-    def __init__(self, *, fail_after: float | None = None) -> None:
+    def __init__(self, *, fail_after: float | None = None, end_quietly: bool = False) -> None:
         self.events: list[str] = []
         self.problem: str | None = None
         self.fail_after = fail_after
+        self.end_quietly = end_quietly
 
     @contextlib.asynccontextmanager
     async def setup(self, context: ServiceContext) -> AsyncIterator[ServiceParts]:
@@ -43,6 +44,8 @@ class Toy:
         assert context.bus.nc.is_connected
 
         async def work() -> None:
+            if self.end_quietly:
+                return
             if self.fail_after is None:
                 await asyncio.Event().wait()
             await asyncio.sleep(self.fail_after or 0)
@@ -120,5 +123,13 @@ async def test_a_failing_background_task_ends_the_service_with_its_error(tmp_pat
     toy = Toy(fail_after=0.1)
     spec = ServiceSpec("toy", 0, toy.setup)
     with pytest.raises(RuntimeError, match="the toy's work failed"):
+        await asyncio.wait_for(run_service(spec, settings(None, tmp_path), asyncio.Event()), 30)
+    assert toy.events == ["setup", "on_stop", "teardown"]
+
+
+async def test_a_background_task_that_just_ends_ends_the_service(tmp_path: Path) -> None:
+    toy = Toy(end_quietly=True)
+    spec = ServiceSpec("toy", 0, toy.setup)
+    with pytest.raises(RuntimeError, match="its background task 'work' ended on its own"):
         await asyncio.wait_for(run_service(spec, settings(None, tmp_path), asyncio.Event()), 30)
     assert toy.events == ["setup", "on_stop", "teardown"]

@@ -7,8 +7,9 @@ a list of items durable in one go. :class:`JetStreamConsumer` does the rest, the
 for ingest, alert evaluation and whatever comes next:
 
 * one durable pull consumer shared by every replica; a fetch of up to ``fetch_batch``
-  messages is decoded while the previous fetch commits, and acknowledged only once its
-  commit returned, so an acknowledgement never covers anything that is not durable;
+  messages is decoded while earlier fetches commit (``commits_in_flight`` at once), and
+  acknowledged only once its own commit returned, so an acknowledgement never covers
+  anything that is not durable;
 * a message that cannot be decoded (or whose decoding raises anything) is published to
   ``city.deadletter.<stream>`` with the reason in a header, then acknowledged: redelivering
   it would only fail again;

@@ -15,9 +15,9 @@ connected. :func:`run_service` does everything else, in one order for every serv
    ``on_stop`` (end live streams), then a graceful gRPC stop, the tasks cancelled, the bus
    drained, ``setup`` left, the embedded server stopped — the reverse of the start.
 
-A background task that fails ends the service with that error, so that the process exits
-and its supervisor (Kubernetes, ``smartcity up``) restarts it; handling what comes from a
-wire is the task's own job (the consumer never lets a message end it).
+A background task that fails, or ends at all, ends the service with that error, so that the
+process exits and its supervisor (Kubernetes, ``smartcity up``) restarts it; handling what
+comes from a wire is the task's own job (the consumer never lets a message end it).
 
 :func:`serve` is the foreground entry point of ``smartcity serve <service>``: logging,
 OpenTelemetry and signals, then :func:`run_service`.
@@ -144,9 +144,13 @@ async def run_service(
             stopped = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait([stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task is not stopped and not task.cancelled() and task.exception() is not None:
-                    _log.error("background task failed", service=spec.name, task=tasks[task])
-                    raise task.exception()  # type: ignore[misc]
+                if task is stopped:
+                    continue
+                _log.error("background task ended", service=spec.name, task=tasks[task])
+                failure = None if task.cancelled() else task.exception()
+                raise failure or RuntimeError(
+                    f"{spec.name}: its background task {tasks[task]!r} ended on its own"
+                )
         finally:
             stopped.cancel()
             watching.cancel()
