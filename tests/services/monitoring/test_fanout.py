@@ -10,7 +10,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from monitoring_support import city_fields, sqlite_store
+from nats.aio.msg import Msg
 from support import eventually
 
 from smartcity.runtime.bus import Bus
@@ -106,3 +109,19 @@ async def test_a_stream_sees_what_another_replica_stored_and_idles_otherwise(
         await publish(bus, 3, 7.6)
         await eventually(lambda: storing.ingest.stats.batches_written == 3)
         assert storing.fanout.published == 1, "the last stream ended: nothing more is sent"
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
+async def test_arbitrary_bytes_from_other_replicas_are_ignored_not_raised(data: bytes) -> None:
+    hub = LiveHub()
+    watching = hub.subscribe(Selector())
+    fanout = LiveFanout(None, hub)  # type: ignore[arg-type]  # neither path uses the bus
+    await fanout._on_watch(Msg(None, subject="city.monitoring.watch", data=data))  # type: ignore[arg-type]
+    await fanout._on_live(Msg(None, subject="city.monitoring.live.a.b.c", data=data))  # type: ignore[arg-type]
+    # Either it was a batch of valid names, handed to the streams, or it was dropped.
+    assert (fanout.received, watching.pending > 0) in ((0, False), (1, False), (1, True))
+    assert all(
+        (field is None or field) and (site is None or site) and (device is None or device)
+        for field, site, device in fanout._wanted
+    )
