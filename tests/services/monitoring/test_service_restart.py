@@ -33,7 +33,8 @@ def start_service(url: str, nats: str, data: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "SMARTCITY_DATA_DIR": str(data),
-        "SMARTCITY_MONITORING__INGEST__FETCH_BATCH": "16",
+        # One message per transaction: slow enough that the kill below lands mid-stream.
+        "SMARTCITY_MONITORING__INGEST__FETCH_BATCH": "1",
         "SMARTCITY_MONITORING__INGEST__ACK_WAIT_SECONDS": "2",
         "SMARTCITY_MONITORING__INGEST__FETCH_TIMEOUT_SECONDS": "0.2",
     }
