@@ -47,7 +47,7 @@ from smartcity.runtime.subjects import parse_telemetry_subject
 from smartcity.services.monitoring.model import MICROS, IngestBatch, Quality, StoredReading
 from smartcity.telemetry.v1 import telemetry_pb2
 
-__all__ = ["MAX_SEQUENCE", "TelemetryDecoder", "derived_readings", "stored_quality"]
+__all__ = ["MAX_SEQUENCE", "TelemetryDecoder", "derived_readings"]
 
 _log = get_logger(__name__)
 
@@ -82,10 +82,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _new = tuple.__new__
 _SEQUENCE = itemgetter(6)  # StoredReading.sequence
-
-
-def stored_quality(quality: FieldQuality) -> Quality:
-    return _FROM_FIELD_QUALITY[quality]
 
 
 class TelemetryDecoder:

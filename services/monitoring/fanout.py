@@ -37,7 +37,13 @@ from nats.aio.subscription import Subscription
 from smartcity.runtime import subjects
 from smartcity.runtime.bus import Bus
 from smartcity.runtime.logs import get_logger
-from smartcity.services.monitoring.live import DevicePattern, LiveHub
+from smartcity.services.monitoring.live import (
+    DevicePattern,
+    LiveHub,
+    Shape,
+    pattern_shapes,
+    patterns_of,
+)
 from smartcity.services.monitoring.model import MICROS, IngestBatch, Quality, StoredReading
 from smartcity.telemetry.v1 import telemetry_pb2
 
@@ -64,7 +70,7 @@ class LiveFanout:
         """Batches received from other replicas."""
         self._remote: dict[str, tuple[frozenset[DevicePattern], float]] = {}
         self._wanted: set[DevicePattern] = set()
-        self._masks: list[tuple[bool, bool, bool]] = []
+        self._shapes: list[Shape] = []
         self._changed = asyncio.Event()
         self._watch: Subscription | None = None
         self._live: Subscription | None = None
@@ -106,10 +112,9 @@ class LiveFanout:
     def wanted(self, batch: IngestBatch) -> bool:
         """Whether another replica watches the device of ``batch``."""
         wanted = self._wanted
-        field, site, device = batch.field, batch.site, batch.device
         return any(
-            (field if f else None, site if s else None, device if d else None) in wanted
-            for f, s, d in self._masks
+            pattern in wanted
+            for pattern in patterns_of(batch.field, batch.site, batch.device, self._shapes)
         )
 
     async def publish(self, batches: Sequence[IngestBatch]) -> None:
@@ -187,9 +192,7 @@ class LiveFanout:
 
     def _reindex(self) -> None:
         self._wanted = {pattern for patterns, _ in self._remote.values() for pattern in patterns}
-        self._masks = sorted(
-            {(f is not None, s is not None, d is not None) for f, s, d in self._wanted}
-        )
+        self._shapes = pattern_shapes(self._wanted)
 
     # -- what the others stored, for this replica's streams ----------------------------------
 

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -76,12 +76,26 @@ def device_pattern(selector: Selector) -> DevicePattern:
     return (selector.field or None, selector.site or None, selector.device or None)
 
 
-def pattern_matches(pattern: DevicePattern, field: str, site: str, device: str) -> bool:
-    return (
-        (pattern[0] is None or pattern[0] == field)
-        and (pattern[1] is None or pattern[1] == site)
-        and (pattern[2] is None or pattern[2] == device)
-    )
+Shape = tuple[bool, bool, bool]
+"""Which of field, site and device a pattern names."""
+
+
+def pattern_shapes(patterns: Iterable[DevicePattern]) -> list[Shape]:
+    """The shapes of ``patterns``, each once: a batch is looked up once per shape, not once
+    per pattern or subscriber."""
+    return sorted({(f is not None, s is not None, d is not None) for f, s, d in patterns})
+
+
+def patterns_of(
+    field: str, site: str, device: str, shapes: Iterable[Shape]
+) -> Iterator[DevicePattern]:
+    """The pattern of each shape that a batch of ``field``, ``site`` and ``device`` matches."""
+    for with_field, with_site, with_device in shapes:
+        yield (
+            field if with_field else None,
+            site if with_site else None,
+            device if with_device else None,
+        )
 
 
 class Subscription:
@@ -237,9 +251,7 @@ class LiveHub:
         self.max_pending = max_pending
         self.max_subscribers = max_subscribers
         self._index: dict[DevicePattern, list[Subscription]] = {}
-        self._masks: list[tuple[bool, bool, bool]] = []
-        """Which parts of (field, site, device) the indexed patterns name, one entry per
-        shape in use: a batch is looked up once per shape, not once per subscriber."""
+        self._shapes: list[Shape] = []
         self._count = 0
         self._closed = False
         self.on_change: Callable[[], None] | None = None
@@ -299,15 +311,8 @@ class LiveHub:
         index = self._index
         overflowed: list[Subscription] = []
         for batch in batches:
-            field, site, device = batch.field, batch.site, batch.device
-            for with_field, with_site, with_device in self._masks:
-                subscribers = index.get(
-                    (
-                        field if with_field else None,
-                        site if with_site else None,
-                        device if with_device else None,
-                    )
-                )
+            for pattern in patterns_of(batch.field, batch.site, batch.device, self._shapes):
+                subscribers = index.get(pattern)
                 if subscribers:
                     overflowed += [sub for sub in subscribers if not sub._offer(batch)]
         for subscription in overflowed:
@@ -343,9 +348,7 @@ class LiveHub:
             self._reindex()
 
     def _reindex(self) -> None:
-        self._masks = sorted(
-            {(f is not None, s is not None, d is not None) for f, s, d in self._index}
-        )
+        self._shapes = pattern_shapes(self._index)
         if self.on_change is not None:
             self.on_change()
 

@@ -16,13 +16,11 @@ import asyncio
 import contextlib
 import itertools
 import math
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-import asyncpg
 import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, event, given, settings
@@ -30,6 +28,7 @@ from hypothesis import strategies as st
 from monitoring_support import city_fields, opened_store
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from store_helpers import fetch
 from support import eventually
 
 from smartcity.fields import Metric, MetricKind, ValueType
@@ -71,17 +70,16 @@ class World:
 
 @pytest.fixture
 async def world(store_url: str, bus: Bus) -> AsyncIterator[World]:
-    url = store_url
     await bus.ensure_streams(StreamsSettings())
     letters = await bus.js.pull_subscribe(
         "city.deadletter.telemetry",
         stream=DEADLETTER_STREAM,
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
     )
-    async with opened_store(url) as store:
+    async with opened_store(store_url) as store:
         ingest = TelemetryIngest(bus, store, city_fields(), SETTINGS)
         task = asyncio.create_task(ingest.run())
-        yield World(url, bus, store, ingest, task, letters)
+        yield World(store_url, bus, store, ingest, task, letters)
         assert not task.done(), "ingest ended on its own"
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -197,20 +195,13 @@ def readings_of(data: bytes) -> list[telemetry_pb2.Reading]:
 
 
 async def stored(world: World, device: str) -> list[tuple[int, str | None]]:
-    sql = (
+    """Every stored point of ``device``: quality and reason, read beside the store."""
+    rows = await fetch(
+        world.url,
         "SELECT p.quality, p.reason FROM points AS p JOIN series AS s ON s.id = p.series_id "
-        "WHERE s.field = {0} AND s.site = {1} AND s.device = {2}"
+        f"WHERE s.field = '{FIELD}' AND s.site = '{SITE}' AND s.device = '{device}'",
     )
-    if world.url.startswith("sqlite"):
-        path = world.url.removeprefix("sqlite:///")
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            return db.execute(sql.format("?", "?", "?"), (FIELD, SITE, device)).fetchall()
-    conn = await asyncpg.connect(world.url)
-    try:
-        rows = await conn.fetch(sql.format("$1", "$2", "$3"), FIELD, SITE, device)
-    finally:
-        await conn.close()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+    return [(int(quality), reason) for quality, reason in rows]
 
 
 @settings(
