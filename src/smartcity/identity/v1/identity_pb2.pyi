@@ -407,7 +407,7 @@ class IntrospectResponse(_message.Message):
     def __init__(self, active: _Optional[bool] = ..., reason: _Optional[str] = ..., principal: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., role_bindings: _Optional[_Iterable[_Union[RoleBinding, _Mapping]]] = ..., assurance_level: _Optional[_Union[AssuranceLevel, str]] = ..., token_id: _Optional[str] = ..., audiences: _Optional[_Iterable[str]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class IdentityEvent(_message.Message):
-    __slots__ = ("event_id", "event_time", "type", "principal", "actor", "role_binding", "token_id", "token_expire_time", "reason")
+    __slots__ = ("event_id", "event_time", "type", "principal", "actor", "role_binding", "token_id", "token_expire_time", "reason", "jwks")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_UNSPECIFIED: _ClassVar[IdentityEvent.Type]
@@ -441,6 +441,7 @@ class IdentityEvent(_message.Message):
     TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    JWKS_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     event_time: _timestamp_pb2.Timestamp
     type: IdentityEvent.Type
@@ -450,4 +451,5 @@ class IdentityEvent(_message.Message):
     token_id: str
     token_expire_time: _timestamp_pb2.Timestamp
     reason: str
-    def __init__(self, event_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[IdentityEvent.Type, str]] = ..., principal: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., actor: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., role_binding: _Optional[_Union[RoleBinding, _Mapping]] = ..., token_id: _Optional[str] = ..., token_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+    jwks: str
+    def __init__(self, event_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[IdentityEvent.Type, str]] = ..., principal: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., actor: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., role_binding: _Optional[_Union[RoleBinding, _Mapping]] = ..., token_id: _Optional[str] = ..., token_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., jwks: _Optional[str] = ...) -> None: ...
