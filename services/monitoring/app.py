@@ -21,7 +21,6 @@ from smartcity.fields import load_fields
 from smartcity.runtime.config import Settings
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.service import ServiceContext, ServiceParts, ServiceSpec
-from smartcity.runtime.tokens import TokenVerifier
 from smartcity.services.monitoring.fanout import LiveFanout
 from smartcity.services.monitoring.health import HealthPolicy
 from smartcity.services.monitoring.ingest import TelemetryIngest
@@ -101,8 +100,6 @@ async def _setup(context: ServiceContext) -> AsyncIterator[ServiceParts]:
             health=HealthPolicy.from_settings(options),
             limits=QueryLimits(max_range_points=options.max_range_points),
         )
-        auth = settings.auth
-        verifier = TokenVerifier.from_settings(auth) if auth.jwks_file or auth.public_keys else None
         ingest = TelemetryIngest(context.bus, store, fields, options, live=hub, fanout=fanout)
 
         async def storage() -> str | None:
@@ -116,7 +113,7 @@ async def _setup(context: ServiceContext) -> AsyncIterator[ServiceParts]:
             return ingest.consumer.problem
 
         yield ServiceParts(
-            registrations=[servicer(service, verifier)],
+            registrations=[servicer(service)],
             service_names=[SERVICE_NAME],
             tasks={
                 "ingest": ingest.run,

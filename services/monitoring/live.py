@@ -24,14 +24,12 @@ the service's event loop, which is also where ingest runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Self
 
-from smartcity.runtime.errors import ResourceExhausted, Unauthenticated, Unavailable
+from smartcity.runtime.errors import ResourceExhausted, Unavailable
 from smartcity.runtime.logs import get_logger
 from smartcity.services.monitoring.model import IngestBatch, Selector, SeriesKey, StoredReading
 
@@ -102,14 +100,10 @@ class Subscription:
     """One subscriber's queue. Iterate it (``async for chunk in subscription``) for lists of
     readings in ingest order; close it (or leave its ``with`` block) to unsubscribe."""
 
-    def __init__(
-        self, hub: LiveHub, selector: Selector, max_pending: int, expires_at: float | None
-    ) -> None:
+    def __init__(self, hub: LiveHub, selector: Selector, max_pending: int) -> None:
         self.selector = selector
         self.pattern = device_pattern(selector)
         self.max_pending = max_pending
-        self.expires_at = expires_at
-        """Monotonic time at which the stream ends (its token expires); ``None``: never."""
         self._hub = hub
         self._queue: deque[list[LiveReading]] = deque()
         """Readings waiting, a list per batch: queued and taken a batch at a time."""
@@ -169,28 +163,17 @@ class Subscription:
         """Wait for readings and take up to ``max_readings`` of them, oldest first.
 
         Raises :class:`StreamOverflow` once the subscriber was cut off, :class:`Unavailable`
-        when the hub closed, :class:`Unauthenticated` once ``expires_at`` passed, and
-        ``StopAsyncIteration`` after :meth:`close`.
+        when the hub closed, and ``StopAsyncIteration`` after :meth:`close`.
         """
         if max_readings <= 0:
             raise ValueError(f"max_readings must be positive, not {max_readings}")
-        if self.expires_at is not None and time.monotonic() >= self.expires_at:
-            self._expire()
         while not self._queue:
             if self._failure is not None:
                 raise self._failure
             if self._closed:
                 raise StopAsyncIteration
             self._ready.clear()
-            if self.expires_at is None:
-                await self._ready.wait()
-                continue
-            remaining = self.expires_at - time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                if remaining > 0:
-                    await asyncio.wait_for(self._ready.wait(), remaining)
-                    continue
-            self._expire()
+            await self._ready.wait()
         queue = self._queue
         taken = queue.popleft()
         while queue and len(taken) + len(queue[0]) <= max_readings:
@@ -201,14 +184,6 @@ class Subscription:
         self._pending -= len(taken)
         self.delivered += len(taken)
         return taken
-
-    def _expire(self) -> None:
-        self.close()
-        self._failure = Unauthenticated(
-            "the access token of this stream has expired; the stream ends here: reconnect "
-            "with a fresh token (and include_latest to catch up)"
-        )
-        raise self._failure
 
     def __aiter__(self) -> Self:
         return self
@@ -278,10 +253,8 @@ class LiveHub:
         selector: Selector,
         *,
         max_pending: int | None = None,
-        expires_at: float | None = None,
     ) -> Subscription:
-        """A new subscriber to the readings ``selector`` matches, from now on; it ends at
-        ``expires_at`` (monotonic seconds) when given."""
+        """A new subscriber to the readings ``selector`` matches, from now on."""
         if self._closed:
             raise Unavailable("the monitoring service is shutting down; reconnect elsewhere")
         if self._count >= self.max_subscribers:
@@ -292,7 +265,7 @@ class LiveHub:
         limit = self.max_pending if max_pending is None else max_pending
         if limit <= 0:
             raise ValueError(f"max_pending must be positive, not {limit}")
-        subscription = Subscription(self, selector, limit, expires_at)
+        subscription = Subscription(self, selector, limit)
         pattern = subscription.pattern
         subscribers = self._index.get(pattern)
         if subscribers is None:

@@ -1,12 +1,10 @@
-"""The monitoring gRPC API: protobuf in and out, and who may ask.
+"""The monitoring gRPC API: protobuf in and out, and the permission of each RPC.
 
 Everything the service decides lives in :mod:`smartcity.services.monitoring.service`; this
-module translates messages and authorizes callers.
+module translates messages and declares who may ask (enforced by the runtime's
+:class:`~smartcity.runtime.auth.AuthInterceptor`, which also ends a live stream once its token
+expires or is revoked):
 
-Authorization, when a :class:`~smartcity.runtime.tokens.TokenVerifier` is configured:
-
-* every call carries ``authorization: Bearer <token>``; a missing, malformed, expired or
-  forged token is UNAUTHENTICATED;
 * a request that names a field (``selector.field``, ``ListDevicesRequest.field``,
   ``GetFieldSummaryRequest.field``) needs ``viewer`` (or a role above it) on that field;
 * a request that names no field would read every field, so it needs ``viewer`` on ``*``.
@@ -16,11 +14,10 @@ Authorization, when a :class:`~smartcity.runtime.tokens.TokenVerifier` is config
 * ``GetDevice`` names no field, so the device's own field decides; a caller who may not
   view every field gets PERMISSION_DENIED for a device that does not exist too, so
   probing cannot tell which devices exist;
-* ``ListFields`` is the plugin catalogue, not measurements: it lists the fields the caller
-  may view.
+* ``ListFields`` is the plugin catalogue, not measurements: any caller may ask, and it lists
+  the fields the caller may view.
 
-Without a verifier the API is open; :func:`build_server` logs a warning saying so, because
-that is only right on a single machine before the identity service runs.
+With auth off (no identity yet, a single machine) every caller may read everything.
 
 A KPI without a value (no GOOD reading in its window) is left out of
 ``FieldSummary.kpis``, as ``Series`` leaves out steps without readings: ``Kpi.value`` has no
@@ -29,9 +26,7 @@ A KPI without a value (no GOOD reading in its window) is left out of
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc.aio
@@ -42,17 +37,21 @@ from opentelemetry import trace
 from smartcity.common.v1 import common_pb2
 from smartcity.fields import Direction, Field, Pillar
 from smartcity.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
-from smartcity.runtime.config import GrpcSettings
-from smartcity.runtime.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
+from smartcity.runtime.auth import (
+    Authenticated,
+    Authenticator,
+    AuthInterceptor,
+    Requires,
+    denial,
+    permission,
+    principal,
 )
+from smartcity.runtime.config import GrpcSettings
+from smartcity.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from smartcity.runtime.grpc_server import GrpcServer, Registration
 from smartcity.runtime.logs import get_logger
-from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, Role, TokenVerifier, implied_roles
+from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, Role, TokenVerifier
+from smartcity.runtime.trust import LocalAuthenticator
 from smartcity.services.monitoring.kpis import KpiValue
 from smartcity.services.monitoring.live import LiveReading
 from smartcity.services.monitoring.model import (
@@ -101,84 +100,41 @@ _DIRECTIONS = {
 }
 
 
-class Authorizer:
-    """Who is calling, from the bearer token; ``None`` verifier means an open API."""
-
-    def __init__(self, verifier: TokenVerifier | None) -> None:
-        self.verifier = verifier
-
-    def claims(self, context: grpc.aio.ServicerContext) -> Claims | None:
-        """The caller's verified claims (``None`` when the API is open)."""
-        if self.verifier is None:
-            return None
-        values = [
-            value for key, value in (context.invocation_metadata() or ()) if key == "authorization"
-        ]
-        if not values:
-            raise Unauthenticated(
-                "no access token: send 'authorization: Bearer <token>' metadata "
-                "(a token from the identity service)"
-            )
-        if len(values) > 1:
-            raise Unauthenticated("more than one authorization header")
-        value = values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
-        scheme, _, token = value.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("the authorization header must be 'Bearer <token>'")
-        return self.verifier.verify(token)
-
-    def require_view(self, context: grpc.aio.ServicerContext, field: str | None) -> Claims | None:
-        """Refuse unless the caller may view ``field`` (every field when ``None``)."""
-        claims = self.claims(context)
-        if claims is None:
-            return None
-        if field and claims.allows(Role.VIEWER, field):
-            return claims
-        if not field and claims.allows(Role.VIEWER, WILDCARD_FIELD):
-            return claims
-        raise PermissionDenied(_denial(claims, field))
-
-    @staticmethod
-    def may_view(claims: Claims | None, field: str) -> bool:
-        return claims is None or claims.allows(Role.VIEWER, field)
+def _selected_field(request: Any) -> str:
+    """The field a selector names; ``*`` (every field) when it names none."""
+    return request.selector.field or WILDCARD_FIELD
 
 
-def _denial(claims: Claims, field: str | None) -> str:
-    viewable = sorted(
-        {
-            binding.field
-            for binding in claims.roles
-            if Role.VIEWER in implied_roles(binding.role) and binding.field != WILDCARD_FIELD
-        }
-    )
-    where = f"field {field!r}" if field else "every field ('*'); name a field in the request"
-    yours = f" (you may view: {', '.join(viewable)})" if viewable else ""
-    return f"{claims.sub} lacks the viewer role on {where}{yours}"
+def _named_field(request: Any) -> str:
+    return request.field or WILDCARD_FIELD
+
+
+def _may_view(claims: Claims | None, field: str) -> bool:
+    return claims is None or claims.allows(Role.VIEWER, field)
 
 
 class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
     """``smartcity.monitoring.v1.MonitoringService`` over a :class:`MonitoringService`."""
 
-    def __init__(self, service: MonitoringService, verifier: TokenVerifier | None = None) -> None:
+    def __init__(self, service: MonitoringService) -> None:
         self.service = service
-        self.auth = Authorizer(verifier)
 
+    @permission(Requires(Role.VIEWER, field=_selected_field))
     async def GetLatest(  # noqa: N802 - the generated servicer's names
         self, request: monitoring_pb2.GetLatestRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.GetLatestResponse:
         selector = _selector(request.selector)
-        self.auth.require_view(context, selector.field)
         page = await self.service.latest(selector, _page(request.page))
         return monitoring_pb2.GetLatestResponse(
             readings=[_latest_reading(item) for item in page.items],
             page=_page_response(page),
         )
 
+    @permission(Requires(Role.VIEWER, field=_selected_field))
     async def QueryRange(  # noqa: N802
         self, request: monitoring_pb2.QueryRangeRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.QueryRangeResponse:
         selector = _selector(request.selector)
-        self.auth.require_view(context, selector.field)
         if request.aggregation not in _AGGREGATIONS:
             raise InvalidArgument(f"aggregation {request.aggregation} is not one this API knows")
         span = request.time_range
@@ -199,22 +155,20 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             response.rollup_resolution.CopyFrom(_duration(result.resolution))
         return response
 
+    @permission(Requires(Role.VIEWER, field=_selected_field))
     async def StreamReadings(  # noqa: N802
         self, request: monitoring_pb2.StreamReadingsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[monitoring_pb2.StreamReadingsResponse]:
         selector = _selector(request.selector)
-        claims = self.auth.require_view(context, selector.field)
-        async for readings in self.service.stream(
-            selector, include_latest=request.include_latest, expires_at=_expiry(claims)
-        ):
+        async for readings in self.service.stream(selector, include_latest=request.include_latest):
             yield monitoring_pb2.StreamReadingsResponse(
                 readings=[_live_reading(item) for item in readings]
             )
 
+    @permission(Requires(Role.VIEWER, field=_named_field))
     async def ListDevices(  # noqa: N802
         self, request: monitoring_pb2.ListDevicesRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.ListDevicesResponse:
-        self.auth.require_view(context, request.field or None)
         states = _states(request.states)
         page = await self.service.devices(
             field=request.field or None,
@@ -226,12 +180,11 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
             devices=[_device(item) for item in page.items], page=_page_response(page)
         )
 
+    @permission(Requires(Role.VIEWER, field=lambda request: request.field or None))
     async def GetDevice(  # noqa: N802
         self, request: monitoring_pb2.GetDeviceRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.GetDeviceResponse:
-        claims = self.auth.claims(context)
-        if request.field:
-            self.auth.require_view(context, request.field)
+        claims = principal()
         try:
             status = await self.service.device(request.site, request.device, request.field or None)
         except (NotFound, FailedPrecondition):
@@ -247,24 +200,25 @@ class MonitoringServicer(monitoring_pb2_grpc.MonitoringServiceServicer):
                     f"{request.site!r}; name a field you may view"
                 ) from None
             raise
-        if not self.auth.may_view(claims, status.record.field):
+        if not _may_view(claims, status.record.field):
             assert claims is not None
-            raise PermissionDenied(_denial(claims, status.record.field))
+            raise PermissionDenied(denial(claims, Role.VIEWER, status.record.field))
         return monitoring_pb2.GetDeviceResponse(device=_device(status))
 
+    @permission(Requires(Role.VIEWER, field=_named_field))
     async def GetFieldSummary(  # noqa: N802
         self, request: monitoring_pb2.GetFieldSummaryRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.GetFieldSummaryResponse:
         if not request.field:
             raise InvalidArgument("field is required")
-        self.auth.require_view(context, request.field)
         summary = await self.service.field_summary(request.field)
         return monitoring_pb2.GetFieldSummaryResponse(summary=_summary(summary))
 
+    @permission(Authenticated())
     async def ListFields(  # noqa: N802
         self, request: monitoring_pb2.ListFieldsRequest, context: grpc.aio.ServicerContext
     ) -> monitoring_pb2.ListFieldsResponse:
-        claims = self.auth.claims(context)
+        claims = principal()
         if request.pillar == monitoring_pb2.PILLAR_UNSPECIFIED:
             pillar = None
         elif request.pillar in _PILLAR_OF:
@@ -285,46 +239,37 @@ def _viewer_of(claims: Claims) -> Callable[[str], bool]:
     return lambda field: claims.allows(Role.VIEWER, field)
 
 
-def _expiry(claims: Claims | None) -> float | None:
-    """When a stream opened with ``claims`` must end, on the monotonic clock: its token
-    expires then, and a stream must not outlive the right to read it."""
-    if claims is None:
-        return None
-    return time.monotonic() + (claims.exp - datetime.now(UTC)).total_seconds()
-
-
 DEFAULT_PORT = 50051
 """Where ``smartcity serve monitoring`` listens unless told otherwise (grpc.port 0 is kept for
 tests and embedded use, where any free port will do)."""
 
 
-def servicer(service: MonitoringService, verifier: TokenVerifier | None) -> Registration:
+def servicer(service: MonitoringService) -> Registration:
     """The monitoring API as a registration for a :class:`GrpcServer`."""
-    if verifier is None:
-        _log.warning(
-            "the monitoring API runs without authentication: every caller may read every "
-            "field; configure auth.jwks_file or auth.public_keys to require tokens"
-        )
     return (
         monitoring_pb2_grpc.add_MonitoringServiceServicer_to_server,
-        MonitoringServicer(service, verifier),
+        MonitoringServicer(service),
     )
 
 
 def build_server(
     settings: GrpcSettings,
     service: MonitoringService,
-    verifier: TokenVerifier | None,
+    authenticator: Authenticator | TokenVerifier | None,
     *,
     tracer_provider: trace.TracerProvider | None = None,
 ) -> GrpcServer:
-    """The monitoring API alone, ready to start (with health and reflection), on
+    """The monitoring API alone, ready to start (with health, reflection and auth), on
     ``settings``; the service process itself runs through :mod:`.app`."""
+    if isinstance(authenticator, TokenVerifier):
+        authenticator = LocalAuthenticator(authenticator)
+    registrations = [servicer(service)]
     return GrpcServer(
         settings,
-        [servicer(service, verifier)],
+        registrations,
         service_names=[SERVICE_NAME],
         tracer_provider=tracer_provider,
+        auth=AuthInterceptor.for_servicers(registrations, authenticator),
     )
 
 

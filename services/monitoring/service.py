@@ -216,7 +216,6 @@ class MonitoringService:
         selector: Selector,
         *,
         include_latest: bool = False,
-        expires_at: float | None = None,
     ) -> AsyncIterator[list[LiveReading]]:
         """Readings as they are stored, in chunks, until the caller stops iterating.
 
@@ -224,13 +223,13 @@ class MonitoringService:
         The subscription starts before the latest values are read, so nothing stored in
         between is missed, and a live reading already sent as a latest one is not repeated.
         Raises :class:`~smartcity.services.monitoring.live.StreamOverflow` when the caller
-        falls too far behind, ``ResourceExhausted`` when the replica serves its maximum of
-        streams, and ``Unauthenticated`` once ``expires_at`` (monotonic seconds: when the
-        caller's token expires) has passed.
+        falls too far behind, and ``ResourceExhausted`` when the replica serves its maximum
+        of streams. (A stream ends when its caller's token expires or is revoked: the
+        runtime's auth interceptor sees to that for every service.)
         """
         selector = _checked_selector(selector)
         chunk = self.limits.stream_chunk
-        with self.hub.subscribe(selector, expires_at=expires_at) as subscription:
+        with self.hub.subscribe(selector) as subscription:
             sent: dict[SeriesKey, tuple[int, int]] = {}
             if include_latest:
                 page_token: str | None = None

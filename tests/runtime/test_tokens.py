@@ -11,22 +11,20 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
+from token_support import ISSUER, Signer
 
 from smartcity.runtime.errors import Unauthenticated
 from smartcity.runtime.tokens import (
     AuthSettings,
+    Claims,
     KeySet,
     KeySetError,
     PrincipalKind,
@@ -37,47 +35,6 @@ from smartcity.runtime.tokens import (
     TokenVerifier,
     thumbprint,
 )
-
-ISSUER = "smartcity-identity"
-
-
-@dataclass
-class Signer:
-    """Signs tokens as identity would: Ed25519, ``kid`` in the header, the claims of
-    identity.proto. Test-only; production code never signs."""
-
-    kid: str | None = "key-1"
-    key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
-
-    def claims(self, **overrides: Any) -> dict[str, Any]:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": ISSUER,
-            "sub": "p-operator-1",
-            "aud": ["smartcity"],
-            "iat": now,
-            "exp": now + 900,
-            "jti": uuid.uuid4().hex,
-            "kind": "staff",
-            "roles": ["operator:electricity", "viewer:water_supply"],
-            "acr": "vneid:2",
-            "amr": ["pwd", "otp"],
-        }
-        claims.update(overrides)
-        return {key: value for key, value in claims.items() if value is not None}
-
-    def sign(self, **overrides: Any) -> str:
-        headers = {"kid": self.kid} if self.kid is not None else {}
-        return jwt.encode(self.claims(**overrides), self.key, algorithm="EdDSA", headers=headers)
-
-    def public_pem(self) -> bytes:
-        return self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    def jwk(self) -> dict[str, Any]:
-        jwk = OKPAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
-        return {**jwk, "kid": self.kid, "use": "sig", "alg": "EdDSA"}
 
 
 def b64(data: bytes) -> str:
@@ -233,9 +190,9 @@ def test_revoked_jti_is_refused_and_forgeries_never_reach_the_hook(signer):
     revoked = RevocationList()
     revoked.revoke("leaked", until=time.time() + 3600)
 
-    def is_revoked(jti: str) -> bool:
-        asked.append(jti)
-        return revoked(jti)
+    def is_revoked(claims: Claims) -> bool:
+        asked.append(claims.jti)
+        return revoked(claims)
 
     verifier = TokenVerifier(KeySet.from_jwks({"keys": [signer.jwk()]}), is_revoked=is_revoked)
     assert refused(verifier, signer.sign(jti="leaked")) == "token revoked (jti 'leaked')"
@@ -244,16 +201,45 @@ def test_revoked_jti_is_refused_and_forgeries_never_reach_the_hook(signer):
     assert asked == ["leaked", "fine"]
 
 
+def held(jti: str, sub: str = "p-1", iat: float = 900.0) -> Claims:
+    """Claims as a verified token would carry them, for the revocation list alone."""
+    return Claims(
+        sub=sub,
+        kind=PrincipalKind.STAFF,
+        roles=frozenset(),
+        iss=ISSUER,
+        aud=("smartcity",),
+        iat=datetime.fromtimestamp(iat, UTC),
+        exp=datetime.fromtimestamp(iat + 900, UTC),
+        jti=jti,
+    )
+
+
 def test_revocation_list_forgets_after_the_token_expiry():
     now = [1000.0]
     revoked = RevocationList(clock=lambda: now[0])
     revoked.revoke("a", until=1100.0)
     revoked.revoke("b", until=2000.0)
-    assert [revoked("a"), revoked("b"), revoked("c")] == [True, True, False]
+    assert [revoked(held("a")), revoked(held("b")), revoked(held("c"))] == [True, True, False]
     assert len(revoked) == 2
     now[0] = 1100.0
-    assert not revoked("a")
+    assert not revoked(held("a"))
     assert len(revoked) == 1
+
+
+def test_a_disabled_principal_loses_every_token_issued_before_and_none_after():
+    now = [1000.0]
+    revoked = RevocationList(clock=lambda: now[0])
+    revoked.revoke_subject("p-7", issued_before=1000.0, until=1900.0)
+    assert revoked(held("x", sub="p-7", iat=999.0))
+    assert not revoked(held("y", sub="p-7", iat=1000.0)), "a token issued after enabling again"
+    assert not revoked(held("z", sub="p-8", iat=500.0)), "another principal"
+    # A later, narrower announcement never shortens an earlier one.
+    revoked.revoke_subject("p-7", issued_before=990.0, until=1500.0)
+    assert revoked(held("x", sub="p-7", iat=995.0))
+    now[0] = 1900.0
+    assert not revoked(held("x", sub="p-7", iat=999.0))
+    assert len(revoked) == 0
 
 
 @pytest.mark.parametrize("claim", ["iss", "sub", "aud", "iat", "exp", "jti"])

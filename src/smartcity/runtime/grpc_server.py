@@ -29,6 +29,9 @@ __all__ = ["GrpcServer", "GrpcServerError", "Registration", "serve"]
 
 _log = get_logger(__name__)
 
+MAX_METADATA_BYTES = 64 * 1024
+"""Largest request metadata accepted; beyond the biggest token (16 KiB) with room to spare."""
+
 # How a generated ``add_FooServicer_to_server`` is called, with the servicer to pass it.
 Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any]
 
@@ -60,7 +63,9 @@ class GrpcServer:
     ``registrations`` are ``(add_FooServicer_to_server, servicer)`` pairs; ``service_names``
     are the full names of the services they implement (``smartcity.alerts.v1.Alerts``), used
     for reflection and for per-service health. ``tracer_provider`` defaults to the global one;
-    ``interceptors``, when given, replace the standard chain (and ``tracer_provider`` with it).
+    ``interceptors``, when given, replace the standard chain (and ``tracer_provider`` with it);
+    ``auth`` (a :class:`smartcity.runtime.auth.AuthInterceptor`) goes innermost, inside the
+    error mapping, so that its refusals reach callers as status codes.
     Use as ``async with GrpcServer(...) as server:``, or call :meth:`start` and :meth:`stop`.
     """
 
@@ -72,6 +77,7 @@ class GrpcServer:
         service_names: Sequence[str],
         tracer_provider: trace.TracerProvider | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] | None = None,
+        auth: grpc.aio.ServerInterceptor | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         if len(set(service_names)) != len(service_names) or "" in service_names:
@@ -83,12 +89,15 @@ class GrpcServer:
             tuple(interceptors)
             if interceptors is not None
             else tuple(server_interceptors(tracer_provider=tracer_provider))
-        )
+        ) + ((auth,) if auth is not None else ())
         self._options = (
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             # Two servers must not share a fixed port silently (the Linux default allows it).
             ("grpc.so_reuseport", 0),
+            # Room for a token up to the verifier's own limit, so that an oversized one is
+            # refused as UNAUTHENTICATED with a reason rather than by the transport.
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
             *_KEEPALIVE_OPTIONS,
             *options,
         )

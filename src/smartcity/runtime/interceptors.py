@@ -35,6 +35,9 @@ __all__ = [
     "TRACE_FILTER",
     "AccessLogInterceptor",
     "ErrorInterceptor",
+    "invoke",
+    "iterate",
+    "rewrap",
     "server_interceptors",
     "status_for",
     "tracing_interceptor",
@@ -69,7 +72,7 @@ def status_for(error: errors.DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-def _rewrap(handler: grpc.RpcMethodHandler | None, wrap: _Wrap) -> grpc.RpcMethodHandler | None:
+def rewrap(handler: grpc.RpcMethodHandler | None, wrap: _Wrap) -> grpc.RpcMethodHandler | None:
     """Rebuild ``handler`` around ``wrap``'s behaviour, keeping its (de)serializers."""
     if handler is None:
         return None
@@ -86,14 +89,14 @@ def _rewrap(handler: grpc.RpcMethodHandler | None, wrap: _Wrap) -> grpc.RpcMetho
     return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary, False), **kwargs)
 
 
-async def _unary(behavior: Behavior, request: Any, context: grpc.aio.ServicerContext) -> Any:
+async def invoke(behavior: Behavior, request: Any, context: grpc.aio.ServicerContext) -> Any:
     result = behavior(request, context)
     if not isinstance(result, Awaitable):
         raise TypeError(f"servicer method {behavior!r} must be async")
     return await result
 
 
-async def _stream(
+async def iterate(
     behavior: Behavior, request: Any, context: grpc.aio.ServicerContext
 ) -> AsyncIterator[Any]:
     """Iterate an async-generator behaviour, or run one that writes with ``context.write``."""
@@ -128,7 +131,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
                 async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                     try:
-                        async with aclosing(_stream(behavior, request, context)) as responses:
+                        async with aclosing(iterate(behavior, request, context)) as responses:
                             async for response in responses:
                                 yield response
                     except Exception as exc:
@@ -138,13 +141,13 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    return await _unary(behavior, request, context)
+                    return await invoke(behavior, request, context)
                 except Exception as exc:
                     await _abort_for(exc, context, method)
 
             return unary
 
-        return _rewrap(await continuation(handler_call_details), wrap)
+        return rewrap(await continuation(handler_call_details), wrap)
 
 
 async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: str) -> NoReturn:
@@ -188,7 +191,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
                     started = time.perf_counter()
                     code = grpc.StatusCode.UNKNOWN
                     try:
-                        async with aclosing(_stream(behavior, request, context)) as responses:
+                        async with aclosing(iterate(behavior, request, context)) as responses:
                             async for response in responses:
                                 yield response
                         code = context.code() or grpc.StatusCode.OK
@@ -207,7 +210,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
                 started = time.perf_counter()
                 code = grpc.StatusCode.UNKNOWN
                 try:
-                    response = await _unary(behavior, request, context)
+                    response = await invoke(behavior, request, context)
                     code = context.code() or grpc.StatusCode.OK
                     return response
                 except grpc.aio.AbortError:
@@ -221,7 +224,7 @@ class AccessLogInterceptor(grpc.aio.ServerInterceptor):
 
             return unary
 
-        return _rewrap(await continuation(handler_call_details), wrap)
+        return rewrap(await continuation(handler_call_details), wrap)
 
     def _emit(
         self,

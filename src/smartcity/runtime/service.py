@@ -6,8 +6,11 @@ connected. :func:`run_service` does everything else, in one order for every serv
 
 1. connect to NATS, or start the embedded ``nats-server`` when no URL is configured, and
    make sure the platform's streams exist;
-2. enter ``setup`` (which opens the service's storage and so on) and start the gRPC server
-   with health and reflection;
+2. open the token authenticator ``auth`` asks for (:mod:`smartcity.runtime.trust`: off,
+   key files, or identity's key set and revocations from the IDENTITY stream), enter
+   ``setup`` (which opens the service's storage and so on) and start the gRPC server with
+   health, reflection and the auth interceptor enforcing the permission each RPC declares
+   (:mod:`smartcity.runtime.auth`; a servicer with an undeclared RPC is refused here);
 3. start the background tasks and keep ``grpc.health.v1`` true to what the process can do:
    NOT_SERVING, with the reason in the log, while NATS is disconnected or any health check
    of the service reports a problem (storage unreachable, a consumer that cannot progress);
@@ -34,11 +37,14 @@ from typing import Any
 
 from opentelemetry import trace
 
+from smartcity.runtime.auth import Authenticator, AuthInterceptor
 from smartcity.runtime.bus import Bus
 from smartcity.runtime.config import Settings
 from smartcity.runtime.grpc_server import GrpcServer, Registration
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.nats_server import EmbeddedNats
+from smartcity.runtime.tokens import TokenVerifier
+from smartcity.runtime.trust import LocalAuthenticator, open_authenticator
 
 __all__ = [
     "HealthCheck",
@@ -65,6 +71,9 @@ class ServiceContext:
     settings: Settings
     bus: Bus
     tracer_provider: trace.TracerProvider | None = None
+    authenticator: Authenticator | None = None
+    """Who the callers are, as ``auth`` configures (``None``: auth is off); for a service
+    that authenticates callers outside gRPC too."""
 
 
 @dataclass
@@ -81,6 +90,9 @@ class ServiceParts:
     """Called first when stopping, before the server stops (e.g. end live streams)."""
     details: Mapping[str, str] = field(default_factory=dict)
     """What ``on_ready`` shows besides the addresses (e.g. the storage URL)."""
+    verifier: TokenVerifier | None = None
+    """Verifies this service's callers instead of what ``auth`` configures: identity checks
+    tokens with its own key ring rather than waiting for its own announcements."""
 
 
 Setup = Callable[[ServiceContext], AbstractAsyncContextManager[ServiceParts]]
@@ -124,20 +136,29 @@ async def run_service(
         bus = await Bus.connect(nats, name=spec.name, tracer_provider=tracer_provider)
         stack.push_async_callback(bus.close)
         await bus.ensure_streams(settings.nats.streams)
-        context = ServiceContext(settings, bus, tracer_provider)
+        authenticator: Authenticator | None = await stack.enter_async_context(
+            open_authenticator(settings.auth, bus)
+        )
+        context = ServiceContext(settings, bus, tracer_provider, authenticator)
         parts = await stack.enter_async_context(spec.setup(context))
+        if parts.verifier is not None:
+            authenticator = LocalAuthenticator(parts.verifier)
+        checks = dict(parts.checks)
+        if authenticator is not None:
+            checks.setdefault("auth", _auth_check(authenticator))
         server = GrpcServer(
             settings.grpc,
             parts.registrations,
             service_names=parts.service_names,
             tracer_provider=tracer_provider,
+            auth=AuthInterceptor.for_servicers(parts.registrations, authenticator),
         )
         await server.start()
         tasks = {
             asyncio.create_task(start(), name=f"{spec.name}.{name}"): name
             for name, start in parts.tasks.items()
         }
-        watching = asyncio.create_task(_watch_health(spec.name, server, bus, parts.checks))
+        watching = asyncio.create_task(_watch_health(spec.name, server, bus, checks))
         if on_ready is not None:
             on_ready(Running(spec.name, server.address, str(nats.url), dict(parts.details)))
         try:
@@ -161,6 +182,13 @@ async def run_service(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(watching, *tasks, return_exceptions=True)
+
+
+def _auth_check(authenticator: Authenticator) -> HealthCheck:
+    async def check() -> str | None:
+        return getattr(authenticator, "problem", None)
+
+    return check
 
 
 async def _watch_health(

@@ -19,7 +19,7 @@ What is checked, and why it is not configurable:
   one of the audiences this process accepts, and the token must be within its lifetime give
   or take ``leeway`` seconds of clock skew. ``jti`` is required because a token that cannot be
   named cannot be revoked.
-* A revocation hook, when given, is asked about the token's ``jti`` after the signature is
+* A revocation hook, when given, is asked about the token's claims after the signature is
   known to be good, so that forged ids never reach it.
 
 Error messages say what was wrong in a caller's words ("token expired", "signature
@@ -64,6 +64,11 @@ WILDCARD_FIELD = "*"
 
 class TokenError(Unauthenticated):
     """A token that does not identify anyone; the message says why, never what it contained."""
+
+
+class UnknownKeyError(TokenError):
+    """The token names a key id this process does not know: forged, or signed with a key
+    identity has just rotated in and whose announcement has not arrived yet."""
 
 
 class KeySetError(ValueError):
@@ -147,6 +152,11 @@ class Claims:
     """eID assurance (``vneid:1``, ``vneid:2``); ``None`` without eID verification."""
     amr: tuple[str, ...] = ()
     """How the principal authenticated (RFC 8176): ``pwd``, ``otp``, ``svc``."""
+    sid: str | None = None
+    """The login session the token belongs to; ``None`` for service tokens."""
+    auth_time: datetime | None = None
+    """When the principal authenticated for this session (OpenID Connect ``auth_time``); a
+    refresh keeps it, so that a step-up check sees how recent the login really is."""
 
     def allows(self, role: str, field: str) -> bool:
         """Whether the bearer holds ``role`` (or a role above it) on ``field``."""
@@ -192,6 +202,14 @@ class KeySet(Mapping[str, Ed25519PublicKey]):
 
     def __repr__(self) -> str:
         return f"KeySet({sorted(self._keys)})"
+
+    @classmethod
+    def empty(cls) -> KeySet:
+        """No key at all: what a process holds before identity's key set has arrived, and
+        which verifies nothing."""
+        keys = cls.__new__(cls)
+        keys._keys = {}
+        return keys
 
     @classmethod
     def merge(cls, *sets: KeySet) -> KeySet:
@@ -305,16 +323,29 @@ class PemKeySettings(BaseModel):
     kid: str | None = None
 
 
+class AuthMode(StrEnum):
+    OFF = "off"
+    """No token is asked for: every caller is trusted. For a laptop, never for a city."""
+    KEYS = "keys"
+    """Tokens verified with the key files configured here."""
+    IDENTITY = "identity"
+    """Tokens verified with the key set identity publishes on the IDENTITY stream, and
+    refused once identity announces their revocation."""
+
+
 class AuthSettings(BaseModel):
     """How a process verifies access tokens.
 
-    ``jwks_file`` is identity's published key set; ``public_keys`` are PEM files, for agents
-    deployed before identity exists or for keys handed over out of band. ``audiences`` are
-    the ``aud`` values this process accepts: its own service name and ``smartcity``.
+    ``mode`` says where the keys come from; unset, it is ``keys`` when key files are
+    configured and ``off`` otherwise. ``jwks_file`` is identity's published key set;
+    ``public_keys`` are PEM files, for agents deployed before identity exists or for keys
+    handed over out of band. ``audiences`` are the ``aud`` values this process accepts: its
+    own service name and ``smartcity``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    mode: AuthMode | None = None
     jwks_file: Path | None = None
     public_keys: list[PemKeySettings] = Field(default_factory=list)
     issuer: str = DEFAULT_ISSUER
@@ -336,6 +367,12 @@ class AuthSettings(BaseModel):
             raise ValueError("an audience must not be empty")
         return value
 
+    @property
+    def resolved_mode(self) -> AuthMode:
+        if self.mode is not None:
+            return self.mode
+        return AuthMode.KEYS if self.jwks_file or self.public_keys else AuthMode.OFF
+
     def key_set(self) -> KeySet:
         """The configured keys, read from their files now."""
         sets = [KeySet.from_jwks_file(self.jwks_file)] if self.jwks_file else []
@@ -351,12 +388,15 @@ class AuthSettings(BaseModel):
 
 
 class RevocationList:
-    """Token ids revoked before their expiry, each kept until that expiry has passed (after
-    which the token is refused as expired anyway). Callable, to serve as ``is_revoked``; fed
-    from identity's ``token_revoked`` events. Safe to use from several threads."""
+    """Tokens revoked before their expiry: single token ids, and every token of a principal
+    issued before a moment (a disabled account). Each entry is kept until the tokens it covers
+    have expired, after which they are refused as expired anyway. Callable with a token's
+    claims, to serve as ``is_revoked``; fed from identity's events. Safe to use from several
+    threads."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._until: dict[str, float] = {}
+        self._subjects: dict[str, tuple[float, float]] = {}  # sub -> (issued before, until)
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -365,21 +405,38 @@ class RevocationList:
         with self._lock:
             self._until[jti] = max(until, self._until.get(jti, until))
 
-    def __call__(self, jti: str) -> bool:
+    def revoke_subject(self, sub: str, issued_before: float, until: float) -> None:
+        """Refuse every token of principal ``sub`` issued before ``issued_before``, until the
+        Unix time ``until`` (when the longest-lived of them has expired)."""
+        with self._lock:
+            before, kept = self._subjects.get(sub, (issued_before, until))
+            self._subjects[sub] = (max(before, issued_before), max(kept, until))
+
+    def __call__(self, claims: Claims) -> bool:
         now = self._clock()
         with self._lock:
-            until = self._until.get(jti)
-            if until is not None and until <= now:
-                del self._until[jti]
-                return False
-            return until is not None
+            until = self._until.get(claims.jti)
+            if until is not None:
+                if until > now:
+                    return True
+                del self._until[claims.jti]
+            entry = self._subjects.get(claims.sub)
+            if entry is not None:
+                before, kept = entry
+                if kept <= now:
+                    del self._subjects[claims.sub]
+                elif claims.iat.timestamp() < before:
+                    return True
+            return False
 
     def __len__(self) -> int:
         now = self._clock()
         with self._lock:
             for jti in [jti for jti, until in self._until.items() if until <= now]:
                 del self._until[jti]
-            return len(self._until)
+            for sub in [sub for sub, (_, kept) in self._subjects.items() if kept <= now]:
+                del self._subjects[sub]
+            return len(self._until) + len(self._subjects)
 
 
 # -- verification ----------------------------------------------------------------------------
@@ -395,7 +452,7 @@ class TokenVerifier:
     """Verifies access tokens against a key set; see the module's docstring for the rules.
 
     ``audiences`` are the ``aud`` values accepted (any one suffices); ``is_revoked`` is asked
-    about the ``jti`` of each otherwise valid token.
+    about the claims of each otherwise valid token.
     """
 
     def __init__(
@@ -405,7 +462,7 @@ class TokenVerifier:
         issuer: str = DEFAULT_ISSUER,
         audiences: str | Sequence[str] = (PLATFORM_AUDIENCE,),
         leeway: float = DEFAULT_LEEWAY_SECONDS,
-        is_revoked: Callable[[str], bool] | None = None,
+        is_revoked: Callable[[Claims], bool] | None = None,
     ) -> None:
         if not isinstance(keys, KeySet):
             raise TypeError("keys must be a KeySet")
@@ -424,7 +481,7 @@ class TokenVerifier:
 
     @classmethod
     def from_settings(
-        cls, settings: AuthSettings, *, is_revoked: Callable[[str], bool] | None = None
+        cls, settings: AuthSettings, *, is_revoked: Callable[[Claims], bool] | None = None
     ) -> Self:
         return cls(
             settings.key_set(),
@@ -443,6 +500,10 @@ class TokenVerifier:
         if not isinstance(keys, KeySet):
             raise TypeError("keys must be a KeySet")
         self._keys = keys
+
+    def revoked(self, claims: Claims) -> bool:
+        """Whether the revocation hook refuses ``claims`` now (a long stream asks again)."""
+        return self._is_revoked is not None and self._is_revoked(claims)
 
     def verify(self, token: str) -> Claims:
         """The claims of ``token``, or :class:`TokenError` saying why it is not accepted."""
@@ -482,7 +543,7 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             raise TokenError(f"invalid token: {exc}") from None
         claims = _claims(payload)
-        if self._is_revoked is not None and self._is_revoked(claims.jti):
+        if self.revoked(claims):
             raise TokenError(f"token revoked (jti {_shown(claims.jti)})")
         return claims
 
@@ -499,8 +560,10 @@ class TokenVerifier:
             if len(self._keys) == 1:
                 return next(iter(self._keys.values()))
             raise TokenError(f"token names no key id (kid) and {len(self._keys)} keys are trusted")
-        if not isinstance(kid, str) or kid not in self._keys:
-            raise TokenError(f"unknown key id {_shown(kid)}")
+        if not isinstance(kid, str):
+            raise TokenError(f"malformed key id {_shown(kid)}")
+        if kid not in self._keys:
+            raise UnknownKeyError(f"unknown key id {_shown(kid)}")
         return self._keys[kid]
 
 
@@ -539,6 +602,10 @@ def _claims(payload: Mapping[str, Any]) -> Claims:
     acr = payload.get("acr")
     if acr is not None and not isinstance(acr, str):
         raise TokenError("malformed 'acr' claim: a string is expected")
+    sid = payload.get("sid")
+    if sid is not None and (not isinstance(sid, str) or not sid):
+        raise TokenError("malformed 'sid' claim: a session id is expected")
+    auth_time = _time(payload, "auth_time") if payload.get("auth_time") is not None else None
     return Claims(
         sub=sub,
         kind=kind,
@@ -550,6 +617,8 @@ def _claims(payload: Mapping[str, Any]) -> Claims:
         jti=jti,
         acr=acr,
         amr=tuple(_strings(payload, "amr")),
+        sid=sid,
+        auth_time=auth_time,
     )
 
 
