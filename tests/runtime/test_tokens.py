@@ -461,3 +461,26 @@ def test_key_rotation_takes_effect_for_the_next_token(signer, verifier):
     verifier.replace_keys(KeySet.from_jwks({"keys": [signer.jwk(), successor.jwk()]}))
     assert verifier.verify(successor.sign()).sub == "p-operator-1"
     assert verifier.verify(signer.sign()).sub == "p-operator-1"
+
+
+def test_a_remembered_token_is_still_refused_once_revoked_expired_or_its_key_withdrawn(
+    signer, monkeypatch
+):
+    revoked = RevocationList()
+    verifier = TokenVerifier(signer.key_set(), is_revoked=revoked, leeway=0)
+    token = signer.sign(jti="remembered")
+    assert verifier.verify(token).jti == "remembered"
+    assert verifier.verify(token).jti == "remembered"  # from memory this time
+    revoked.revoke("remembered", until=time.time() + 900)
+    assert refused(verifier, token) == "token revoked (jti 'remembered')"
+
+    other = signer.sign(jti="other")
+    verifier.verify(other)
+    verifier.replace_keys(Signer(kid="key-2").key_set())
+    assert refused(verifier, other) == "unknown key id 'key-1'"
+
+    verifier.replace_keys(signer.key_set())
+    late = signer.sign(jti="late")
+    expiry = verifier.verify(late).exp.timestamp()
+    monkeypatch.setattr("smartcity.runtime.tokens.time.time", lambda: expiry + 1)
+    assert refused(verifier, late) == "token expired"

@@ -165,3 +165,52 @@ def bench_monitoring(
         )
     console.print(queries)
     console.print(f"target: p99 under {TARGET_P99_MS:g} ms")
+
+
+@bench_app.command("identity")
+def bench_identity(
+    tokens: Annotated[int, typer.Option(min=100, help="Distinct tokens verified.")] = 2000,
+    calls: Annotated[int, typer.Option(min=100, help="gRPC calls per measured run.")] = 4000,
+) -> None:
+    """Token verifications/s (a token's first sight, and the same token again) next to the
+    Ed25519 engine alone; gRPC calls/s with and without the auth interceptor; the cost of
+    one argon2id hash and logins/s through the identity service, all in the same run."""
+    from smartcity.bench.identity import TARGET_VERIFICATIONS_PER_SECOND, run_identity_bench
+
+    console = Console()
+    with console.status("benchmark") as status:
+        result = run_identity_bench(
+            tokens=tokens, calls=calls, progress=lambda message: status.update(message)
+        )
+    table = Table(title=f"token verification, one core, {result.tokens:,} distinct tokens")
+    table.add_column("what")
+    table.add_column("per second", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_row(
+        "Ed25519 signature check alone (ceiling)", f"{result.signature_engine_per_second:,.0f}", ""
+    )
+    table.add_row(
+        "verify a token at first sight",
+        f"{result.first_sight_per_second:,.0f}",
+        f"{result.first_sight_per_second / result.signature_engine_per_second:.0%} of ceiling",
+    )
+    table.add_row(
+        "verify the same token again (every later call)",
+        f"[bold]{result.again_per_second:,.0f}[/bold]",
+        f"target >= {TARGET_VERIFICATIONS_PER_SECOND:,}",
+    )
+    table.add_row(
+        f"gRPC unary calls without auth ({result.calls:,})",
+        f"{result.calls_without_auth_per_second:,.0f}",
+        "",
+    )
+    table.add_row(
+        "gRPC unary calls with the auth interceptor",
+        f"{result.calls_with_auth_per_second:,.0f}",
+        f"{result.calls_with_auth_per_second / result.calls_without_auth_per_second:.0%}"
+        " of without",
+    )
+    table.add_row("argon2id hash (ms, identity's parameters)", f"{result.argon2_hash_ms:.1f}", "")
+    if result.logins_per_second is not None:
+        table.add_row("logins through the identity service", f"{result.logins_per_second:,.1f}", "")
+    console.print(table)

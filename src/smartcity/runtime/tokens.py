@@ -22,6 +22,12 @@ What is checked, and why it is not configurable:
 * A revocation hook, when given, is asked about the token's claims after the signature is
   known to be good, so that forged ids never reach it.
 
+A token verified once is remembered (by its exact text, up to :data:`VERIFIED_CACHE_SIZE`
+tokens) until it expires: a client presents the same access token on every call for its
+whole lifetime, and checking an Ed25519 signature costs far more than the rest of a call. A
+remembered token is still refused once it expires or is revoked, and a key set change forgets
+everything, so that a key identity withdrew verifies nothing any more.
+
 Error messages say what was wrong in a caller's words ("token expired", "signature
 invalid") and never contain the token: tokens are bearer credentials, and messages end up in
 logs and audit records.
@@ -34,6 +40,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +65,8 @@ DEFAULT_LEEWAY_SECONDS = 30.0
 MAX_TOKEN_BYTES = 16 * 1024
 """Longer than any token identity issues; a bigger one is refused before it is parsed."""
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "iat", "exp", "jti")
+VERIFIED_CACHE_SIZE = 10_000
+"""Verified tokens remembered per verifier (least recently used forgotten first)."""
 
 WILDCARD_FIELD = "*"
 
@@ -478,6 +487,8 @@ class TokenVerifier:
         self.audiences = audiences
         self.leeway = leeway
         self._is_revoked = is_revoked
+        self._verified: OrderedDict[str, tuple[Claims, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -500,6 +511,8 @@ class TokenVerifier:
         if not isinstance(keys, KeySet):
             raise TypeError("keys must be a KeySet")
         self._keys = keys
+        with self._verified_lock:
+            self._verified.clear()
 
     def revoked(self, claims: Claims) -> bool:
         """Whether the revocation hook refuses ``claims`` now (a long stream asks again)."""
@@ -512,6 +525,27 @@ class TokenVerifier:
         token = token.strip()
         if len(token) > MAX_TOKEN_BYTES:
             raise TokenError(f"token too large (over {MAX_TOKEN_BYTES} bytes)")
+        with self._verified_lock:
+            known = self._verified.get(token)
+            if known is not None:
+                self._verified.move_to_end(token)
+        if known is not None:
+            claims, expires = known
+            if time.time() >= expires:
+                with self._verified_lock:
+                    self._verified.pop(token, None)
+                raise TokenError("token expired")
+            if self.revoked(claims):
+                raise TokenError(f"token revoked (jti {_shown(claims.jti)})")
+            return claims
+        claims = self._verify_signed(token)
+        with self._verified_lock:
+            self._verified[token] = (claims, claims.exp.timestamp() + self.leeway)
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return claims
+
+    def _verify_signed(self, token: str) -> Claims:
         key = self._key_for(token)
         try:
             payload = jwt.decode(
