@@ -10,26 +10,23 @@ import asyncio
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from token_support import ISSUER, Signer
 from typer.testing import CliRunner
 
 from smartcity.cli.query import parse_duration, parse_time, query_app
 from smartcity.fields import load_fields
 from smartcity.runtime.config import GrpcSettings
-from smartcity.runtime.tokens import KeySet, TokenVerifier
+from smartcity.runtime.tokens import TokenVerifier
 from smartcity.services.monitoring.live import LiveHub
 from smartcity.services.monitoring.model import MICROS, MINUTE, IngestBatch, Quality, StoredReading
 from smartcity.services.monitoring.server import build_server
 from smartcity.services.monitoring.service import MonitoringService
 from smartcity.services.monitoring.store.sqlite import SqliteStore
 
-ISSUER = "smartcity-identity"
 BASE = (time.time_ns() // 1000 - 30 * MINUTE) // (10 * MINUTE) * (10 * MINUTE)
 """Half an hour ago or a little more, on ten minutes (so that steps of a few minutes start
 with it): the data lies within ``--since 1h`` of the real clock."""
@@ -122,36 +119,23 @@ class ServerThread:
 
 
 @pytest.fixture(scope="module")
-def key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
+def key() -> Signer:
+    return Signer()
 
 
-def token(key: Ed25519PrivateKey, roles: list[str]) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": ISSUER,
-        "sub": "staff-ioc-3",
-        "aud": ["smartcity"],
-        "iat": now - 5,
-        "exp": now + 300,
-        "jti": uuid.uuid4().hex,
-        "kind": "staff",
-        "roles": roles,
-    }
-    return jwt.encode(claims, key, algorithm="EdDSA")
+def token(key: Signer, roles: list[str]) -> str:
+    return key.sign(sub="staff-ioc-3", roles=roles, iat=int(time.time()) - 5)
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, key: Ed25519PrivateKey
-) -> Iterator[ServerThread]:
-    verifier = TokenVerifier(KeySet({"k1": key.public_key()}), issuer=ISSUER)
+def server(tmp_path_factory: pytest.TempPathFactory, key: Signer) -> Iterator[ServerThread]:
+    verifier = TokenVerifier(key.key_set(), issuer=ISSUER)
     with ServerThread(tmp_path_factory.mktemp("monitoring"), verifier) as running:
         yield running
 
 
 @pytest.fixture
-def cli(server: ServerThread, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def cli(server: ServerThread, key: Signer, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """Runs ``smartcity query`` against the server, as an IOC viewer of every field."""
     monkeypatch.setenv("SMARTCITY_MONITORING_TARGET", server.address)
     monkeypatch.setenv("SMARTCITY_TOKEN", token(key, ["viewer:*"]))
@@ -226,7 +210,7 @@ def test_server_refusals_are_one_line_with_the_reason(cli: CliRunner) -> None:
 
 
 def test_a_token_is_needed_and_its_roles_count(
-    cli: CliRunner, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+    cli: CliRunner, key: Signer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SMARTCITY_TOKEN")
     result = cli.invoke(query_app, ["latest"])
@@ -237,7 +221,7 @@ def test_a_token_is_needed_and_its_roles_count(
     denied = cli.invoke(query_app, ["latest", "--token", water_only])
     assert denied.exit_code == 1
     assert "permission denied:" in denied.stderr
-    assert "(you may view: water_supply)" in denied.stderr
+    assert "(it holds it on: water_supply)" in denied.stderr
     allowed = cli.invoke(query_app, ["latest", "-f", "water_supply", "--token", water_only])
     assert allowed.exit_code == 0, allowed.output
 

@@ -10,13 +10,11 @@ import io
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import grpc.aio
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.duration_pb2 import Duration
@@ -32,6 +30,7 @@ from monitoring_support import (
     sqlite_store,
 )
 from support import eventually
+from token_support import ISSUER, Signer
 
 from smartcity.common.v1 import common_pb2
 from smartcity.monitoring.v1 import monitoring_pb2, monitoring_pb2_grpc
@@ -39,7 +38,7 @@ from smartcity.runtime.config import GrpcSettings, LoggingSettings
 from smartcity.runtime.grpc_client import channel
 from smartcity.runtime.grpc_server import GrpcServer
 from smartcity.runtime.logs import setup_logging
-from smartcity.runtime.tokens import KeySet, TokenVerifier
+from smartcity.runtime.tokens import TokenVerifier
 from smartcity.services.monitoring.live import LiveHub
 from smartcity.services.monitoring.model import MINUTE, Quality
 from smartcity.services.monitoring.server import build_server
@@ -47,7 +46,6 @@ from smartcity.services.monitoring.service import MonitoringService, QueryLimits
 from smartcity.services.monitoring.store.base import TimeSeriesStore
 
 KID = "identity-test"
-ISSUER = "smartcity-identity"
 NOW = T0 + 10 * MINUTE
 WATER = common_pb2.SeriesSelector(field="water_supply")
 
@@ -56,26 +54,19 @@ class Keys:
     """The identity service's signing key, and tokens signed with it."""
 
     def __init__(self) -> None:
-        self.private = Ed25519PrivateKey.generate()
+        self.signer = Signer(kid=KID)
 
     def verifier(self) -> TokenVerifier:
-        return TokenVerifier(KeySet({KID: self.private.public_key()}), issuer=ISSUER)
+        return TokenVerifier(self.signer.key_set(), issuer=ISSUER)
 
     def token(
         self, roles: list[str], *, key: Ed25519PrivateKey | None = None, ttl: int = 300
     ) -> str:
+        signer = self.signer if key is None else Signer(kid=KID, key=key)
         now = int(time.time())
-        claims = {
-            "iss": ISSUER,
-            "sub": "staff-ioc-7",
-            "aud": ["smartcity"],
-            "iat": now - 10,
-            "exp": now + ttl,
-            "jti": uuid.uuid4().hex,
-            "kind": "staff",
-            "roles": roles,
-        }
-        return jwt.encode(claims, key or self.private, algorithm="EdDSA", headers={"kid": KID})
+        return signer.sign(
+            sub="staff-ioc-7", roles=roles, iat=now - 10, exp=now + ttl, acr=None, amr=None
+        )
 
 
 @pytest.fixture(scope="module")
@@ -515,8 +506,7 @@ async def test_roles_are_scoped_to_fields(server: GrpcServer, keys: Keys) -> Non
             assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error.details()
         error = await refused(stub.GetLatest(monitoring_pb2.GetLatestRequest()))
         assert error.details() == (
-            "staff-ioc-7 lacks the viewer role on every field ('*') "
-            "(it holds it on: water_supply)"
+            "staff-ioc-7 lacks the viewer role on every field ('*') (it holds it on: water_supply)"
         )
         stream = stub.StreamReadings(monitoring_pb2.StreamReadingsRequest())
         error = await refused(anext(aiter(stream)))
