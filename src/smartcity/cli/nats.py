@@ -1,9 +1,12 @@
 """``smartcity nats``: the embedded JetStream server in the foreground.
 
 For development and for a single machine that runs the other processes separately: they
-connect with ``SMARTCITY_NATS__URL`` set to the URL printed here. Before it says it is ready,
-it creates the platform's streams with the configured limits (as ``smartcity streams ensure``
-does), so that what agents publish is stored with nothing else running.
+connect with ``SMARTCITY_NATS__URL`` set to the URL printed here. With ``--auth DIR`` (the
+folder ``smartcity identity nats-config`` wrote) the server admits only the users of that
+authorization, and each process also sets ``SMARTCITY_NATS__CREDENTIALS_FILE``. Before it
+says it is ready, it creates the platform's streams with the configured limits (as
+``smartcity streams ensure`` does, as the admin user under ``--auth``), so that what agents
+publish is stored with nothing else running.
 """
 
 from __future__ import annotations
@@ -22,8 +25,14 @@ from rich.markup import escape
 from smartcity.cli.errors import fail
 from smartcity.cli.streams import ensured_summary
 from smartcity.runtime.bus import Bus, BusError
-from smartcity.runtime.config import ConfigError, StreamsSettings, load_settings
+from smartcity.runtime.config import ConfigError, NatsSettings, StreamsSettings, load_settings
 from smartcity.runtime.logs import setup_logging
+from smartcity.runtime.nats_auth.plan import ADMIN_USER
+from smartcity.runtime.nats_auth.render import (
+    AUTHORIZATION_FILE,
+    CREDENTIALS_DIR,
+    credentials_path,
+)
 from smartcity.runtime.nats_server import EmbeddedNats, NatsServerError
 from smartcity.runtime.streams import provision_streams
 
@@ -71,6 +80,15 @@ def nats_command(
             help="HTTP monitoring port (/healthz, /varz, /jsz); 0 picks a free one (default: off).",
         ),
     ] = None,
+    auth: Annotated[
+        Path | None,
+        typer.Option(
+            "--auth",
+            file_okay=False,
+            help="Folder written by `smartcity identity nats-config`: the server then admits "
+            "only its users, each with its permissions (default: no authorization).",
+        ),
+    ] = None,
 ) -> None:
     """Run a NATS server with JetStream in the foreground until Ctrl-C or SIGTERM.
 
@@ -93,6 +111,8 @@ def nats_command(
     settings = everything.nats
     if "port" not in settings.model_fields_set:
         settings = settings.model_copy(update={"port": DEFAULT_PORT})
+    if auth is not None:
+        settings = _with_authorization(settings, auth)
 
     server = EmbeddedNats(settings, monitor_port=monitor_port)
     signalled = threading.Event()
@@ -140,6 +160,28 @@ def nats_command(
     out.print("NATS stopped.")
 
 
+def _with_authorization(settings: NatsSettings, folder: Path) -> NatsSettings:
+    """``settings`` for a server that loads ``folder``'s authorization and for this
+    command's own connection, which provisions the streams as the admin user."""
+    authorization = folder / AUTHORIZATION_FILE
+    admin = credentials_path(folder, ADMIN_USER)
+    missing = [str(path) for path in (authorization, admin) if not path.is_file()]
+    if missing:
+        fail(
+            f"{', '.join(missing)} not found: write them with "
+            f"`smartcity identity nats-config --out {folder}`",
+            2,
+        )
+    return settings.model_copy(
+        update={
+            "authorization_file": authorization,
+            "credentials_file": admin,
+            "user": None,
+            "password": None,
+        }
+    )
+
+
 def _create_streams(server: EmbeddedNats, streams: StreamsSettings) -> str:
     """Create the platform's streams on ``server``; a line saying what was done."""
 
@@ -156,6 +198,15 @@ def _print_endpoints(out: Console, server: EmbeddedNats, streams: str) -> None:
     out.print(f"  streams      {escape(streams)}", highlight=False)
     if server.monitor_url is not None:
         out.print(f"  monitoring   [bold]{server.monitor_url}[/bold]", highlight=False)
+    authorization = server.settings.authorization_file
+    if authorization is not None:
+        credentials = Path(authorization).parent / CREDENTIALS_DIR
+        out.print(f"  users        {escape(str(authorization))}", highlight=False)
+        out.print(
+            "  credentials  SMARTCITY_NATS__CREDENTIALS_FILE="
+            f"{escape(str(credentials))}/<user>.yaml",
+            highlight=False,
+        )
     out.print(f"  data folder  {escape(str(server.data_dir))}", highlight=False)
     out.print(f"  log          {escape(str(server.log_file))}", highlight=False)
     out.print(f"  pid          {server.pid}", highlight=False)

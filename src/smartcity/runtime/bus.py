@@ -18,6 +18,7 @@ itself (async iteration, JetStream pull consumers) uses :func:`consumer_span`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from enum import StrEnum
@@ -39,6 +40,13 @@ from opentelemetry.trace import Link, Span, SpanKind, Tracer, TracerProvider
 
 from smartcity.runtime import subjects
 from smartcity.runtime.config import NatsSettings, StreamLimits, StreamsSettings
+from smartcity.runtime.nats_auth.credentials import (
+    CredentialsError,
+    Refusals,
+    connect_refusal,
+    inbox_prefix,
+    resolve_credentials,
+)
 
 TELEMETRY_STREAM = "TELEMETRY"
 ALERTS_STREAM = "ALERTS"
@@ -67,6 +75,11 @@ _log = structlog.stdlib.get_logger(__name__)
 
 class BusError(RuntimeError):
     """The bus cannot be reached or used as asked."""
+
+
+class BusPermissionError(BusError, nats.errors.Error):
+    """The server refused this connection's user a publish or a subscription; the message
+    names both. It is also a ``nats.errors.Error``, which callers already handle."""
 
 
 class StreamConfigError(BusError):
@@ -274,6 +287,8 @@ class Bus:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.name = name
+        self.refusals = Refusals(None)
+        """The server's permission refusals on this connection (set by :meth:`connect`)."""
         self._tracer_provider = tracer_provider
         self._tracer = _tracer(tracer_provider)
 
@@ -292,6 +307,11 @@ class Bus:
         that a wrong URL is an error rather than a process that waits forever. Once
         connected, the client reconnects ``settings.max_reconnect_attempts`` times (-1:
         forever), buffering what is published meanwhile.
+
+        It logs in with ``settings.credentials_file`` (or ``user``/``password``) and reads
+        replies under the user's own inbox prefix (:mod:`.nats_auth.credentials`). A server
+        that refuses the user fails the connection at once, saying so; permission refusals
+        later on are logged as ``nats_refused`` naming the user and the subject.
         """
         servers = url or settings.url
         if not servers:
@@ -299,13 +319,27 @@ class Bus:
                 "no NATS server to connect to: set nats.url (SMARTCITY_NATS__URL) "
                 "or start the embedded server"
             )
-        log = _log.bind(connection=name)
+        try:
+            credentials = resolve_credentials(settings)
+        except CredentialsError as exc:
+            raise BusError(str(exc)) from None
+        user = credentials.user if credentials is not None else None
+        log = _log.bind(connection=name, user=user)
         nc = Client()
         errors: list[Exception] = []
+        refusals = Refusals(user)
+        connecting: list[asyncio.Timeout] = []
 
         async def on_error(exc: Exception) -> None:
             errors.append(exc)
-            log.warning("nats_error", error=str(exc) or type(exc).__name__)
+            refused = refusals.record(exc) or connect_refusal(user, servers, exc)
+            if refused is None:
+                log.warning("nats_error", error=str(exc) or type(exc).__name__)
+                return
+            log.warning("nats_refused", error=refused)
+            if connecting and not nc.is_connected:
+                # Retrying the same credentials cannot succeed: give up at once.
+                connecting[0].reschedule(asyncio.get_running_loop().time())
 
         async def on_disconnected() -> None:
             if not nc.is_closed:  # closing says so itself
@@ -319,7 +353,8 @@ class Bus:
 
         timeout = settings.connect_timeout_seconds
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout) as deadline:
+                connecting.append(deadline)
                 await nc.connect(
                     servers=[server.strip() for server in servers.split(",")],
                     name=name,
@@ -330,16 +365,29 @@ class Bus:
                     disconnected_cb=on_disconnected,
                     reconnected_cb=on_reconnected,
                     closed_cb=on_closed,
+                    user=user,
+                    password=credentials.password if credentials is not None else None,
+                    # Replies to this user's requests arrive under its own inbox prefix,
+                    # the only part of _INBOX its permissions let it read.
+                    inbox_prefix=inbox_prefix(user),
                 )
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             await nc.close()
             cause = errors[-1] if errors else exc
+            refusal = (connect_refusal(user, servers, error) for error in [*errors, exc])
+            refused = next((sentence for sentence in refusal if sentence is not None), None)
+            if refused is not None:
+                raise BusError(refused) from exc
             reason = str(cause) or type(cause).__name__
             raise BusError(
                 f"cannot connect to NATS at {servers} within {timeout:g} s: {reason}"
             ) from exc
+        finally:
+            connecting.clear()
         log.info("nats_connected", url=_connected_url(nc))
-        return cls(nc, name=name, tracer_provider=tracer_provider)
+        bus = cls(nc, name=name, tracer_provider=tracer_provider)
+        bus.refusals = refusals
+        return bus
 
     async def __aenter__(self) -> Self:
         return self
@@ -427,7 +475,8 @@ class Bus:
         (``pending_msgs_limit``, ``max_msgs``, ...).
 
         Returns once the server has the subscription (a round trip), so a request sent by
-        any other connection right afterwards finds its responder.
+        any other connection right afterwards finds its responder; a subject the user may
+        not subscribe to raises :class:`BusPermissionError`.
         """
         if cb is None:
             subscription = await self.nc.subscribe(subject, queue=queue, **options)
@@ -440,7 +489,18 @@ class Bus:
                     await cb(msg)
 
             subscription = await self.nc.subscribe(subject, queue=queue, cb=handle, **options)
+        # nats-py writes a flush's PING straight to the socket, ahead of the SUB still queued
+        # for its writer task, so one PONG does not prove the server has the subscription
+        # (a request from another connection could still meet "no responders"). By the first
+        # PONG the queue is on the socket; the second PING follows the SUB.
         await self.nc.flush()
+        await self.nc.flush()
+        # The server answers a forbidden subscription before the flush's PONG.
+        refused = self.refusals.take("subscribe", subject)
+        if refused is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+            raise BusPermissionError(refused)
         return subscription
 
     def consumer_span(
@@ -466,7 +526,9 @@ class Bus:
         ``msg_id`` becomes ``Nats-Msg-Id``: the stream stores a message once per id within
         its duplicate window and acknowledges a repeat with ``duplicate=True``, which makes a
         retry after a lost acknowledgement safe. ``stream`` makes the server refuse the
-        message unless that stream captures ``subject``.
+        message unless that stream captures ``subject``. A subject this connection's user may
+        not publish to raises :class:`BusPermissionError` once the wait for the
+        acknowledgement times out.
         """
         if msg_id is not None and not msg_id.strip():
             raise ValueError("msg_id must not be empty")
@@ -480,9 +542,16 @@ class Bus:
             all_headers = context_headers(headers)
             if msg_id is not None:
                 all_headers[js_api.Header.MSG_ID.value] = msg_id
-            ack = await self.js.publish(
-                subject, payload, timeout=timeout, stream=stream, headers=all_headers
-            )
+            try:
+                ack = await self.js.publish(
+                    subject, payload, timeout=timeout, stream=stream, headers=all_headers
+                )
+            except nats.errors.TimeoutError:
+                # A forbidden publish is dropped by the server, so no acknowledgement comes.
+                refused = self.refusals.take("publish", subject)
+                if refused is not None:
+                    raise BusPermissionError(refused) from None
+                raise
             span.set_attribute("messaging.nats.stream", ack.stream)
             span.set_attribute("messaging.nats.sequence", ack.seq)
             span.set_attribute("messaging.nats.duplicate", bool(ack.duplicate))

@@ -14,6 +14,9 @@ process. Three promises shape the code:
   signal fires when the *thread* that forked the child exits, not the process, so every server
   is forked from one daemon thread that lives as long as the process: calling :meth:`start`
   from a short-lived thread (``asyncio.to_thread``, a thread pool) is safe.
+* **Authorization when asked.** With ``settings.authorization_file`` the server loads the
+  users and permissions written by ``smartcity identity nats-config``; clients then connect
+  with their credentials (:mod:`smartcity.runtime.nats_auth`).
 * **Its own process group.** Ctrl-C in a terminal reaches the owning process only, which then
   stops its services before the bus they drain into; the server is stopped with SIGTERM.
 
@@ -267,6 +270,7 @@ class EmbeddedNats:
                 return self
             self._abort.clear()
             binary = self._binary_path()
+            self._check_authorization()
             try:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
                 with self.log_file.open("ab") as log:
@@ -370,6 +374,17 @@ class EmbeddedNats:
             raise NatsServerError(f"{self._binary} is not an executable {BINARY_NAME} binary")
         return self._binary
 
+    def _check_authorization(self) -> None:
+        authorization = self.settings.authorization_file
+        if authorization is None:
+            return
+        path = Path(authorization).expanduser()
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise NatsServerError(
+                f"cannot read the NATS authorization {path}: write it with "
+                "`smartcity identity nats-config --out DIR`"
+            )
+
     def _arguments(self, binary: Path) -> list[str]:
         args = [
             str(binary),
@@ -387,6 +402,11 @@ class EmbeddedNats:
         ]
         if self._monitoring:
             args += ["--http_port", str(self._monitor_port or -1)]
+        authorization = self.settings.authorization_file
+        if authorization is not None:
+            # The generated file is a complete configuration (an authorization block); the
+            # flags above still decide where the server listens and stores.
+            args += ["--config", str(Path(authorization).expanduser().absolute())]
         return args
 
     def _popen(self, binary: Path, log: Any) -> subprocess.Popen[bytes]:
