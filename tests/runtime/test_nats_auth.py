@@ -432,3 +432,32 @@ async def test_a_damaged_credentials_file_is_a_bus_error_naming_it(city, tmp_pat
     settings = city.settings("admin").model_copy(update={"credentials_file": damaged})
     with pytest.raises(BusError, match=f"{damaged}: `password` must be a non-empty string"):
         await Bus.connect(settings, name="damaged")
+
+
+async def test_a_service_that_may_not_change_the_streams_starts_with_them_as_they_are(
+    city, tmp_path
+):
+    """Monitoring, logged in as its own user, is configured with other stream limits than the
+    admin provisioned: it may not change them, says so, and serves anyway."""
+    from smartcity.runtime.config import Settings
+    from smartcity.runtime.service import Running, run_service
+    from smartcity.services.monitoring.app import MONITORING
+
+    nats = city.settings("monitoring").model_copy(
+        update={"streams": StreamsSettings(telemetry={"max_msgs": 7})}
+    )
+    ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    service = asyncio.create_task(
+        run_service(
+            MONITORING, Settings(nats=nats, data_dir=tmp_path), stop, on_ready=ready.set_result
+        )
+    )
+    try:
+        running = await asyncio.wait_for(ready, 30)
+        assert running.name == "monitoring"
+        info = await city.admin.js.stream_info(TELEMETRY_STREAM)
+        assert info.config.max_msgs != 7
+    finally:
+        stop.set()
+        await asyncio.wait_for(service, 30)

@@ -38,11 +38,12 @@ from typing import Any
 from opentelemetry import trace
 
 from smartcity.runtime.auth import Authenticator, AuthInterceptor
-from smartcity.runtime.bus import Bus
+from smartcity.runtime.bus import Bus, BusError
 from smartcity.runtime.config import Settings
 from smartcity.runtime.grpc_server import GrpcServer, Registration
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.nats_server import EmbeddedNats
+from smartcity.runtime.streams import provision_streams
 from smartcity.runtime.tokens import TokenVerifier
 from smartcity.runtime.trust import LocalAuthenticator, open_authenticator
 
@@ -135,7 +136,7 @@ async def run_service(
             nats = embedded.client_settings()
         bus = await Bus.connect(nats, name=spec.name, tracer_provider=tracer_provider)
         stack.push_async_callback(bus.close)
-        await bus.ensure_streams(settings.nats.streams)
+        await _ensure_streams(bus, settings)
         authenticator: Authenticator | None = await stack.enter_async_context(
             open_authenticator(settings.auth, bus)
         )
@@ -182,6 +183,23 @@ async def run_service(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(watching, *tasks, return_exceptions=True)
+
+
+async def _ensure_streams(bus: Bus, settings: Settings) -> None:
+    """Create or update the platform's streams; a process that logs in as its own NATS user
+    may only look them up, so for it a refusal means "the admin provisions": it goes on with
+    the streams as they are (and its consumer reports a stream that is missing)."""
+    nats = settings.nats
+    try:
+        await provision_streams(bus, nats.streams)
+    except BusError as exc:
+        if nats.credentials_file is None and nats.user is None:
+            raise
+        _log.warning(
+            "may not provision the streams as this NATS user; using them as they are "
+            "(provision them as the admin: smartcity streams ensure)",
+            error=str(exc),
+        )
 
 
 def _auth_check(authenticator: Authenticator) -> HealthCheck:
