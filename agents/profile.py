@@ -371,16 +371,35 @@ class ModbusDevice(DeviceBase):
         return self
 
 
+DEFAULT_TRUST_FOLDER = Path("trusted-servers")
+"""Where the certificates of trusted OPC-UA servers are kept, beside the profile, unless the
+profile's ``security.trusted_servers`` names another folder."""
+
+
 class OpcuaSecurity(_Model):
-    """``policy: None`` must be written out: an unencrypted session is never a default."""
+    """``policy: None`` must be written out: an unencrypted session is never a default.
+
+    With a secure policy the server is authenticated too: its certificate must be the pinned
+    ``server_cert``, or be (or be issued by) a certificate in the ``trusted_servers`` folder.
+    ``trust_on_first_use`` stores the certificate a server presents the first time into that
+    folder and refuses a different one later; it is off unless written out.
+    """
 
     policy: Literal["None", "Basic256Sha256"]
     mode: Literal["None", "Sign", "SignAndEncrypt"]
     cert: Path | None = None
     key: Path | None = None
     server_cert: Path | None = None
+    trusted_servers: Path | None = Field(
+        default=None, description="folder of trusted server or CA certificates"
+    )
+    trust_on_first_use: bool = False
     username: str | None = None
     password: str | None = None
+
+    @property
+    def trust_folder(self) -> Path:
+        return self.trusted_servers or DEFAULT_TRUST_FOLDER
 
     @field_validator("policy", "mode", mode="before")
     @classmethod
@@ -399,6 +418,16 @@ class OpcuaSecurity(_Model):
                 raise ValueError("policy Basic256Sha256 needs the agent's cert and key files")
         if (self.username is None) != (self.password is None):
             raise ValueError("give both username and password, or neither")
+        if self.policy == "None" and (self.trust_on_first_use or self.trusted_servers):
+            raise ValueError(
+                "policy None has no server certificate to trust: drop trusted_servers and "
+                "trust_on_first_use, or use Basic256Sha256"
+            )
+        if self.trust_on_first_use and self.server_cert is not None:
+            raise ValueError(
+                "server_cert pins one certificate; trust_on_first_use would accept another: "
+                "give one of them"
+            )
         return self
 
 
@@ -534,4 +563,8 @@ def _resolve_security_files(profile: OpcuaDevice, path: Path) -> OpcuaDevice:
         resolved[key] = full
     if missing:
         raise ProfileError(str(path), missing)
+    if security.policy != "None":
+        # the folder need not exist yet: the refusal of an unknown server says where it is
+        folder = security.trust_folder
+        resolved["trusted_servers"] = folder if folder.is_absolute() else path.parent / folder
     return profile.model_copy(update={"security": security.model_copy(update=resolved)})

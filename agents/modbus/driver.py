@@ -8,10 +8,12 @@ kept with the plan: byte and word order are applied there, never here.
 
 Faults never raise out of the driver; they become readings with ``BAD`` quality and a reason:
 
-* an exception response: ``modbus exception 2: illegal data address``. A merged read that
-  spans unmapped registers and is refused with exception 2 is re-planned without gaps, and
-  the device is remembered as one that refuses gaps; a gap-free block still refused is read
-  point by point, so one wrong address costs one point, not the whole block.
+* an exception response: ``modbus exception 2: illegal data address``. A merged read
+  refused with exception 2 is bisected to find what the device refuses (one point, an
+  unmapped gap, a boundary between memory banks); only that is cut out of the plan, the other
+  points stay merged around it, and the cut expires so that merging is tried again later
+  (:mod:`~smartcity.agents.modbus.refusals`). One wrong address costs one point and a
+  request or two per cycle, not the whole device.
 * no answer: ``timeout after 2.0 s``; no connection: ``cannot connect to host:port``. After
   ``retries`` further attempts the cycle gives up on the device (the remaining requests of
   the cycle are not sent) and tells the circuit breaker.
@@ -20,9 +22,11 @@ Faults never raise out of the driver; they become readings with ``BAD`` quality 
   reconnects from scratch, and a device that answers is read normally again. Nothing needs
   restarting.
 
+Devices on one serial port or behind one TCP endpoint (a gateway, different unit ids) share
+one connection and take turns request by request (:mod:`~smartcity.agents.modbus.lines`).
 pymodbus' own retry and reconnect loops are switched off (``retries=0``,
-``reconnect_delay=0``): this driver owns the policy. After a timeout on TCP the connection is
-dropped, so that a late answer can never be taken for the answer to the next request.
+``reconnect_delay=0``): this driver owns the policy. After a failed request on a TCP
+connection that no other device uses, the connection is opened afresh on the next request.
 
 Report by exception: a point with a ``deadband`` is published when its value moved by more
 than the deadband since it was last published, when its quality changed, and otherwise at
@@ -37,19 +41,17 @@ import asyncio
 import logging
 import math
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 import structlog
-from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
 from smartcity.agents.driver import DeviceDriver, ReadingSink, WriteRefusedError
 from smartcity.agents.modbus.codec import BlockDecoder, EncodeError, encode
+from smartcity.agents.modbus.lines import Client, Line, LineConflictError, attach, detach
 from smartcity.agents.modbus.planner import ReadRequest, plan_reads
+from smartcity.agents.modbus.refusals import REMERGE_AFTER, Refusals
 from smartcity.agents.profile import DataType, Function, ModbusDevice, ModbusPoint, PointBase
 from smartcity.agents.reading import Quality, Reading, Value
 from smartcity.agents.resilience import Backoff, BreakerState, CircuitBreaker
@@ -142,28 +144,6 @@ class _Block:
         return readings
 
 
-@dataclass(eq=False)
-class _SerialLine:
-    """One serial port and the drivers whose devices hang on it (RS-485 multi-drop).
-
-    pyserial opens a port exclusively, and the line carries one request at a time anyway:
-    the drivers of one port share a client and a lock, and take turns request by request.
-    A device that stays silent holds the line for its timeout; on a shared wire that is
-    physics, not a choice (TCP devices never wait for one another).
-    """
-
-    settings: tuple[int, int, str, int]
-    client: AsyncModbusSerialClient
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: set[int] = field(default_factory=set)
-
-
-_LINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _SerialLine]] = (
-    weakref.WeakKeyDictionary()
-)
-"""Open serial lines per event loop (a transport belongs to the loop that opened it)."""
-
-
 class _Schedule:
     """Points grouped by their interval; a group is due when its next tick has come."""
 
@@ -202,6 +182,7 @@ class ModbusDriver(DeviceDriver):
         breaker: CircuitBreaker | None = None,
         keepalive: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        remerge_after: float = REMERGE_AFTER,
     ) -> None:
         super().__init__(profile)
         self.endpoint = profile.connection
@@ -210,17 +191,14 @@ class ModbusDriver(DeviceDriver):
         )
         self.keepalive = keepalive or KEEPALIVE_SLOW_INTERVALS * profile.slow_interval
         self.clock = clock
-        self.max_gap = profile.max_gap
-        """Lowered to 0 for good once the device refuses a read across unmapped registers."""
-        self.isolated: set[str] = set()
-        """Points read on their own, because a gap-free block holding them was refused."""
+        self.refusals = Refusals(clock=clock, remerge_after=remerge_after)
+        """Where merged reads of this device must stop, learnt from its refusals."""
         self._points = {point.name: point for point in profile.points}
         self._plans: dict[tuple[int, ...], list[_Block]] = {}
         self._schedule: _Schedule | None = None
         self._reported: dict[str, tuple[Value | None, Quality, float]] = {}
         self._deadbands = {p.name: p.deadband for p in profile.points if p.deadband is not None}
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
-        self._lock = asyncio.Lock()
+        self._line: Line | None = None
         if self.endpoint.scheme == "tcp":
             self.where = f"{self.endpoint.host}:{self.endpoint.port}"
         else:
@@ -304,8 +282,7 @@ class ModbusDriver(DeviceDriver):
             raise WriteRefusedError(f"{point.name}: {exc.reason}") from None
         except ModbusException as exc:
             reason = self._explain(exc)
-            if self.endpoint.scheme == "tcp":
-                await self.close()
+            await self._reset()
             raise WriteRefusedError(
                 f"{point.name}: {reason}; the write may or may not have taken effect"
             ) from None
@@ -323,18 +300,25 @@ class ModbusDriver(DeviceDriver):
         return reading.value
 
     async def close(self) -> None:
-        client, self._client = self._client, None
+        line, self._line = self._line, None
         self.stats.connected = False
-        if self.endpoint.scheme == "rtu":
-            self._detach()
-        elif client is not None:
-            client.close()
+        if line is not None:
+            detach(line, self)
+
+    async def _reset(self) -> None:
+        """After a failed request: a TCP connection of this device alone is opened afresh
+        on the next request. A shared one stays (pymodbus drops a late answer by its
+        transaction id), and so does a serial port (there is nothing to reopen)."""
+        if self.endpoint.scheme == "tcp" and not (self._line is not None and self._line.shared):
+            await self.close()
 
     # -- one poll cycle --------------------------------------------------------------------
 
     async def _cycle(self, due: tuple[int, ...]) -> list[Reading]:
         assert self._schedule is not None
         self.stats.polls += 1
+        if self.refusals.expire():
+            self._plans.clear()  # a cut ran out: try the merged reads again
         blocks = self._plans.get(due)
         if blocks is None:
             points = [point for index in due for point in self._schedule.points[index]]
@@ -343,8 +327,8 @@ class ModbusDriver(DeviceDriver):
             reason = f"device unreachable, retry in {self.breaker.retry_in:.1f} s"
             return self.bad_readings((p for block in blocks for p in block.points), reason)
         probing = self.breaker.state is BreakerState.HALF_OPEN
-        if probing and self.endpoint.scheme == "tcp":
-            await self.close()  # a fresh connection; a serial port stays open for the others
+        if probing:
+            await self._reset()  # a fresh connection, unless others are using it
         readings, failure = await self._read(
             blocks, attempts=1 if probing else 1 + self.profile.retries
         )
@@ -363,16 +347,13 @@ class ModbusDriver(DeviceDriver):
         return readings
 
     def _plan(self, points: Iterable[ModbusPoint]) -> list[_Block]:
-        merged, alone = [], []
-        for point in points:
-            (alone if point.name in self.isolated else merged).append(point)
         requests = plan_reads(
-            merged,
-            max_gap=self.max_gap,
+            points,
+            max_gap=self.profile.max_gap,
             max_registers=self.profile.max_registers,
             max_bits=self.profile.max_bits,
+            cuts=self.refusals.in_force,
         )
-        requests += [ReadRequest(p.function, p.address, p.width, (p,)) for p in alone]
         return [_Block(request) for request in requests]
 
     async def _read(
@@ -391,50 +372,62 @@ class ModbusDriver(DeviceDriver):
         return readings, None
 
     async def _read_block(self, block: _Block, attempts: int) -> list[Reading]:
+        readings, _ = await self._read_part(block, attempts)
+        return readings
+
+    async def _read_part(self, block: _Block, attempts: int) -> tuple[list[Reading], bool]:
+        """The block's readings, and whether the device answered the read as a whole."""
         response = await self._request(block, attempts)
         if not response.isError():
             answer = response.bits if block.function.is_bits else response.registers
             if len(answer) < block.count:
                 reason = f"short answer: {len(answer)} of {block.count} values"
                 self._error(reason)
-                return self.bad_readings(block.points, reason)
-            return block.readings(answer, time.time())
+                return self.bad_readings(block.points, reason), False
+            return block.readings(answer, time.time()), True
         code = response.exception_code
-        if code == 2 and len(block.points) > 1:
-            return await self._split(block, attempts)
+        if code == 2:
+            return await self._bisect(block, attempts), False
         reason = exception_reason(code)
         self._error(reason)
-        return self.bad_readings(block.points, reason)
+        return self.bad_readings(block.points, reason), False
 
-    async def _split(self, block: _Block, attempts: int) -> list[Reading]:
-        """Exception 2 on a merged read: retry without gaps, then point by point."""
-        spans_gap = block.count > len(
-            {a for p in block.points for a in range(p.address, p.address + p.width)}
-        )
-        if spans_gap and self.max_gap > 0:
+    async def _bisect(self, block: _Block, attempts: int) -> list[Reading]:
+        """Exception 2: find what in the block the device refuses, and cut only that out.
+
+        The block is split at its widest unmapped gap (the usual suspect), or in the middle,
+        and each half is read (and split again if refused). A single refused point gets a
+        cut on both sides. Between two halves a cut is made when each half alone was
+        answered (the boundary itself is refused) or when they are apart (an unmapped gap
+        in a refused read). Every other point stays merged.
+        """
+        function = block.function
+        points = sorted(block.points, key=lambda p: p.address)
+        at = _split_index(points)
+        if at is None:  # one point, or bits of one status register
+            self._cut(function, block.address, block.address + block.count)
+            reason = exception_reason(2)
+            self._error(reason)
+            return self.bad_readings(block.points, reason)
+        left, right = points[:at], points[at:]
+        left_readings, left_whole = await self._read_part(_block_of(function, left), attempts)
+        right_readings, right_whole = await self._read_part(_block_of(function, right), attempts)
+        left_end = max(p.address + p.width for p in left)
+        if (left_whole and right_whole) or right[0].address > left_end:
+            self._cut(function, right[0].address)
+        return left_readings + right_readings
+
+    def _cut(self, function: Function, *addresses: int) -> None:
+        learnt = [address for address in addresses if self.refusals.add(function, address)]
+        if learnt:
+            self._plans.clear()
             log.info(
-                "modbus device refuses reads across unmapped registers; planning without gaps",
+                "modbus device refused a merged read; reading around it",
                 device=self.profile.device,
-                function=str(block.function),
-                address=block.address,
-                count=block.count,
+                function=str(function),
+                cuts=learnt,
+                retry_merging_in=round(self.refusals.remerge_after, 1),
             )
-            self.max_gap = 0
-            self._plans.clear()
-        parts = plan_reads(
-            block.points,
-            max_gap=0,
-            max_registers=self.profile.max_registers,
-            max_bits=self.profile.max_bits,
-        )
-        if len(parts) == 1:
-            self.isolated.update(point.name for point in block.points)
-            self._plans.clear()
-            parts = [ReadRequest(p.function, p.address, p.width, (p,)) for p in block.points]
-        readings: list[Reading] = []
-        for part in parts:
-            readings += await self._read_block(_Block(part), attempts)
-        return readings
 
     async def _request(self, block: _Block, attempts: int) -> ModbusPDU:
         reason = ""
@@ -451,8 +444,7 @@ class ModbusDriver(DeviceDriver):
                 reason = exc.reason
             except ModbusException as exc:
                 reason = self._explain(exc)
-                if self.endpoint.scheme == "tcp":
-                    await self.close()
+                await self._reset()
             else:
                 if not (
                     response.isError()
@@ -479,55 +471,25 @@ class ModbusDriver(DeviceDriver):
     # -- connection --------------------------------------------------------------------------
 
     def _guard(self) -> asyncio.Lock:
-        """The lock a request holds: the driver's own for TCP, the line's for RTU."""
-        return self._lock if self.endpoint.scheme == "tcp" else self._attach().lock
-
-    def _attach(self) -> _SerialLine:
-        lines = _LINES.setdefault(asyncio.get_running_loop(), {})
-        endpoint = self.endpoint
-        settings = (endpoint.baudrate, endpoint.bytesize, endpoint.parity, endpoint.stopbits)
-        line = lines.get(endpoint.device)
-        if line is None:
-            client = AsyncModbusSerialClient(
-                endpoint.device,
-                framer=FramerType.RTU,
-                baudrate=endpoint.baudrate,
-                bytesize=endpoint.bytesize,
-                parity=endpoint.parity,
-                stopbits=endpoint.stopbits,
-                name=endpoint.device,
-                timeout=self.profile.timeout,
-                retries=0,
-                reconnect_delay=0,
-            )
-            line = lines[endpoint.device] = _SerialLine(settings, client)
-        elif line.settings != settings:
-            baudrate, bytesize, parity, stopbits = line.settings
-            raise _NoAnswerError(
-                f"serial port {endpoint.device} is already open at {baudrate} baud, "
-                f"{bytesize}{parity}{stopbits} for another device on the line"
-            )
-        line.users.add(id(self))
-        self._client = line.client
-        return line
-
-    def _detach(self) -> None:
-        lines = _LINES.get(asyncio.get_running_loop(), {})
-        line = lines.get(self.endpoint.device)
-        if line is None or id(self) not in line.users:
-            return
-        line.users.discard(id(self))
-        if not line.users:
-            del lines[self.endpoint.device]
-            line.client.close()
+        """The lock a request holds: its line's, shared with the other devices on it."""
+        if self._line is None:
+            try:
+                self._line = attach(
+                    self.endpoint,
+                    self,
+                    timeout=self.profile.timeout,
+                    name=f"{self.profile.site}/{self.profile.device}",
+                )
+            except LineConflictError as exc:
+                raise _NoAnswerError(str(exc)) from None
+        return self._line.lock
 
     async def _connect(self) -> None:
-        if self._client is not None and self._client.connected:
+        client = self._require_client()
+        if client.connected:
             return
-        if self._client is None:
-            self._client = self._new_client()
         started = time.monotonic()
-        connected = await self._client.connect()
+        connected = await client.connect()
         _honour_cancellation()
         if connected:
             self.stats.connected = True
@@ -541,22 +503,10 @@ class ModbusDriver(DeviceDriver):
             )
         raise _NoAnswerError(f"cannot connect to {self.where}: connection refused or unreachable")
 
-    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        if self.endpoint.scheme == "rtu":
-            return self._attach().client
-        return AsyncModbusTcpClient(
-            self.endpoint.host,
-            port=self.endpoint.port,
-            name=f"{self.profile.site}/{self.profile.device}",
-            timeout=self.profile.timeout,
-            retries=0,
-            reconnect_delay=0,
-        )
-
-    def _require_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        if self._client is None:
+    def _require_client(self) -> Client:
+        if self._line is None:
             raise _NoAnswerError(f"not connected to {self.where}")
-        return self._client
+        return self._line.client
 
     def _explain(self, exc: ModbusException) -> str:
         if isinstance(exc, ModbusIOException) and "No response" in str(exc):
@@ -593,3 +543,25 @@ class ModbusDriver(DeviceDriver):
             reported[reading.metric] = (reading.value, reading.quality, reading.read_time)
             kept.append(reading)
         return kept
+
+
+def _split_index(points: Sequence[ModbusPoint]) -> int | None:
+    """Where to split address-sorted ``points`` in two: at the widest gap between them, or
+    as near the middle as points sharing a register allow; None if they cannot be split."""
+    best: int | None = None
+    best_key = (0, 0)
+    end = points[0].address + points[0].width
+    for index in range(1, len(points)):
+        point = points[index]
+        if point.address >= end:
+            key = (point.address - end, -abs(2 * index - len(points)))
+            if best is None or key > best_key:
+                best, best_key = index, key
+        end = max(end, point.address + point.width)
+    return best
+
+
+def _block_of(function: Function, points: Sequence[ModbusPoint]) -> _Block:
+    start = points[0].address
+    end = max(p.address + p.width for p in points)
+    return _Block(ReadRequest(function, start, end - start, tuple(points)))

@@ -157,12 +157,12 @@ def generate_certificate(
     key_bytes = key.private_bytes(
         key_encoding, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    _write(key_path, key_bytes, 0o600)
-    _write(cert_path, certificate.public_bytes(cert_encoding), 0o644)
+    write_file(key_path, key_bytes, 0o600)
+    write_file(cert_path, certificate.public_bytes(cert_encoding), 0o644)
     return CertificatePair(cert=cert_path, key=key_path, application_uri=application_uri)
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
+def write_file(path: Path, data: bytes, mode: int) -> None:
     """Write through a temporary file so a crash never leaves half a key behind."""
     temporary = path.with_name(f".{path.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

@@ -11,13 +11,19 @@ Two ways to get values, chosen by the profile's ``mode``:
   than ``max_nodes_per_read`` and the server's ``MaxNodesPerRead``; a deadband is applied by
   the driver, so both modes report by exception the same way.
 
+The server is authenticated before the user's credentials are sent: its certificate must be
+pinned, in the trust list, or trusted on first use (:mod:`~smartcity.agents.opcua.trust`).
+
 Recovery never needs a restart. The session counts as lost when the transport drops, when
 a request fails at service level, or when no Publish response (data or keep-alive) arrives
 within 1.5 keep-alive periods (revised publishing interval x revised keep-alive count) plus
 the request timeout: a half-open TCP connection or a server that silently dropped the
 subscription is caught too. A lost session is closed and rebuilt from scratch (new secure
-channel, session, subscription and monitored items), paced by the device's circuit breaker
-and jittered back-off.
+channel, session, subscription and monitored items), and every rebuild is paced by the
+device's circuit breaker and jittered back-off. Opening a session is not a success: the
+breaker closes only when the server delivers (a read answered, a publish received), so a
+server that accepts sessions and refuses subscriptions is not given a new secure session
+every few milliseconds.
 
 While there is no session every point is reported BAD with the reason: once at the moment
 the session is lost, then once per poll interval until it is back, so that the IOC sees a
@@ -46,6 +52,7 @@ from asyncua.crypto import security_policies
 from smartcity.agents.driver import DeviceDriver, ReadingSink, WriteRefusedError
 from smartcity.agents.opcua.certificates import CertificateError, application_uri_of
 from smartcity.agents.opcua.status import quality_of, status_name
+from smartcity.agents.opcua.trust import ServerIdentity, ServerTrust
 from smartcity.agents.profile import OpcuaDevice, OpcuaPoint, PointBase
 from smartcity.agents.reading import Quality, Reading, Value
 from smartcity.agents.resilience import Backoff, BreakerState, CircuitBreaker
@@ -160,6 +167,9 @@ class OpcuaDriver(DeviceDriver):
         self._connect_lock = asyncio.Lock()
         self._last_outage: float | None = None
         self._reported: dict[str, Value] = {}
+        self.server_identity: ServerIdentity | None = None
+        """The certificate the server was last accepted with, and why (None before that,
+        and with security policy None)."""
 
     # -- public contract ---------------------------------------------------------------
 
@@ -178,8 +188,6 @@ class OpcuaDriver(DeviceDriver):
                     await self._report_outage(sink, reason)
                     await self._wait_to_retry(sink, reason)
                     continue
-                self.breaker.record_success()
-                self._last_outage = None
                 try:
                     if self.device.mode == "subscribe":
                         await self._serve_subscription(session, sink)
@@ -190,6 +198,7 @@ class OpcuaDriver(DeviceDriver):
                     self._failed(reason)
                     await self._drop(session)
                     await self._report_outage(sink, reason)
+                    await self._wait_to_retry(sink, reason)
         finally:
             await self.close()
 
@@ -292,6 +301,14 @@ class OpcuaDriver(DeviceDriver):
         client.product_uri = "urn:smartcity:agent"
         mode = _MODES[security.mode]
         policy = _POLICIES[security.policy]
+        trust = None
+        if security.policy != "None":
+            trust = client.certificate_validator = ServerTrust(
+                device.endpoint,
+                folder=security.trust_folder,
+                pinned=security.server_cert,
+                first_use=security.trust_on_first_use,
+            )
         try:
             endpoints = await client.connect_and_get_server_endpoints()
             offered = [
@@ -309,14 +326,8 @@ class OpcuaDriver(DeviceDriver):
             if security.policy != "None":
                 assert security.cert is not None  # the profile model enforces both
                 assert security.key is not None
+                # the channel is encrypted to this certificate; ServerTrust judges it
                 server_cert = _first_certificate(offered[0].ServerCertificate)
-                if security.server_cert is not None:
-                    pinned = _read_bytes(security.server_cert)
-                    if _first_certificate(_der(pinned)) != server_cert:
-                        raise OpcuaConnectError(
-                            f"{device.endpoint} presents a certificate other than the pinned "
-                            f"server_cert {security.server_cert}"
-                        )
                 client.application_uri = application_uri_of(security.cert)
                 await client.set_security(
                     policy,
@@ -342,7 +353,10 @@ class OpcuaDriver(DeviceDriver):
             ) from None
         except Exception as exc:
             await self._close_client(client)
+            if trust is not None and trust.refusal is not None:
+                raise OpcuaConnectError(trust.refusal) from None
             raise OpcuaConnectError(_explain(exc, device)) from None
+        self._trusted(trust)
         session = _Session(client, read_chunk=device.max_nodes_per_read, items_per_call=0)
         client.connection_lost_callback = _on_lost(session)
         try:
@@ -363,6 +377,18 @@ class OpcuaDriver(DeviceDriver):
             items_per_call=session.items_per_call,
         )
         return session
+
+    def _trusted(self, trust: ServerTrust | None) -> None:
+        identity = self.server_identity = trust.accepted if trust is not None else None
+        if identity is not None and identity.first_use:
+            log.warning(
+                "opcua server trusted on first use",
+                device=self.device.device,
+                endpoint=self.device.endpoint,
+                thumbprint=identity.thumbprint,
+                subject=identity.subject,
+                stored=identity.trusted_by,
+            )
 
     async def _server_limits(self, client: Client) -> tuple[int, int]:
         """MaxNodesPerRead and MaxMonitoredItemsPerCall; 0 where the server sets no limit
@@ -394,6 +420,11 @@ class OpcuaDriver(DeviceDriver):
     async def _close_client(self, client: Client) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), self.device.timeout)
+
+    def _delivered(self) -> None:
+        """The server answered a read or sent a publish: only this closes the breaker."""
+        self.breaker.record_success()
+        self._last_outage = None
 
     def _failed(self, reason: str) -> None:
         self.breaker.record_failure()
@@ -433,10 +464,14 @@ class OpcuaDriver(DeviceDriver):
             await sink(refused)
         check_every = min(bound / 4, 1.0)
         started = time.monotonic()
+        delivered = False
         while True:
             try:
                 data = await asyncio.wait_for(feed.backlog.get(), check_every)
             except TimeoutError:
+                if not delivered and feed.last_publish_at is not None:  # a keep-alive
+                    delivered = True
+                    self._delivered()
                 if session.lost is not None:
                     raise _SessionLostError(session.lost) from None
                 if not _alive(session.client):
@@ -447,6 +482,9 @@ class OpcuaDriver(DeviceDriver):
                         f"no publish response or keep-alive for {silent:.1f}s (bound {bound:.1f}s)"
                     ) from None
                 continue
+            if not delivered:
+                delivered = True
+                self._delivered()
             readings, problem = self._notifications(data, session)
             if readings:
                 self.stats.polls += 1
@@ -561,6 +599,8 @@ class OpcuaDriver(DeviceDriver):
                 due_at[interval] = max(due_at[interval] + interval, now)
             started = time.perf_counter()
             readings = await self._read(session, tags)
+            if self.breaker.failures or self.breaker.state is not BreakerState.CLOSED:
+                self._delivered()
             self.stats.polls += 1
             self.stats.record_latency((time.perf_counter() - started) * 1000)
             self.stats.last_success = time.time()
@@ -754,23 +794,6 @@ def _describe(endpoints: Iterable[ua.EndpointDescription]) -> str:
         }
     )
     return ", ".join(found) if found else "no endpoint at all"
-
-
-def _read_bytes(path: Any) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            return file.read()
-    except OSError as exc:
-        raise CertificateError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _der(data: bytes) -> bytes:
-    if data.lstrip().startswith(b"-----BEGIN"):
-        from cryptography import x509
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        return x509.load_pem_x509_certificate(data).public_bytes(Encoding.DER)
-    return data
 
 
 def _first_certificate(der: bytes | None) -> bytes:

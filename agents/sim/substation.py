@@ -22,6 +22,11 @@ Faults are injected on command, through the protocol itself or from Python
 * ``201`` duration in seconds (0 means 10 s);
 * ``202`` active faults, a bit mask (bit 0 sag, bit 1 frozen).
 
+A register can also be made unreadable (:meth:`Substation.refuse_address`): any request that
+covers it is answered with exception 2, the way a device answers for an address its firmware
+does not map. The simulator counts the requests it receives per unit id and the TCP
+connections it accepts, so tests can see the agent's traffic from the device's side.
+
 A unit that "stops answering" is silent, like an RTU that lost power behind a gateway: the
 server is started with ``ignore_missing_devices`` and the unit's access hook raises
 pymodbus' ``NoSuchIdException``, which the server answers with silence.
@@ -40,6 +45,7 @@ import math
 import random
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -48,6 +54,7 @@ from pathlib import Path
 from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
+from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
@@ -253,6 +260,8 @@ class Bay:
     silent_until: float = 0.0
     shown: dict[str, float | int | bool] = field(default_factory=dict)
     """Measured values as the device presents them (held still while frozen)."""
+    refused: set[tuple[Function, int]] = field(default_factory=set)
+    """Addresses answered with exception 2 (illegal data address) whatever the map says."""
 
     def __post_init__(self) -> None:
         control = range(CONTROL_ADDRESS, CONTROL_ADDRESS + 3)
@@ -440,6 +449,10 @@ class Bay:
         if self.active(Fault.NO_ANSWER):
             raise NoSuchIdException(f"unit {self.unit} is not answering (injected fault)")
         function = _FUNCTION_OF_CODE[func_code]
+        if self.refused and any(
+            (function, at) in self.refused for at in range(address, address + count)
+        ):
+            return ExcCodes.ILLEGAL_ADDRESS
         if set_values is not None and (refusal := self._write(function, address, set_values)):
             return refusal
         image = self.tables[function].image
@@ -533,6 +546,10 @@ class Substation:
         }
         self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
         self._ticker: asyncio.Task[None] | None = None
+        self.requests: Counter[int] = Counter()
+        """Requests received per unit id, answered or not."""
+        self.connections = 0
+        """TCP connections accepted since the start."""
 
     @property
     def units(self) -> list[int]:
@@ -540,7 +557,13 @@ class Substation:
 
     async def start(self) -> None:
         devices = [bay.device for bay in self.bays.values()]
-        tcp = ModbusTcpServer(devices, address=(self.host, self.port), ignore_missing_devices=True)
+        tcp = ModbusTcpServer(
+            devices,
+            address=(self.host, self.port),
+            ignore_missing_devices=True,
+            trace_pdu=self._count_request,
+            trace_connect=self._count_connection,
+        )
         self._servers.append(tcp)
         await tcp.serve_forever(background=True)
         self.port = tcp.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
@@ -551,6 +574,7 @@ class Substation:
                 port=self.serial_port,
                 baudrate=self.baudrate,
                 ignore_missing_devices=True,
+                trace_pdu=self._count_request,
             )
             try:
                 await serial.serve_forever(background=True)
@@ -560,6 +584,15 @@ class Substation:
             self._servers.append(serial)
         if self.period is not None:
             self._ticker = asyncio.create_task(self._tick(self.period), name="substation clock")
+
+    def _count_request(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if not sending:
+            self.requests[pdu.dev_id] += 1
+        return pdu
+
+    def _count_connection(self, connected: bool) -> None:
+        if connected:
+            self.connections += 1
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -600,6 +633,20 @@ class Substation:
     def clear(self, *, unit: int | None = None) -> None:
         for bay in self._bays(unit):
             bay.clear()
+
+    def refuse_address(
+        self, function: Function, address: int, *, unit: int | None = None, refused: bool = True
+    ) -> None:
+        """Answer exception 2 to every request covering register ``address`` (or stop doing
+        so). Holding and input registers only: pymodbus tells the datastore hook which
+        16-bit words a bit request touches, not which bits."""
+        if function.is_bits:
+            raise ValueError(f"only registers can be refused, not a {function}")
+        for bay in self._bays(unit):
+            if refused:
+                bay.refused.add((function, address))
+            else:
+                bay.refused.discard((function, address))
 
     def _bays(self, unit: int | None) -> list[Bay]:
         if unit is None:

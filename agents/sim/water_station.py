@@ -116,6 +116,8 @@ FAULTS = {
     "sensor_failure": "the node has no value and status BadSensorFailure",
     "uncertain_sensor": "the value keeps coming with status UncertainSensorNotAccurate",
     "offline": "the station stops answering (its server goes away) and then comes back",
+    "no_subscriptions": "sessions open, but every CreateSubscription is refused "
+    "(BadTooManySubscriptions), as an overloaded server answers",
     "clear": "end every fault now",
 }
 """Fault names; frozen_sensor, sensor_failure and uncertain_sensor take a target, e.g.
@@ -209,10 +211,12 @@ class StationModel:
 
 
 class _Users:
-    """Username/password check for the simulator; anonymous when no users are configured."""
+    """Username/password check for the simulator; anonymous when no users are configured.
+    asyncua asks it on every ActivateSession, so it also counts the sessions opened."""
 
     def __init__(self, users: Mapping[str, str] | None) -> None:
         self._users = dict(users or {})
+        self.logins = 0
 
     def get_user(
         self,
@@ -222,12 +226,14 @@ class _Users:
         certificate: Any = None,
     ) -> User | None:
         if not self._users:
+            self.logins += 1
             return User(role=UserRole.User)
         expected = self._users.get(username or "")
         if expected is None or password is None:
             return None
         if not hmac.compare_digest(expected.encode(), password.encode()):
             return None
+        self.logins += 1
         return User(role=UserRole.User, name=username)
 
 
@@ -374,6 +380,13 @@ class WaterStation:
         self._outage: asyncio.Task[None] | None = None
         self._epoch = (time.time(), time.monotonic())
         self._values: dict[str, float | bool] = {}
+        self._users = _Users(self.users)
+        self._subscriptions_refused_until = 0.0
+
+    @property
+    def sessions(self) -> int:
+        """Sessions activated since the station was created (across restarts)."""
+        return self._users.logins
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -442,8 +455,17 @@ class WaterStation:
             log.info("water station stopped", url=self.url)
 
     async def _build(self) -> Server:
-        server = Server(user_manager=_Users(self.users))
+        server = Server(user_manager=self._users)
         await server.init()
+        subscriptions = server.iserver.subscription_service
+        create_subscription = subscriptions.create_subscription
+
+        async def refusable(*args: Any, **kwargs: Any) -> ua.CreateSubscriptionResult:
+            if time.monotonic() < self._subscriptions_refused_until:
+                raise ServiceError(ua.StatusCodes.BadTooManySubscriptions)
+            return await create_subscription(*args, **kwargs)
+
+        subscriptions.create_subscription = refusable  # type: ignore[method-assign]
         server.set_endpoint(self.url)
         server.set_server_name(f"smartcity water station {self.name}")
         server.product_uri = PRODUCT_URI
@@ -628,6 +650,7 @@ class WaterStation:
             raise FaultError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
         if kind == "clear":
             self._faults.clear()
+            self._subscriptions_refused_until = 0.0
             await self.step()
             return "all faults cleared"
         if not (
@@ -641,6 +664,11 @@ class WaterStation:
                 raise FaultError("the station is already offline")
             self._outage = asyncio.create_task(self._go_offline(seconds))
             return f"offline for {seconds:g} s"
+        if kind == "no_subscriptions":
+            if target:
+                raise FaultError("no_subscriptions takes no target: it is the whole server")
+            self._subscriptions_refused_until = time.monotonic() + seconds
+            return f"no_subscriptions for {seconds:g} s"
         if kind == "turbidity_spike":
             if target and target != "Turbidity":
                 raise FaultError("turbidity_spike applies to Turbidity only")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import yaml
 from smartcity.agents.opcua.certificates import default_application_uri, generate_certificate
 from smartcity.agents.profile import OpcuaDevice, load_profile
 from smartcity.agents.resilience import Backoff, CircuitBreaker
-from smartcity.agents.sim.water_station import WaterStation
+from smartcity.agents.sim.water_station import CERT_FILE, WaterStation
 
 USERS = {"operator": "s3cret-pass"}
 
@@ -93,7 +94,9 @@ def profile_for(
     **fields: Any,
 ) -> OpcuaDevice:
     """A profile file for ``station`` written next to the certificates and loaded the way
-    the agent loads one (relative certificate paths included)."""
+    the agent loads one (relative certificate paths included). The station's certificate is
+    put in the default trust folder beside it, as the engineer commissioning it would."""
+    trust(station, pki.folder / "trusted-servers")
     data: dict[str, Any] = {
         "site": "cau-do",
         "field": "water_supply",
@@ -123,6 +126,14 @@ def profile_for(
     profile = load_profile(path)
     assert isinstance(profile, OpcuaDevice)
     return profile
+
+
+def trust(station: WaterStation, folder: Path) -> Path | None:
+    """Copy the station's certificate into ``folder`` (a trust list); None when it has none."""
+    if station.certificate_dir is None or not (station.certificate_dir / CERT_FILE).exists():
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(station.certificate_dir / CERT_FILE, folder / CERT_FILE))
 
 
 def fast_breaker() -> CircuitBreaker:

@@ -157,15 +157,16 @@ async def test_merged_read_across_a_refused_gap_is_replanned() -> None:
         driver = ModbusDriver(profile)
         try:
             first = good_values(await driver.read_once())
-            assert driver.max_gap == 0
+            assert driver.refusals.in_force == {Function.HOLDING: {100}}
             refused_then_replanned = driver.stats.requests
             second = good_values(await driver.read_once())
         finally:
             await driver.close()
         for p in points:
             assert first[p.name] == second[p.name] == await expected_value(sim, 1, p)
-        assert refused_then_replanned == 1 + 3  # the refused read, then three gap-free ones
-        assert driver.stats.requests - refused_then_replanned == 3  # remembered
+        # the refused read, then its two sides, split at the widest gap (22..99)
+        assert refused_then_replanned == 1 + 2
+        assert driver.stats.requests - refused_then_replanned == 2  # 0..21 and 100..101
 
 
 async def test_one_wrong_address_costs_one_point_not_the_block() -> None:
@@ -182,19 +183,26 @@ async def test_one_wrong_address_costs_one_point_not_the_block() -> None:
         for name in ("tap_position", "breaker_operations"):
             assert readings[name].quality is Quality.GOOD
             assert readings[name].value == await expected_value(sim, 1, point(base, name))
+            assert again[name].value == readings[name].value
         for result in (readings, again):
             assert result["not_mapped"].quality is Quality.BAD
             assert result["not_mapped"].reason == "modbus exception 2: illegal data address"
-        assert driver.isolated == {"tap_position", "breaker_operations", "not_mapped"}
+        # 21..25 stay one read; 26 is cut out on both sides
+        assert driver.refusals.in_force == {Function.HOLDING: {26, 27}}
+        assert len(driver._plan(driver.profile.points)) == 2
 
 
 # -- outages and recovery ------------------------------------------------------------------------
 
 
 async def test_silent_device_is_bad_then_recovers_without_slowing_its_neighbour() -> None:
-    async with Substation(port=0, devices=2, period=0.05) as sim:
+    # two endpoints: devices behind one endpoint share its connection and so its delays
+    async with (
+        Substation(port=0, period=0.05) as sim,
+        Substation(port=0, period=0.05) as neighbour,
+    ):
         faulty = ModbusDriver(quick(sim.profile_for(1), poll_interval=0.1), breaker=fast_breaker())
-        healthy = ModbusDriver(quick(sim.profile_for(2), poll_interval=0.1))
+        healthy = ModbusDriver(quick(neighbour.profile_for(1), poll_interval=0.1))
         faulty_sink, healthy_sink = Collector(), Collector()
         async with running(faulty, faulty_sink) as faulty_task, running(healthy, healthy_sink):
             await faulty_sink.wait_for(lambda: len(faulty_sink.batches) >= 2, what="first polls")

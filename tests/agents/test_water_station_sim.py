@@ -21,6 +21,7 @@ from opcua_fixtures import (
     expected,
     make_pki,
     station_for,
+    trust,
 )
 
 from smartcity.agents.opcua.certificates import application_uri_of
@@ -138,6 +139,8 @@ async def test_the_shipped_profile_reads_every_variable_of_the_station(station, 
     assert {point.name for point in as_shipped.points} == set(POINTS)
     assert as_shipped.security.cert == tmp_path / "shipped" / "certs" / "agent.der"
     profile = shipped_profile(pki, tmp_path / "local", USERS_LOGIN, endpoint=station.url)
+    assert profile.security.trusted_servers == tmp_path / "local" / "trusted-servers"
+    trust(station, tmp_path / "local" / "trusted-servers")
     readings = await OpcuaDriver(profile).read_once()
     assert len(readings) == len(POINTS)
     for reading in readings:

@@ -318,7 +318,7 @@ async def test_sim_water_station_template_reads_the_running_station(
     host: FieldHost, tmp_path: Path
 ) -> None:
     from smartcity.agents.opcua.certificates import default_application_uri, generate_certificate
-    from smartcity.agents.sim.water_station import WaterStation
+    from smartcity.agents.sim.water_station import CERT_FILE, WaterStation
 
     template = template_of(host, "water_supply", "sim-water-station")
     security: dict[str, Any] = dict(template.profile["security"])
@@ -339,6 +339,9 @@ async def test_sim_water_station_template_reads_the_running_station(
         update_interval=None,
         seed=5,
     ) as station:
+        trusted = tmp_path / "trusted-servers"  # the agent trusts the station's certificate
+        trusted.mkdir()
+        (trusted / CERT_FILE).write_bytes((tmp_path / "station" / CERT_FILE).read_bytes())
         path = tmp_path / "station-1.yaml"
         document = template.complete(site="cau-do", device="station-1", endpoint=station.url)
         path.write_text(yaml.safe_dump(document), encoding="utf-8")

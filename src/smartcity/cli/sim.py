@@ -135,12 +135,13 @@ def sim_opcua(
     --out, with a profile that uses them. Faults: `smartcity sim fault opc.tcp://... NAME`.
     """
     from smartcity.agents.opcua.certificates import default_application_uri, generate_certificate
-    from smartcity.agents.sim.water_station import WaterStation, serve_water_station
+    from smartcity.agents.sim.water_station import CERT_FILE, WaterStation, serve_water_station
 
     shipped = resources.files("smartcity.agents.sim.profiles") / "water_station.yaml"
 
     console = Console(soft_wrap=True)
     certs = out / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
     agent_cert, agent_key = certs / "agent.der", certs / "agent.pem"
     if not agent_cert.exists():
         generate_certificate(
@@ -149,6 +150,9 @@ def sim_opcua(
     modes = ("None", "Sign", "SignAndEncrypt") if allow_none else ("Sign", "SignAndEncrypt")
 
     def ready(station: WaterStation) -> None:
+        trusted = out / "trusted-servers"  # the profile's trust folder: the agent trusts it
+        trusted.mkdir(parents=True, exist_ok=True)
+        (trusted / CERT_FILE).write_bytes((certs / CERT_FILE).read_bytes())
         document = yaml.safe_load(shipped.read_text(encoding="utf-8"))
         document["endpoint"] = station.url
         document["security"].update(cert="certs/agent.der", key="certs/agent.pem")
