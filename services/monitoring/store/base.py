@@ -23,6 +23,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+from smartcity.runtime.storage.errors import InvalidQuery as InvalidQuery
+from smartcity.runtime.storage.errors import StoreError
+from smartcity.runtime.storage.errors import StoreUnavailable as StoreUnavailable
 from smartcity.services.monitoring.model import (
     HOUR,
     Aggregation,
@@ -37,27 +40,6 @@ from smartcity.services.monitoring.model import (
     Selector,
     WriteStats,
 )
-
-
-class StoreError(Exception):
-    """Storage cannot do what was asked; the message says why (and never holds a password).
-
-    Raised as such when retrying cannot help: the database refused this data (a constraint,
-    a value it cannot hold), a migration or the configuration is wrong."""
-
-
-class InvalidQuery(StoreError):  # noqa: N818 - named for what the caller did
-    """The request is wrong whatever the database holds: a page token this service did not
-    issue, a page size out of bounds, an empty interval, a bound that is not finite, a step
-    that is not positive (gRPC ``INVALID_ARGUMENT``)."""
-
-
-class StoreUnavailable(StoreError):  # noqa: N818 - a state, like runtime.errors.Unavailable
-    """The database cannot do it now and a retry later may succeed: the connection was
-    refused, lost or timed out, the server is starting, shutting down or out of resources,
-    the file is locked by another process, the disk is full or failing, a transaction lost
-    to a concurrent one more often than retried, or the store is not open (gRPC
-    ``UNAVAILABLE``)."""
 
 
 class TimeSeriesStore(abc.ABC):

@@ -7,24 +7,24 @@ not talk to a database lives here once.
 - the range plan: which roll-up serves which part of ``[start, end)`` so that the answer is
   exactly what raw points would give, and the merge of the partial aggregates;
 - the device registry rows and filters, keyed by field, site and device;
-- page tokens, argument checks (:class:`~.base.InvalidQuery`), URL masking and the
-  migration files.
+- argument checks (:class:`~.base.InvalidQuery`) and where the migration files are; page
+  tokens, URL masking and the migration runner are :mod:`smartcity.runtime.storage`'s.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
-import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from operator import attrgetter
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from smartcity.runtime.storage import migrations
+from smartcity.runtime.storage.errors import mask_url as mask_url
+from smartcity.runtime.storage.migrations import Migration
+from smartcity.runtime.storage.migrations import parse_migrations as parse_migrations
+from smartcity.runtime.storage.paging import decode_page_token as decode_page_token
+from smartcity.runtime.storage.paging import encode_page_token
 from smartcity.services.monitoring.model import (
     HOUR,
     MINUTE,
@@ -69,67 +69,8 @@ three are None unless the query asked for LAST."""
 # -- Errors, URLs and page tokens ------------------------------------------------------------
 
 
-def error_chain(error: BaseException) -> Iterator[BaseException]:
-    """``error``, then what it was raised from or while handling, and so on: an error raised
-    while cleaning up after an outage (a rollback on a connection that was just lost) is
-    told apart by the outage beneath it."""
-    seen: set[int] = set()
-    link: BaseException | None = error
-    while link is not None and id(link) not in seen:
-        seen.add(id(link))
-        yield link
-        link = link.__cause__ or link.__context__
-
-
-def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, fit for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return url.split(":", 1)[0] + "://(unparsable URL)"
-    if not password:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 SERIES_PAGES = "s"
 DEVICE_PAGES = "d"
-
-
-def encode_page_token(kind: str, key: Sequence[str]) -> str:
-    """An opaque token that resumes a listing after ``key`` (keyset paging: stable while rows
-    are added, no offsets to drift)."""
-    raw = json.dumps([kind, *key], ensure_ascii=False, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_page_token(token: str | None, kind: str, arity: int) -> tuple[str, ...] | None:
-    """The key a token from :func:`encode_page_token` resumes after; None for no token."""
-    if not token:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        decoded = json.loads(raw)
-    except (binascii.Error, ValueError):
-        raise InvalidQuery(
-            f"invalid page token {token[:40]!r}: not a token this service issued"
-        ) from None
-    if (
-        not isinstance(decoded, list)
-        or len(decoded) != arity + 1
-        or not all(isinstance(part, str) for part in decoded)
-    ) or decoded[0] != kind:
-        raise InvalidQuery(
-            f"invalid page token {token[:40]!r}: it does not belong to this kind of listing"
-        )
-    return tuple(decoded[1:])
 
 
 def check_page_size(page_size: int) -> int:
@@ -534,52 +475,10 @@ def check_bound(name: str, bound: float | None) -> None:
 
 # -- Migrations -----------------------------------------------------------------------------
 
-_MIGRATION_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
-def parse_migrations(files: Iterable[tuple[str, str]]) -> list[Migration]:
-    """Migrations from ``(file name, text)`` pairs: named ``NNNN_what.sql``, numbered 1, 2, 3
-    … without gaps or repeats, so that a version number means one schema everywhere."""
-    found: list[Migration] = []
-    for name, text in files:
-        match = _MIGRATION_NAME.fullmatch(name)
-        if match is None:
-            if name.endswith(".sql"):
-                raise StoreError(f"migration file {name!r} is not named NNNN_description.sql")
-            continue
-        found.append(Migration(int(match.group(1)), match.group(2), text))
-    found.sort(key=lambda migration: migration.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise StoreError(
-                f"migrations must be numbered 1, 2, 3 … without gaps or repeats; found "
-                f"{[m.version for m in found]}"
-            )
-    return found
-
 
 def load_migrations(backend: str) -> list[Migration]:
     """The migrations shipped for ``backend`` (``sqlite`` or ``postgres``)."""
-    folder = resources.files(f"smartcity.services.monitoring.store.migrations.{backend}")
-    return parse_migrations(
-        (entry.name, entry.read_text(encoding="utf-8"))
-        for entry in folder.iterdir()
-        if entry.is_file()
-    )
-
-
-def newer_schema_error(found: int, known: int, where: str) -> StoreError:
-    return StoreError(
-        f"the database at {where} has schema version {found}, newer than the {known} this "
-        "version of smartcity knows; upgrade smartcity (never downgrade a migrated database)"
-    )
+    return migrations.load_migrations(f"smartcity.services.monitoring.store.migrations.{backend}")
 
 
 def where(conditions: Sequence[str]) -> str:

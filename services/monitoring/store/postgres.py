@@ -28,18 +28,17 @@ resources or shutting down) from what it cannot, by exception class and SQLSTATE
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
+from smartcity.runtime.storage.postgres import STALE_RETRIES, PostgresDatabase
+from smartcity.runtime.storage.postgres import unavailable as unavailable
 from smartcity.services.monitoring.model import (
     HOUR,
     MINUTE,
@@ -60,7 +59,6 @@ from smartcity.services.monitoring.model import (
 from smartcity.services.monitoring.store import common
 from smartcity.services.monitoring.store.base import (
     StoreError,
-    StoreUnavailable,
     TimeSeriesStore,
 )
 
@@ -68,51 +66,8 @@ MIGRATION_LOCK = 0x534D_4D31
 """First key of the advisory lock migrations hold; the second is a hash of the schema."""
 
 DEADLOCK_RETRIES = 3
-STALE_RETRIES = 10
-"""Attempts at a statement whose pooled connection the server ended while it was idle
-(asyncpg answers "another operation is in progress" before sending anything, so another
-connection is tried): as many as the pool holds, since an administrator may end them all."""
 RETENTION_TIMEOUT = 3600.0
 """Seconds a retention delete may take: the first run on a large database deletes a lot."""
-
-_CONNECTION_LOST = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.InternalClientError,
-)
-_DATABASE_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    OverflowError,  # an integer past 64 bits, refused by COPY's binary encoding
-    *_CONNECTION_LOST,
-)
-
-_UNAVAILABLE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
-"""SQLSTATE classes a retry may cure: 08 connection exception, 40 transaction rollback
-(serialization failure, deadlock), 53 insufficient resources (disk full, out of memory, too
-many connections), 57 operator intervention (shutting down, starting, statement timeout or
-cancel), 58 system error (I/O)."""
-
-
-def unavailable(error: BaseException) -> bool:
-    """Whether ``error`` means the database cannot do it now but may later
-    (:class:`~.base.StoreUnavailable`), rather than that it refuses this data or this setup
-    (a constraint, a value, a password, a missing table). Server errors are told by their
-    SQLSTATE class; without one, what fails on the way to the server is transient: the
-    socket (``OSError``: refused, reset, unreachable), a timeout, a connection closed in the
-    middle of an operation, or asyncpg's ``InternalClientError`` ("another operation is in
-    progress"), which a pooled connection that the server ended while idle answers its next
-    statement with. The whole :func:`~.common.error_chain` counts: leaving a transaction on
-    a connection just lost raises an ``InterfaceError`` of its own on top of the loss."""
-    for link in common.error_chain(error):
-        if isinstance(link, asyncpg.PostgresError):
-            if str(getattr(link, "sqlstate", None) or "")[:2] in _UNAVAILABLE_CLASSES:
-                return True
-        elif isinstance(link, _CONNECTION_LOST):
-            return True
-    return False
-
 
 _POINT_COLUMNS = ("series_id", "time", "sequence", "value", "quality", "reason")
 _PLAIN_COLUMNS = ("series_id", "time", "sequence", "value")
@@ -267,69 +222,30 @@ class PostgresStore(TimeSeriesStore):
         max_connections: int = 10,
         command_timeout: float = 60.0,
     ) -> None:
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise StoreError(
-                f"{url.split(':', 1)[0]!r} is not a PostgreSQL URL: use "
-                "postgresql://user@host:5432/database"
-            )
-        self._dsn = url
-        self.url = common.mask_url(url)
-        password = urlsplit(url).password
-        self._secret = password if password and len(password) >= 3 else None
-        self._pool_options = {
-            "min_size": min_connections,
-            "max_size": max_connections,
-            "command_timeout": command_timeout,
-        }
-        self._pool: asyncpg.Pool | None = None
+        self._database = PostgresDatabase(
+            url,
+            min_connections=min_connections,
+            max_connections=max_connections,
+            command_timeout=command_timeout,
+        )
+        self.url = self._database.url
         self._series: dict[tuple[str, str, str], dict[str, int]] = {}
         self._migrations = common.load_migrations("postgres")
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._pool is not None:
-            raise StoreError(f"{self.url} is already open")
-        try:
-            self._pool = await asyncpg.create_pool(self._dsn, **self._pool_options)
-        except (*_DATABASE_ERRORS, ValueError) as exc:
-            kind = StoreUnavailable if unavailable(exc) else StoreError
-            raise kind(f"cannot connect to {self.url}: {self._scrub(exc)}") from None
+        await self._database.open(self._migrations, MIGRATION_LOCK)
         try:
             with self._errors():
-                await self._migrate()
                 await self._load_series()
         except BaseException:
             await self.close()
             raise
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._database.close()
         self._series.clear()
-
-    async def _migrate(self) -> None:
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))",
-                MIGRATION_LOCK,
-            )
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-                "name text NOT NULL, applied_at bigint NOT NULL)"
-            )
-            version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            if version > len(self._migrations):
-                raise common.newer_schema_error(version, len(self._migrations), self.url)
-            for migration in self._migrations[version:]:
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES ($1, $2, $3)",
-                    migration.version,
-                    migration.name,
-                    time.time_ns() // 1000,
-                )
 
     async def _load_series(self) -> None:
         async with self._connection() as conn:
@@ -339,33 +255,14 @@ class PostgresStore(TimeSeriesStore):
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _scrub(self, error: BaseException) -> str:
-        text = str(error) or type(error).__name__
-        return text.replace(self._secret, "***") if self._secret else text
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except _DATABASE_ERRORS as exc:
-            kind = StoreUnavailable if unavailable(exc) else StoreError
-            raise kind(f"{self.url}: {self._scrub(exc)}") from exc
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return self._database.errors()
 
     def _connection(self) -> Any:
-        if self._pool is None:
-            raise StoreUnavailable(f"{self.url} is not open")
-        return self._pool.acquire()
+        return self._database.connection()
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        with self._errors():
-            for attempt in range(1, STALE_RETRIES + 1):
-                try:
-                    async with self._connection() as conn:
-                        return await conn.fetch(sql, *args)
-                except asyncpg.InternalClientError:
-                    if attempt == STALE_RETRIES:
-                        raise
-            raise AssertionError("unreachable")
+        return await self._database.fetch(sql, *args)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -519,8 +416,7 @@ class PostgresStore(TimeSeriesStore):
         await self._fetch("SELECT 1")
 
     async def schema_version(self) -> int:
-        rows = await self._fetch("SELECT coalesce(max(version), 0) FROM schema_migrations")
-        return int(rows[0][0])
+        return await self._database.schema_version()
 
     async def latest(
         self, selector: Selector, *, page_size: int = 100, page_token: str | None = None

@@ -39,23 +39,18 @@ a full or failing disk) from what it cannot.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import errno
 import json
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
 
+from smartcity.runtime.storage.sqlite import BUSY_TIMEOUT, SqliteDatabase, snapshot, transaction
+from smartcity.runtime.storage.sqlite import sqlite_path as sqlite_path
+from smartcity.runtime.storage.sqlite import unavailable as unavailable
 from smartcity.services.monitoring.model import (
     HOUR,
     MINUTE,
@@ -76,17 +71,11 @@ from smartcity.services.monitoring.model import (
 from smartcity.services.monitoring.store import common
 from smartcity.services.monitoring.store.base import (
     StoreError,
-    StoreUnavailable,
     TimeSeriesStore,
 )
 
 T = TypeVar("T")
 
-MIN_SQLITE = (3, 37, 0)
-"""STRICT tables; upserts, row values, window functions and JSON are older."""
-
-BUSY_TIMEOUT = 30.0
-"""Seconds a statement waits for another connection's lock before failing as busy."""
 CHECKPOINT_PAGES = 10_000
 """WAL pages (4 KiB) after which a commit checkpoints; the WAL file is cut back to
 :data:`WAL_SIZE_LIMIT` bytes afterwards."""
@@ -101,41 +90,6 @@ def _placeholder(number: int) -> str:
 
 def _named(number: int) -> str:
     return f":s{number}"
-
-
-def sqlite_path(url: str) -> tuple[Path, str]:
-    """The file and the ``synchronous`` level named by a ``sqlite:`` URL.
-
-    ``sqlite:///relative/monitoring.db`` and ``sqlite:////absolute/monitoring.db``, as in
-    SQLAlchemy. An in-memory database is refused: readers and other processes (the CLI,
-    a second replica) must see the same data, and nothing would be durable.
-    """
-    form = "use sqlite:///relative/path.db or sqlite:////absolute/path.db"
-    parts = urlsplit(url)
-    if parts.scheme != "sqlite":
-        raise StoreError(f"{url!r} is not a SQLite URL: {form}")
-    if parts.netloc:
-        raise StoreError(f"{url!r} names a host; a SQLite file is local: {form}")
-    if not url.startswith("sqlite:///"):
-        raise StoreError(f"{url!r} is not a SQLite URL: {form}")
-    path = parts.path[1:]
-    if not path or path.endswith("/"):
-        raise StoreError(f"{url!r} names no file: {form}")
-    if path == ":memory:" or "mode=memory" in parts.query:
-        raise StoreError(
-            f"{url!r}: an in-memory SQLite database is not supported; the service, its readers "
-            f"and the CLI share one file, and it must outlive the process: {form}"
-        )
-    synchronous = "NORMAL"
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name == "synchronous" and value.upper() in ("NORMAL", "FULL"):
-            synchronous = value.upper()
-        else:
-            raise StoreError(
-                f"{url!r}: unknown option {name}={value!r}; the only option is "
-                "synchronous=NORMAL|FULL"
-            )
-    return Path(path), synchronous
 
 
 # -- Statements -----------------------------------------------------------------------------
@@ -309,74 +263,17 @@ class _Prepared:
     summary: common.Summary
 
 
-def _statements(script: str) -> Iterator[str]:
-    """The statements of an SQL script, split where SQLite itself says one is complete
-    (``sqlite3.complete_statement`` knows about strings, comments and trigger bodies)."""
-    pending = ""
-    for piece in script.split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            yield pending
-            pending = ""
-    if pending.strip(" \t\r\n;"):
-        raise StoreError(f"incomplete SQL statement at the end of a migration: {pending[:80]!r}")
-
-
-_UNAVAILABLE_CODES = frozenset(
-    {
-        sqlite3.SQLITE_BUSY,  # another connection held the lock past the busy timeout
-        sqlite3.SQLITE_LOCKED,  # a conflict inside this process (shared cache)
-        sqlite3.SQLITE_NOMEM,
-        sqlite3.SQLITE_IOERR,  # "disk I/O error", whichever operation failed
-        sqlite3.SQLITE_FULL,  # the disk (or quota) is full
-        sqlite3.SQLITE_CANTOPEN,  # the file cannot be opened now (a missing mount, no fds)
-        sqlite3.SQLITE_PROTOCOL,  # the WAL locking race, lost more often than SQLite retries
-    }
-)
-_UNAVAILABLE_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
-)
-
-
-def unavailable(error: BaseException) -> bool:
-    """Whether ``error`` means the database cannot do it now but may later
-    (:class:`~.base.StoreUnavailable`), rather than that it refuses this data or this
-    setup. SQLite errors are told by their primary result code (the low byte of
-    ``sqlite_errorcode``, so every extended I/O or busy code counts), operating system
-    errors (creating the folder, say) by errno: a full disk is transient, a missing
-    permission is not. Errors the sqlite3 module raises itself carry no code: not these.
-    The whole :func:`~.common.error_chain` counts (a failed rollback after a disk error)."""
-    for link in common.error_chain(error):
-        if isinstance(link, sqlite3.Error):
-            code = getattr(link, "sqlite_errorcode", None)
-            if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
-                return True
-        elif isinstance(link, OSError) and link.errno in _UNAVAILABLE_ERRNOS:
-            return True
-    return False
-
-
-def _failure(where: str, error: BaseException) -> StoreError:
-    kind = StoreUnavailable if unavailable(error) else StoreError
-    return kind(f"{where}: {error}")
-
-
 class SqliteStore(TimeSeriesStore):
     """Time series in one SQLite file (see the module docstring). ``busy_timeout`` is how
     long (seconds) a statement waits for another process's lock before it fails as
     :class:`~.base.StoreUnavailable`."""
 
     def __init__(self, url: str, *, readers: int = 2, busy_timeout: float = BUSY_TIMEOUT) -> None:
-        self.url = common.mask_url(url)
-        self.path, self._synchronous = sqlite_path(url)
-        self._reader_count = readers
-        self._busy_timeout = busy_timeout
-        self._db: sqlite3.Connection | None = None
-        self._writer: ThreadPoolExecutor | None = None
-        self._readers: ThreadPoolExecutor | None = None
-        self._local = threading.local()
-        self._reader_connections: list[sqlite3.Connection] = []
-        self._reader_lock = threading.Lock()
+        self._sqlite = SqliteDatabase(
+            url, name="monitoring", readers=readers, busy_timeout=busy_timeout
+        )
+        self.url = self._sqlite.url
+        self.path = self._sqlite.path
         self._series: dict[tuple[str, str, str], dict[str, int]] = {}
         self._fresh: list[tuple[tuple[str, str, str], list[str]]] = []
         self._generation = 0
@@ -386,34 +283,14 @@ class SqliteStore(TimeSeriesStore):
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        if sqlite3.sqlite_version_info < MIN_SQLITE:
-            raise StoreError(
-                f"SQLite {sqlite3.sqlite_version} is too old for the monitoring store; "
-                f"it needs {'.'.join(map(str, MIN_SQLITE))} or newer"
-            )
-        if self._writer is not None:
-            raise StoreError(f"{self.url} is already open")
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="monitoring-sqlite-writer")
-        self._readers = ThreadPoolExecutor(
-            self._reader_count, thread_name_prefix="monitoring-sqlite-reader"
-        )
+        await self._sqlite.open(self._migrations, self._prepare_connection)
         try:
-            await self._in_writer(self._open)
+            await self._in_writer(self._load_series)
         except BaseException:
             await self.close()
             raise
 
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = self._connect()
-        self._db = db
-        mode = _journal_mode_wal(db, self._busy_timeout)
-        if str(mode).lower() != "wal":
-            raise StoreError(
-                f"{self.url}: SQLite cannot use WAL mode for this file (journal mode stays "
-                f"{mode!r}); put the database on a local file system"
-            )
-        db.execute(f"PRAGMA synchronous={self._synchronous}")
+    def _prepare_connection(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA cache_size=-65536")
         db.execute("PRAGMA temp_store=MEMORY")
         db.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
@@ -425,92 +302,28 @@ class SqliteStore(TimeSeriesStore):
                 f"this SQLite ({sqlite3.sqlite_version}) lacks the JSON functions the "
                 "monitoring store needs"
             ) from None
-        self._migrate(db)
-        for series_id, field, site, device, metric in db.execute(
+
+    def _load_series(self) -> None:
+        for series_id, field, site, device, metric in self._db.execute(
             "SELECT id, field, site, device, metric FROM series"
         ):
             self._series.setdefault((field, site, device), {})[metric] = series_id
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            self.path,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=self._busy_timeout,
-            cached_statements=256,
-        )
-        db.execute(f"PRAGMA busy_timeout={round(self._busy_timeout * 1000)}")
-        return db
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-                "name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT"
-            )
-            current = db.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            version = int(current.fetchone()[0])
-            if version > len(self._migrations):
-                raise common.newer_schema_error(version, len(self._migrations), self.url)
-            for migration in self._migrations[version:]:
-                for statement in _statements(migration.sql):
-                    db.execute(statement)
-                db.execute(
-                    "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, time.time_ns() // 1000),
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._sqlite.db
 
     async def close(self) -> None:
-        writer, readers = self._writer, self._readers
-        self._writer = self._readers = None
-        loop = asyncio.get_running_loop()
-        for pool in (readers, writer):
-            if pool is not None:
-                await loop.run_in_executor(None, partial(pool.shutdown, wait=True))
-        with self._reader_lock:
-            connections, self._reader_connections = self._reader_connections, []
-        for db in connections:
-            db.close()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        await self._sqlite.close()
         self._series.clear()
 
     # -- plumbing -------------------------------------------------------------------------
 
     async def _in_writer(self, function: Callable[..., T], *args: Any) -> T:
-        if self._writer is None:
-            raise StoreUnavailable(f"{self.url} is not open")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._writer, function, *args)
-        except (sqlite3.Error, OSError, OverflowError) as exc:
-            # OverflowError: an integer SQLite cannot hold (past 64 bits), refused in binding.
-            raise _failure(self.url, exc) from exc
+        return await self._sqlite.in_writer(function, *args)
 
     async def _read(self, function: Callable[..., T], *args: Any) -> T:
-        if self._readers is None:
-            raise StoreUnavailable(f"{self.url} is not open")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._readers, self._with_reader, function, args
-            )
-        except sqlite3.Error as exc:
-            raise _failure(self.url, exc) from exc
-
-    def _with_reader(self, function: Callable[..., T], args: Sequence[Any]) -> T:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = self._connect()
-            db.execute("PRAGMA query_only=ON")
-            self._local.db = db
-            with self._reader_lock:
-                self._reader_connections.append(db)
-        return function(db, *args)
+        return await self._sqlite.read(function, *args)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -636,7 +449,7 @@ class SqliteStore(TimeSeriesStore):
         db = self._db
         assert db is not None
         counts = {}
-        with _transaction(db):
+        with transaction(db):
             for table, column, keep in limits:
                 if keep <= 0:
                     continue
@@ -648,21 +461,16 @@ class SqliteStore(TimeSeriesStore):
     def _expire_batches(self, cutoff: int) -> int:
         db = self._db
         assert db is not None
-        with _transaction(db):
+        with transaction(db):
             return db.execute("DELETE FROM batches WHERE received < ?", (cutoff,)).rowcount
 
     # -- reads ----------------------------------------------------------------------------
 
     async def ping(self) -> None:
-        # Reads the file's header: a reader that answers and a file that is there.
-        await self._read(lambda db: db.execute("PRAGMA schema_version").fetchone())
+        await self._sqlite.ping()
 
     async def schema_version(self) -> int:
-        return await self._read(
-            lambda db: int(
-                db.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
-            )
-        )
+        return await self._sqlite.schema_version()
 
     async def latest(
         self, selector: Selector, *, page_size: int = 100, page_token: str | None = None
@@ -709,7 +517,7 @@ class SqliteStore(TimeSeriesStore):
         partials: dict[tuple[int, int], common.Partial] = {}
         # One snapshot for the series and every segment: a write that lands in between
         # cannot show up in one segment and not in another.
-        with _snapshot(db):
+        with snapshot(db):
             series = db.execute(
                 f"SELECT s.id, {_SERIES_COLUMNS}, s.unit FROM series AS s "
                 f"{common.where(conditions)} "
@@ -750,7 +558,7 @@ class SqliteStore(TimeSeriesStore):
 
         def compute(db: sqlite3.Connection) -> dict[tuple[int, int], common.Partial]:
             partials: dict[tuple[int, int], common.Partial] = {}
-            with _snapshot(db):
+            with snapshot(db):
                 for segment in segments:
                     sql = _partials_sql(segment.width, last, False, series)
                     rows = db.execute(sql, {**named, "start": segment.start, "end": segment.end})
@@ -832,38 +640,3 @@ _DEVICE_SELECT = (
 
 def _device(row: Sequence[Any]) -> DeviceRecord:
     return common.device_record(row, sorted(row[8].split("\x1f")) if row[8] else [])
-
-
-def _journal_mode_wal(db: sqlite3.Connection, timeout: float) -> str:
-    """Switches a database to WAL, or finds it there. On a new file, two processes opening
-    it at once may both try; SQLite answers the loser "busy" at once instead of waiting (the
-    busy timeout does not apply to this switch), so it asks again until ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return str(db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
-    """A read transaction: every statement inside sees the same committed state."""
-    db.execute("BEGIN")
-    try:
-        yield
-    finally:
-        db.execute("COMMIT")
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")

@@ -34,7 +34,7 @@ PRINCIPAL_STATE_ACTIVE: PrincipalState
 PRINCIPAL_STATE_DISABLED: PrincipalState
 
 class Principal(_message.Message):
-    __slots__ = ("id", "kind", "username", "display_name", "email", "assurance_level", "role_bindings", "state", "totp_enabled", "labels", "create_time", "update_time")
+    __slots__ = ("id", "kind", "username", "display_name", "email", "assurance_level", "role_bindings", "state", "totp_enabled", "labels", "personal_id", "create_time", "update_time")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class Principal(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     TOTP_ENABLED_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    PERSONAL_ID_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -64,9 +65,10 @@ class Principal(_message.Message):
     state: PrincipalState
     totp_enabled: bool
     labels: _containers.ScalarMap[str, str]
+    personal_id: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.PrincipalKind, str]] = ..., username: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., assurance_level: _Optional[_Union[AssuranceLevel, str]] = ..., role_bindings: _Optional[_Iterable[_Union[RoleBinding, _Mapping]]] = ..., state: _Optional[_Union[PrincipalState, str]] = ..., totp_enabled: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.PrincipalKind, str]] = ..., username: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., assurance_level: _Optional[_Union[AssuranceLevel, str]] = ..., role_bindings: _Optional[_Iterable[_Union[RoleBinding, _Mapping]]] = ..., state: _Optional[_Union[PrincipalState, str]] = ..., totp_enabled: _Optional[bool] = ..., labels: _Optional[_Mapping[str, str]] = ..., personal_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RoleBinding(_message.Message):
     __slots__ = ("role", "field")
@@ -407,7 +409,7 @@ class IntrospectResponse(_message.Message):
     def __init__(self, active: _Optional[bool] = ..., reason: _Optional[str] = ..., principal: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., role_bindings: _Optional[_Iterable[_Union[RoleBinding, _Mapping]]] = ..., assurance_level: _Optional[_Union[AssuranceLevel, str]] = ..., token_id: _Optional[str] = ..., audiences: _Optional[_Iterable[str]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class IdentityEvent(_message.Message):
-    __slots__ = ("event_id", "event_time", "type", "principal", "actor", "role_binding", "token_id", "token_expire_time", "reason", "jwks")
+    __slots__ = ("event_id", "event_time", "type", "principal", "actor", "role_binding", "token_id", "token_expire_time", "reason", "jwks", "source")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_UNSPECIFIED: _ClassVar[IdentityEvent.Type]
@@ -421,6 +423,7 @@ class IdentityEvent(_message.Message):
         TYPE_LOGIN_FAILED: _ClassVar[IdentityEvent.Type]
         TYPE_TOKEN_REVOKED: _ClassVar[IdentityEvent.Type]
         TYPE_KEYS_ROTATED: _ClassVar[IdentityEvent.Type]
+        TYPE_LOCKED_OUT: _ClassVar[IdentityEvent.Type]
     TYPE_UNSPECIFIED: IdentityEvent.Type
     TYPE_PRINCIPAL_CREATED: IdentityEvent.Type
     TYPE_PRINCIPAL_UPDATED: IdentityEvent.Type
@@ -432,6 +435,7 @@ class IdentityEvent(_message.Message):
     TYPE_LOGIN_FAILED: IdentityEvent.Type
     TYPE_TOKEN_REVOKED: IdentityEvent.Type
     TYPE_KEYS_ROTATED: IdentityEvent.Type
+    TYPE_LOCKED_OUT: IdentityEvent.Type
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -442,6 +446,7 @@ class IdentityEvent(_message.Message):
     TOKEN_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     JWKS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     event_time: _timestamp_pb2.Timestamp
     type: IdentityEvent.Type
@@ -452,4 +457,27 @@ class IdentityEvent(_message.Message):
     token_expire_time: _timestamp_pb2.Timestamp
     reason: str
     jwks: str
-    def __init__(self, event_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[IdentityEvent.Type, str]] = ..., principal: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., actor: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., role_binding: _Optional[_Union[RoleBinding, _Mapping]] = ..., token_id: _Optional[str] = ..., token_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., jwks: _Optional[str] = ...) -> None: ...
+    source: str
+    def __init__(self, event_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[IdentityEvent.Type, str]] = ..., principal: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., actor: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., role_binding: _Optional[_Union[RoleBinding, _Mapping]] = ..., token_id: _Optional[str] = ..., token_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., jwks: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ListAuditEventsRequest(_message.Message):
+    __slots__ = ("page", "principal_id", "types", "start_time", "end_time")
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    page: _common_pb2.PageRequest
+    principal_id: str
+    types: _containers.RepeatedScalarFieldContainer[IdentityEvent.Type]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., principal_id: _Optional[str] = ..., types: _Optional[_Iterable[_Union[IdentityEvent.Type, str]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListAuditEventsResponse(_message.Message):
+    __slots__ = ("events", "page")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[IdentityEvent]
+    page: _common_pb2.PageResponse
+    def __init__(self, events: _Optional[_Iterable[_Union[IdentityEvent, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...

@@ -130,6 +130,11 @@ class IdentityServiceStub:
                 request_serializer=smartcity_dot_identity_dot_v1_dot_identity__pb2.IntrospectRequest.SerializeToString,
                 response_deserializer=smartcity_dot_identity_dot_v1_dot_identity__pb2.IntrospectResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/smartcity.identity.v1.IdentityService/ListAuditEvents',
+                request_serializer=smartcity_dot_identity_dot_v1_dot_identity__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=smartcity_dot_identity_dot_v1_dot_identity__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -277,6 +282,14 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """Lists the recorded identity events (logins, failures, lockouts, role changes,
+        revocations, principal changes), newest first. Requires `identity_admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -374,6 +387,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.Introspect,
                     request_deserializer=smartcity_dot_identity_dot_v1_dot_identity__pb2.IntrospectRequest.FromString,
                     response_serializer=smartcity_dot_identity_dot_v1_dot_identity__pb2.IntrospectResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=smartcity_dot_identity_dot_v1_dot_identity__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=smartcity_dot_identity_dot_v1_dot_identity__pb2.ListAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -890,6 +908,33 @@ class IdentityService:
             '/smartcity.identity.v1.IdentityService/Introspect',
             smartcity_dot_identity_dot_v1_dot_identity__pb2.IntrospectRequest.SerializeToString,
             smartcity_dot_identity_dot_v1_dot_identity__pb2.IntrospectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartcity.identity.v1.IdentityService/ListAuditEvents',
+            smartcity_dot_identity_dot_v1_dot_identity__pb2.ListAuditEventsRequest.SerializeToString,
+            smartcity_dot_identity_dot_v1_dot_identity__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

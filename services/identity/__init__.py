@@ -1,0 +1,1 @@
+"""The identity service: principals, login, roles and the tokens every service trusts."""

@@ -1,0 +1,394 @@
+"""The identity gRPC API: protobuf in and out, and each RPC's declared permission.
+
+Everything the service decides lives in :mod:`.service`, :mod:`.login` and :mod:`.sessions`;
+this module translates messages, names the caller (:func:`smartcity.runtime.auth.principal`)
+and the source address (the gRPC peer), and turns a store that cannot answer now into
+UNAVAILABLE.
+Who may do what beyond "has a token" is decided by the service (self or admin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import grpc.aio
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from smartcity.common.v1 import common_pb2
+from smartcity.identity.v1 import identity_pb2, identity_pb2_grpc
+from smartcity.runtime.auth import Authenticated, Public, Requires, permission, principal
+from smartcity.runtime.errors import InvalidArgument, Unavailable
+from smartcity.runtime.grpc_server import Registration
+from smartcity.runtime.storage import StoreUnavailable
+from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, Role, RoleBinding
+from smartcity.services.identity.events import KIND_TO_PB, PB_TO_KIND, PB_TO_TYPE, event_pb
+from smartcity.services.identity.events import timestamp as ts
+from smartcity.services.identity.model import (
+    AssuranceLevel,
+    AuditFilter,
+    NewPrincipal,
+    Principal,
+    PrincipalFilter,
+    PrincipalState,
+)
+from smartcity.services.identity.service import IdentityService
+from smartcity.services.identity.sessions import TokenSet
+
+__all__ = ["DEFAULT_PORT", "SERVICE_NAME", "IdentityServicer", "servicer"]
+
+SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
+DEFAULT_PORT = 50053
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+T = TypeVar("T")
+ADMIN = Requires(role=Role.IDENTITY_ADMIN, field=WILDCARD_FIELD)
+STATE_TO_PB = {
+    PrincipalState.ACTIVE: identity_pb2.PRINCIPAL_STATE_ACTIVE,
+    PrincipalState.DISABLED: identity_pb2.PRINCIPAL_STATE_DISABLED,
+}
+
+
+async def _answer(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except StoreUnavailable as exc:
+        raise Unavailable(f"identity storage is unavailable now: {exc}") from None
+
+
+def _page_size(page: common_pb2.PageRequest) -> int:
+    if page.page_size < 0:
+        raise InvalidArgument("page.page_size must not be negative")
+    return min(page.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _seconds(stamp: Timestamp, what: str) -> float:
+    seconds = stamp.seconds + stamp.nanos / 1e9
+    if not (-62135596800 <= stamp.seconds <= 253402300799 and 0 <= stamp.nanos < 10**9):
+        raise InvalidArgument(f"{what} is not a valid timestamp")
+    return seconds
+
+
+def _assurance(value: int) -> AssuranceLevel:
+    if value == identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED:
+        return AssuranceLevel.NONE
+    try:
+        return AssuranceLevel(value)
+    except ValueError:
+        raise InvalidArgument(f"unknown assurance_level {value}") from None
+
+
+def _binding(request: Any) -> RoleBinding:
+    if not request.HasField("role_binding"):
+        raise InvalidArgument("role_binding is required")
+    return RoleBinding(request.role_binding.role, request.role_binding.field)
+
+
+def principal_pb(principal: Principal) -> identity_pb2.Principal:
+    return identity_pb2.Principal(
+        id=principal.id,
+        kind=KIND_TO_PB[principal.kind],
+        username=principal.username,
+        display_name=principal.display_name,
+        email=principal.email,
+        assurance_level=int(principal.assurance),
+        role_bindings=[
+            identity_pb2.RoleBinding(role=binding.role, field=binding.field)
+            for binding in sorted(principal.roles, key=str)
+        ],
+        state=STATE_TO_PB[principal.state],
+        totp_enabled=principal.totp_enabled,
+        labels=dict(principal.labels),
+        create_time=ts(principal.created),
+        update_time=ts(principal.updated),
+        personal_id=principal.personal_id,
+    )
+
+
+def _ref(principal: Principal) -> common_pb2.PrincipalRef:
+    return common_pb2.PrincipalRef(
+        id=principal.id, kind=KIND_TO_PB[principal.kind], display_name=principal.display_name
+    )
+
+
+def token_set_pb(tokens: TokenSet) -> identity_pb2.TokenSet:
+    return identity_pb2.TokenSet(
+        access_token=tokens.access_token,
+        token_type="Bearer",
+        access_token_expire_time=ts(tokens.access_expires),
+        refresh_token=tokens.refresh_token,
+        refresh_token_expire_time=ts(tokens.refresh_expires),
+        principal=_ref(tokens.principal),
+    )
+
+
+def _actor() -> Claims | None:
+    return principal()
+
+
+class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+    def __init__(self, service: IdentityService) -> None:
+        self.service = service
+        self.sessions = service.sessions
+        self.logins = service.logins
+
+    # -- login and tokens -----------------------------------------------------------------
+
+    @permission(Public("logging in is how a caller gets a token"))
+    async def Login(  # noqa: N802 - gRPC method names
+        self, request: identity_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.LoginResponse:
+        result = await _answer(
+            self.logins.login(request.username, request.password, request.totp_code, context.peer())
+        )
+        if result.tokens is not None:
+            return identity_pb2.LoginResponse(tokens=token_set_pb(result.tokens))
+        assert result.challenge is not None
+        return identity_pb2.LoginResponse(
+            totp_challenge=identity_pb2.TotpChallenge(
+                challenge_id=result.challenge.id, expire_time=ts(result.challenge.expires)
+            )
+        )
+
+    @permission(Public("the challenge id from a password login is the credential"))
+    async def VerifyTotp(  # noqa: N802
+        self, request: identity_pb2.VerifyTotpRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.VerifyTotpResponse:
+        tokens = await _answer(
+            self.logins.verify_totp(request.challenge_id, request.totp_code, context.peer())
+        )
+        return identity_pb2.VerifyTotpResponse(tokens=token_set_pb(tokens))
+
+    @permission(Public("the refresh token is the credential"))
+    async def RefreshToken(  # noqa: N802
+        self, request: identity_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RefreshTokenResponse:
+        tokens = await _answer(self.sessions.refresh(request.refresh_token))
+        return identity_pb2.RefreshTokenResponse(tokens=token_set_pb(tokens))
+
+    @permission(Public("the refresh token is the credential"))
+    async def Logout(  # noqa: N802
+        self, request: identity_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.LogoutResponse:
+        await _answer(self.sessions.logout(request.refresh_token))
+        return identity_pb2.LogoutResponse()
+
+    @permission(Authenticated())  # its own tokens, or any as identity_admin: the service says
+    async def RevokeToken(  # noqa: N802
+        self, request: identity_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RevokeTokenResponse:
+        actor = _actor()
+        assert actor is not None
+        await _answer(self.sessions.revoke_token(request.token_id, request.reason, actor))
+        return identity_pb2.RevokeTokenResponse()
+
+    @permission(ADMIN)
+    async def IssueServiceToken(  # noqa: N802
+        self, request: identity_pb2.IssueServiceTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.IssueServiceTokenResponse:
+        ttl = request.ttl.seconds + request.ttl.nanos / 1e9
+        issued = await _answer(
+            self.service.issue_service_token(request.id, ttl, list(request.audiences), _actor())
+        )
+        return identity_pb2.IssueServiceTokenResponse(
+            access_token=issued.token,
+            token_id=issued.record.jti,
+            expire_time=ts(issued.record.expires),
+        )
+
+    @permission(Public("services fetch the key set to verify tokens before they have one"))
+    async def GetJwks(  # noqa: N802
+        self, request: identity_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.GetJwksResponse:
+        keys = self.service.issuer.ring.jwks()["keys"]
+        return identity_pb2.GetJwksResponse(keys=[identity_pb2.Jwk(**key) for key in keys])
+
+    @permission(Public("the token examined is the credential"))
+    async def Introspect(  # noqa: N802
+        self, request: identity_pb2.IntrospectRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.IntrospectResponse:
+        found = await _answer(self.sessions.introspect(request.token))
+        response = identity_pb2.IntrospectResponse(active=found.active, reason=found.reason)
+        claims = found.claims
+        if claims is not None:
+            response.principal.CopyFrom(common_pb2.PrincipalRef(id=claims.sub))
+            response.principal.kind = KIND_TO_PB[claims.kind]
+            response.role_bindings.extend(
+                identity_pb2.RoleBinding(role=binding.role, field=binding.field)
+                for binding in sorted(claims.roles, key=str)
+            )
+            response.assurance_level = int(AssuranceLevel.from_acr(claims.acr))
+            response.token_id = claims.jti
+            response.audiences.extend(claims.aud)
+            response.issue_time.CopyFrom(ts(claims.iat.timestamp()))
+            response.expire_time.CopyFrom(ts(claims.exp.timestamp()))
+        return response
+
+    # -- principals -----------------------------------------------------------------------
+
+    @permission(Public("citizens register themselves; other kinds need identity_admin"))
+    async def CreatePrincipal(  # noqa: N802
+        self, request: identity_pb2.CreatePrincipalRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.CreatePrincipalResponse:
+        given = request.principal
+        kind = PB_TO_KIND.get(given.kind)
+        if kind is None:
+            raise InvalidArgument("principal.kind must be CITIZEN, STAFF, DEVICE or SERVICE")
+        new = NewPrincipal(
+            kind=kind,
+            username=given.username,
+            display_name=given.display_name,
+            email=given.email,
+            personal_id=given.personal_id,
+            assurance=_assurance(given.assurance_level),
+            labels=dict(given.labels),
+        )
+        created = await _answer(
+            self.service.create_principal(new, request.password, request.request_id, _actor())
+        )
+        return identity_pb2.CreatePrincipalResponse(principal=principal_pb(created))
+
+    @permission(Authenticated())  # itself, or any as identity_admin: the service says
+    async def GetPrincipal(  # noqa: N802
+        self, request: identity_pb2.GetPrincipalRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.GetPrincipalResponse:
+        found = await _answer(self.service.get_principal(request.id, _actor()))
+        return identity_pb2.GetPrincipalResponse(principal=principal_pb(found))
+
+    @permission(ADMIN)
+    async def ListPrincipals(  # noqa: N802
+        self, request: identity_pb2.ListPrincipalsRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListPrincipalsResponse:
+        kind = None
+        if request.kind != common_pb2.PRINCIPAL_KIND_UNSPECIFIED:
+            kind = PB_TO_KIND.get(request.kind)
+            if kind is None:
+                raise InvalidArgument(f"unknown kind {request.kind}")
+        where = PrincipalFilter(
+            kind=kind,
+            role=request.role,
+            field=request.field,
+            name_prefix=request.name_prefix,
+            include_disabled=request.include_disabled,
+        )
+        page = await _answer(
+            self.service.list_principals(
+                where, _page_size(request.page), request.page.page_token, _actor()
+            )
+        )
+        return identity_pb2.ListPrincipalsResponse(
+            principals=[principal_pb(item) for item in page.items],
+            page=common_pb2.PageResponse(next_page_token=page.next_page_token or ""),
+        )
+
+    @permission(Authenticated())  # itself, or any as identity_admin: the service says
+    async def UpdatePrincipal(  # noqa: N802
+        self, request: identity_pb2.UpdatePrincipalRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.UpdatePrincipalResponse:
+        given = request.principal
+        values: dict[str, Any] = {}
+        for path in request.update_mask.paths:
+            if path == "assurance_level":
+                values[path] = _assurance(given.assurance_level)
+            elif path == "labels":
+                values[path] = dict(given.labels)
+            elif path in ("display_name", "email"):
+                values[path] = getattr(given, path)
+            else:
+                values[path] = None  # refused by the service, with the paths it accepts
+        updated = await _answer(self.service.update_principal(given.id, values, _actor()))
+        return identity_pb2.UpdatePrincipalResponse(principal=principal_pb(updated))
+
+    @permission(ADMIN)
+    async def DisablePrincipal(  # noqa: N802
+        self, request: identity_pb2.DisablePrincipalRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.DisablePrincipalResponse:
+        updated = await _answer(self.service.set_state(request.id, False, request.reason, _actor()))
+        return identity_pb2.DisablePrincipalResponse(principal=principal_pb(updated))
+
+    @permission(ADMIN)
+    async def EnablePrincipal(  # noqa: N802
+        self, request: identity_pb2.EnablePrincipalRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.EnablePrincipalResponse:
+        updated = await _answer(self.service.set_state(request.id, True, request.reason, _actor()))
+        return identity_pb2.EnablePrincipalResponse(principal=principal_pb(updated))
+
+    @permission(Authenticated())  # its own (with the current one), or any as identity_admin
+    async def SetPassword(  # noqa: N802
+        self, request: identity_pb2.SetPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.SetPasswordResponse:
+        await _answer(
+            self.service.set_password(
+                request.id,
+                request.current_password,
+                request.new_password,
+                _actor(),
+                context.peer(),
+            )
+        )
+        return identity_pb2.SetPasswordResponse()
+
+    @permission(Authenticated())  # principals enrol themselves
+    async def EnrollTotp(  # noqa: N802
+        self, request: identity_pb2.EnrollTotpRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.EnrollTotpResponse:
+        secret, uri, expires = await _answer(self.service.enroll_totp(request.id, _actor()))
+        return identity_pb2.EnrollTotpResponse(
+            secret=secret, provisioning_uri=uri, expire_time=ts(expires)
+        )
+
+    @permission(Authenticated())
+    async def ConfirmTotp(  # noqa: N802
+        self, request: identity_pb2.ConfirmTotpRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ConfirmTotpResponse:
+        updated = await _answer(self.service.confirm_totp(request.id, request.totp_code, _actor()))
+        return identity_pb2.ConfirmTotpResponse(principal=principal_pb(updated))
+
+    @permission(ADMIN)
+    async def AssignRole(  # noqa: N802
+        self, request: identity_pb2.AssignRoleRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.AssignRoleResponse:
+        updated = await _answer(
+            self.service.change_role(request.id, _binding(request), True, _actor())
+        )
+        return identity_pb2.AssignRoleResponse(principal=principal_pb(updated))
+
+    @permission(ADMIN)
+    async def RevokeRole(  # noqa: N802
+        self, request: identity_pb2.RevokeRoleRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RevokeRoleResponse:
+        updated = await _answer(
+            self.service.change_role(request.id, _binding(request), False, _actor())
+        )
+        return identity_pb2.RevokeRoleResponse(principal=principal_pb(updated))
+
+    @permission(ADMIN)
+    async def ListAuditEvents(  # noqa: N802
+        self, request: identity_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListAuditEventsResponse:
+        types = set()
+        for value in request.types:
+            if value not in PB_TO_TYPE:
+                raise InvalidArgument(f"unknown event type {value}")
+            types.add(PB_TO_TYPE[value])
+        where = AuditFilter(
+            principal_id=request.principal_id,
+            types=frozenset(types),
+            start=_seconds(request.start_time, "start_time")
+            if request.HasField("start_time")
+            else None,
+            end=_seconds(request.end_time, "end_time") if request.HasField("end_time") else None,
+        )
+        page = await _answer(
+            self.service.audit(where, _page_size(request.page), request.page.page_token, _actor())
+        )
+        return identity_pb2.ListAuditEventsResponse(
+            events=[event_pb(event) for event in page.items],
+            page=common_pb2.PageResponse(next_page_token=page.next_page_token or ""),
+        )
+
+
+def servicer(service: IdentityService) -> Registration:
+    """The identity API as a registration for a :class:`GrpcServer`."""
+    return (identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(service))

@@ -1,0 +1,1 @@
+"""Versioned SQL migrations of the identity store, one folder per backend."""

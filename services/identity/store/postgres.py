@@ -1,0 +1,68 @@
+"""The scale-out backend: PostgreSQL through the runtime's asyncpg pool
+(:class:`~smartcity.runtime.storage.postgres.PostgresDatabase`), shared by every replica.
+Migrations run under an advisory lock of their own, so replicas starting together migrate
+once."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from smartcity.runtime.storage.migrations import load_migrations
+from smartcity.runtime.storage.postgres import PostgresDatabase
+from smartcity.services.identity.store.base import Conflict, Transaction
+from smartcity.services.identity.store.interface import IdentityStore
+
+MIGRATION_LOCK = 0x534D_4931
+"""First key of the advisory lock identity's migrations hold ("SMI1")."""
+
+
+def _changed(status: str) -> int:
+    """Rows changed, from a command status such as ``UPDATE 3``."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class _Transaction(Transaction):
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+        return await self._conn.fetch(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        try:
+            return _changed(await self._conn.execute(sql, *args))
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"taken already ({exc.constraint_name})") from exc
+
+
+class PostgresIdentityStore(IdentityStore):
+    def __init__(self, url: str) -> None:
+        self._database = PostgresDatabase(url, max_connections=10)
+        self.url = self._database.url
+        self._migrations = load_migrations("smartcity.services.identity.store.migrations.postgres")
+
+    async def open(self) -> None:
+        await self._database.open(self._migrations, MIGRATION_LOCK)
+
+    async def close(self) -> None:
+        await self._database.close()
+
+    async def ping(self) -> None:
+        await self._database.fetch("SELECT 1")
+
+    async def schema_version(self) -> int:
+        return await self._database.schema_version()
+
+    async def _query(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+        return await self._database.fetch(sql, *args)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Transaction]:
+        with self._database.errors():
+            async with self._database.connection() as conn, conn.transaction():
+                yield _Transaction(conn)
