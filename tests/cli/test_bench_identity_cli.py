@@ -10,7 +10,7 @@ import sys
 
 
 def test_bench_identity_prints_each_figure_with_its_ceiling() -> None:
-    command = ["bench", "identity", "--tokens", "200", "--calls", "400"]
+    command = ["bench", "identity", "--tokens", "200", "--calls", "400", "--logins", "2"]
     done = subprocess.run(
         [sys.executable, "-m", "smartcity.cli.main", *command],
         capture_output=True,
@@ -26,7 +26,8 @@ def test_bench_identity_prints_each_figure_with_its_ceiling() -> None:
         "verify the same token again",
         "gRPC unary calls without auth",
         "gRPC unary calls with the auth interceptor",
-        "argon2id hash",
+        "argon2id hashes",
+        "logins through the identity service",
     ):
         line = next((line for line in out.splitlines() if row in line), None)
         assert line is not None, f"{row!r} missing from:\n{out}"
