@@ -12,6 +12,9 @@ Std 1366 (SAIDI, SAIFI), counting sustained interruptions per customer served.
 Voltage unbalance is derived from each batch (see ``derive``): the IEC 61000-4-30 measure
 from the line voltages where a meter reads them, and the NEMA MG 1 deviation from the mean
 for the phase-to-neutral voltages every bay meter reads.
+
+Default alert rules watch the grid frequency against Circular 05/2025/TT-BCT; voltage limits
+depend on a measuring point's nominal voltage and come from :func:`voltage_band_rules`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from datetime import datetime
 
 from smartcity.fields import (
     Aggregation,
+    AlertRuleTemplate,
+    Comparison,
+    ConditionKind,
     DeviceProfileTemplate,
     Direction,
     FieldInfo,
@@ -31,6 +37,7 @@ from smartcity.fields import (
     Pillar,
     Quality,
     Reading,
+    Severity,
     ValueType,
     hookimpl,
 )
@@ -239,6 +246,106 @@ def kpis() -> list[Kpi]:
             scale=100,
         ),
     ]
+
+
+# -- default alert rules -----------------------------------------------------------------
+# Frequency is one value for the whole national grid, so its limits hold for every meter:
+# 50 Hz, +-0.2 Hz in normal operation (Circular 05/2025/TT-BCT, Article 4(1), as the
+# replaced Circular 39/2015/TT-BCT, Article 4, had it). The hold time and hysteresis are
+# operating choices: a governor swing of a few seconds is not an event for the IOC.
+#
+# Voltage limits are a share of the nominal voltage of the measuring point (110, 22 or
+# 0.4 kV), which a reading does not carry; so they are no default rule. A deployment that
+# knows a point's nominal voltage instantiates voltage_band_rules() for it.
+FREQUENCY_LOW = 49.8
+FREQUENCY_HIGH = 50.2
+FREQUENCY_STANDARD = (
+    "Circular 05/2025/TT-BCT, Article 4(1): nominal frequency 50 Hz, within +-0.2 Hz in normal "
+    "operation"
+)
+VOLTAGE_TOLERANCE_PERCENT = 5.0
+VOLTAGE_STANDARD = (
+    "+-5 % of the nominal voltage at a customer's connection point in normal operation: "
+    "Circular 39/2015/TT-BCT, Article 5(2)(a); the article of Circular 05/2025/TT-BCT that "
+    "replaced it is not verified against the text (citation open). Held for more than 1 "
+    "minute, the definition of a voltage deviation in Circular 05/2025/TT-BCT, Article 3(10)"
+)
+VOLTAGE_HOLD_SECONDS = 60.0
+
+
+@hookimpl
+def alert_rules() -> list[AlertRuleTemplate]:
+    return [
+        AlertRuleTemplate(
+            name="frequency_low",
+            metric="frequency",
+            condition=ConditionKind.THRESHOLD,
+            severity=Severity.WARNING,
+            summary="Grid frequency below 49.8 Hz",
+            comparison=Comparison.LT,
+            threshold=FREQUENCY_LOW,
+            hysteresis=0.05,
+            for_seconds=10.0,
+            standard=FREQUENCY_STANDARD,
+        ),
+        AlertRuleTemplate(
+            name="frequency_high",
+            metric="frequency",
+            condition=ConditionKind.THRESHOLD,
+            severity=Severity.WARNING,
+            summary="Grid frequency above 50.2 Hz",
+            comparison=Comparison.GT,
+            threshold=FREQUENCY_HIGH,
+            hysteresis=0.05,
+            for_seconds=10.0,
+            standard=FREQUENCY_STANDARD,
+        ),
+    ]
+
+
+def voltage_band_rules(
+    nominal_kv: float, tolerance_percent: float = VOLTAGE_TOLERANCE_PERCENT
+) -> list[AlertRuleTemplate]:
+    """Rules keeping every phase and line voltage of a measuring point within
+    ``tolerance_percent`` of its nominal voltage ``nominal_kv`` (line to line, as voltage
+    levels are named: 22 for a 22 kV busbar); the phase-to-neutral limits are the line
+    ones over sqrt(3). A band other than the cited +-5 % says so in its citation."""
+    if not math.isfinite(nominal_kv) or nominal_kv <= 0:
+        raise ValueError(f"nominal voltage must be a positive number of kV, not {nominal_kv!r}")
+    if not math.isfinite(tolerance_percent) or not 0 < tolerance_percent < 100:
+        raise ValueError(f"tolerance must be between 0 and 100 %, not {tolerance_percent!r}")
+    standard = VOLTAGE_STANDARD
+    if tolerance_percent != VOLTAGE_TOLERANCE_PERCENT:
+        standard = f"a configured band of +-{tolerance_percent:g} %, not a cited limit (cited: "
+        standard += f"{VOLTAGE_STANDARD})"
+    share = tolerance_percent / 100
+    rules = []
+    for metrics, nominal in (
+        (PHASE_VOLTAGES, nominal_kv / math.sqrt(3)),
+        (LINE_VOLTAGES, nominal_kv),
+    ):
+        for metric in metrics:
+            for side, comparison, limit in (
+                ("low", Comparison.LT, nominal * (1 - share)),
+                ("high", Comparison.GT, nominal * (1 + share)),
+            ):
+                rules.append(
+                    AlertRuleTemplate(
+                        name=f"{metric}_{side}",
+                        metric=metric,
+                        condition=ConditionKind.THRESHOLD,
+                        severity=Severity.WARNING,
+                        summary=f"{metric} {side}: beyond {tolerance_percent:g} % of the "
+                        f"nominal {nominal:.4g} kV",
+                        comparison=comparison,
+                        threshold=limit,
+                        # Back half a per cent of nominal inside the band before clearing.
+                        hysteresis=nominal * 0.005,
+                        for_seconds=VOLTAGE_HOLD_SECONDS,
+                        standard=standard,
+                    )
+                )
+    return rules
 
 
 # -- derived values ----------------------------------------------------------------------

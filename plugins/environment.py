@@ -21,6 +21,9 @@ import math
 
 from smartcity.fields import (
     Aggregation,
+    AlertRuleTemplate,
+    Comparison,
+    ConditionKind,
     DeviceProfileTemplate,
     Direction,
     FieldInfo,
@@ -30,6 +33,7 @@ from smartcity.fields import (
     Pillar,
     Quality,
     Reading,
+    Severity,
     ValueType,
     hookimpl,
 )
@@ -173,6 +177,41 @@ def kpis() -> list[Kpi]:
             window_seconds=30 * DAY,
             standard="Decision 1460/QD-TCMT (VN_WQI)",
         ),
+    ]
+
+
+# -- default alert rules -----------------------------------------------------------------
+# One rule per band of Table 1 of Decision 1459/QD-TCMT from "poor" up, on the hourly
+# VN_AQI derived above, each firing from the lowest index of its band: at 350 the poor, bad
+# and very bad rules fire too, as Prometheus' tiered rules do, and an operator silences or
+# inhibits the lower ones. The index changes once an hour, so neither a hold time nor a
+# hysteresis is needed to keep it from flapping.
+AIR_QUALITY_SEVERITY = {
+    "Poor": Severity.WARNING,
+    "Bad": Severity.WARNING,
+    "Very bad": Severity.CRITICAL,
+    "Hazardous": Severity.CRITICAL,
+}
+AQI_TABLE = "Decision 1459/QD-TCMT (VN_AQI guideline), section 1.4, Table 1"
+
+
+@hookimpl
+def alert_rules() -> list[AlertRuleTemplate]:
+    return [
+        AlertRuleTemplate(
+            name=f"air_quality_{category.name.lower().replace(' ', '_')}",
+            metric="vn_aqi",
+            condition=ConditionKind.THRESHOLD,
+            severity=AIR_QUALITY_SEVERITY[category.name],
+            summary=f"Air quality {category.name.lower()} ({category.name_vi}): hourly VN_AQI "
+            f"{category.low} or more",
+            comparison=Comparison.GE,
+            threshold=category.low,
+            standard=f"{AQI_TABLE}: VN_AQI {category.low}-{category.high} is "
+            f"{category.name.lower()} ({category.name_vi}, {category.colour_vi})",
+        )
+        for category in vn_aqi.CATEGORIES
+        if category.name in AIR_QUALITY_SEVERITY
     ]
 
 

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 
 from smartcity.fields import (
     Aggregation,
+    AlertRuleTemplate,
+    Comparison,
+    ConditionKind,
     DeviceProfileTemplate,
     Direction,
     FieldInfo,
@@ -24,6 +27,7 @@ from smartcity.fields import (
     Pillar,
     Quality,
     Reading,
+    Severity,
     ValueType,
     hookimpl,
 )
@@ -35,6 +39,14 @@ CHLORINE_MIN = 0.2
 CHLORINE_MAX = 1.0
 """Free residual chlorine in piped water, mg/L, both limits inclusive (QCVN 01-1:2018/BYT):
 below, water reaching the tap is no longer protected; above, customers taste it."""
+TURBIDITY_MAX = 2.0
+"""NTU, inclusive (QCVN 01-1:2018/BYT)."""
+PH_MIN = 6.0
+PH_MAX = 8.5
+"""Both inclusive (QCVN 01-1:2018/BYT)."""
+LIMIT_TABLE = (
+    f"{DRINKING_WATER} (issued with Circular 41/2018/TT-BYT), Article 4, table of limits, group A"
+)
 
 
 @hookimpl
@@ -151,6 +163,82 @@ def kpis() -> list[Kpi]:
             direction=Direction.HIGHER,
             aggregation=Aggregation.INCREASE,
             metric="total_volume",
+        ),
+    ]
+
+
+# -- default alert rules -----------------------------------------------------------------
+# The limits are the regulation's (QCVN 01-1:2018/BYT, group A parameters 2, 3 and 6 of the
+# table of limits in Article 4). How long a breach must last and how far back a value must
+# come before the alert clears are operating choices, not the regulation's: an online
+# analyser is noisy, and a minute filters a single spike without hiding a real breach.
+HOLD_SECONDS = 60.0
+
+
+@hookimpl
+def alert_rules() -> list[AlertRuleTemplate]:
+    threshold, critical, warning = ConditionKind.THRESHOLD, Severity.CRITICAL, Severity.WARNING
+    return [
+        AlertRuleTemplate(
+            name="turbidity_high",
+            metric="turbidity",
+            condition=threshold,
+            severity=critical,
+            summary="Turbidity of treated water above 2 NTU",
+            comparison=Comparison.GT,
+            threshold=TURBIDITY_MAX,
+            hysteresis=0.2,
+            for_seconds=HOLD_SECONDS,
+            standard=f"{LIMIT_TABLE}, no. 3: turbidity at most 2 NTU",
+        ),
+        AlertRuleTemplate(
+            name="ph_low",
+            metric="ph",
+            condition=threshold,
+            severity=warning,
+            summary="pH of treated water below 6.0",
+            comparison=Comparison.LT,
+            threshold=PH_MIN,
+            hysteresis=0.1,
+            for_seconds=HOLD_SECONDS,
+            standard=f"{LIMIT_TABLE}, no. 6: pH within 6.0 to 8.5",
+        ),
+        AlertRuleTemplate(
+            name="ph_high",
+            metric="ph",
+            condition=threshold,
+            severity=warning,
+            summary="pH of treated water above 8.5",
+            comparison=Comparison.GT,
+            threshold=PH_MAX,
+            hysteresis=0.1,
+            for_seconds=HOLD_SECONDS,
+            standard=f"{LIMIT_TABLE}, no. 6: pH within 6.0 to 8.5",
+        ),
+        AlertRuleTemplate(
+            # Too little chlorine leaves water unprotected on its way to the tap: critical.
+            name="chlorine_low",
+            metric="residual_chlorine",
+            condition=threshold,
+            severity=critical,
+            summary="Free residual chlorine below 0.2 mg/L",
+            comparison=Comparison.LT,
+            threshold=CHLORINE_MIN,
+            hysteresis=0.02,
+            for_seconds=HOLD_SECONDS,
+            standard=f"{LIMIT_TABLE}, no. 2: free residual chlorine within 0.2 to 1.0 mg/L",
+        ),
+        AlertRuleTemplate(
+            name="chlorine_high",
+            metric="residual_chlorine",
+            condition=threshold,
+            severity=warning,
+            summary="Free residual chlorine above 1.0 mg/L",
+            comparison=Comparison.GT,
+            threshold=CHLORINE_MAX,
+            hysteresis=0.05,
+            for_seconds=HOLD_SECONDS,
+            standard=f"{LIMIT_TABLE}, no. 2: free residual chlorine within 0.2 to 1.0 mg/L",
         ),
     ]
 

@@ -1,0 +1,1 @@
+"""The alerts service: rules on the telemetry stream, the alert lifecycle, and receivers."""
