@@ -17,6 +17,9 @@ from smartcity.fields import (
     Metric,
     MetricKind,
     Pillar,
+    RecordAccess,
+    RecordType,
+    RecordWorkflow,
     ValueType,
     hookimpl,
 )
@@ -125,4 +128,77 @@ def kpis() -> list[Kpi]:
             denominator="calls_1022",
             scale=100,
         ),
+    ]
+
+
+DISTRICTS = [
+    "hai_chau",
+    "thanh_khe",
+    "son_tra",
+    "ngu_hanh_son",
+    "lien_chieu",
+    "cam_le",
+    "hoa_vang",
+    "hoang_sa",
+]
+
+
+@hookimpl
+def record_types() -> list[RecordType]:
+    # A feedback ticket from the portal, 1022, the app or the chatbot. The status workflow
+    # is enforced by the records service: a ticket is answered before it is closed.
+    return [
+        RecordType(
+            name="feedback_ticket",
+            title="Feedback ticket",
+            description="A resident's feedback or request and how the city handled it",
+            access=RecordAccess.OWNER,
+            owner_property="citizen_id",
+            indexed=("status", "district", "category"),
+            workflow=RecordWorkflow(
+                property="status",
+                initial=("new",),
+                transitions={
+                    "new": ("assigned",),
+                    "assigned": ("in_progress",),
+                    "in_progress": ("resolved",),
+                    "resolved": ("closed",),
+                },
+            ),
+            schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["citizen_id", "channel", "category", "title", "status"],
+                "properties": {
+                    "citizen_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "channel": {"enum": ["portal", "call_1022", "app", "chatbot"]},
+                    "category": {
+                        "enum": [
+                            "environment",
+                            "traffic",
+                            "urban_order",
+                            "public_services",
+                            "rescue",
+                            "other",
+                        ]
+                    },
+                    "title": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "description": {"type": "string", "maxLength": 10_000},
+                    "district": {"enum": DISTRICTS},
+                    "location": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["lat", "lon"],
+                        "properties": {
+                            "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                            "lon": {"type": "number", "minimum": -180, "maximum": 180},
+                        },
+                    },
+                    "status": {"enum": ["new", "assigned", "in_progress", "resolved", "closed"]},
+                    "assignee": {"type": "string", "maxLength": 200},
+                    "due_time": {"type": "string", "format": "date-time"},
+                    "resolution": {"type": "string", "maxLength": 10_000},
+                },
+            },
+        )
     ]

@@ -20,6 +20,8 @@ from smartcity.fields import (
     Metric,
     MetricKind,
     Pillar,
+    RecordAccess,
+    RecordType,
     ValueType,
     hookimpl,
 )
@@ -129,4 +131,53 @@ def kpis() -> list[Kpi]:
             denominator="students_enrolled",
             scale=100,
         ),
+    ]
+
+
+@hookimpl
+def record_types() -> list[RecordType]:
+    # The e-school record: one per student and school year, read by the student (or the
+    # guardian's account that owns it) and by the education department's officers.
+    return [
+        RecordType(
+            name="school_record",
+            title="School record",
+            description="A student's results and conduct for one school year",
+            access=RecordAccess.OWNER,
+            owner_property="student_id",
+            indexed=("student_id", "school_id", "school_year"),
+            schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["student_id", "student", "school_id", "school_year", "grade"],
+                "properties": {
+                    "student_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "student": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["full_name", "birth_date"],
+                        "properties": {
+                            "full_name": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "birth_date": {"type": "string", "format": "date"},
+                        },
+                    },
+                    "school_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "school_year": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{4}$"},
+                    "grade": {"type": "integer", "minimum": 1, "maximum": 12},
+                    "subjects": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["subject", "score"],
+                            "properties": {
+                                "subject": {"type": "string", "minLength": 1},
+                                "score": {"type": "number", "minimum": 0, "maximum": 10},
+                            },
+                        },
+                    },
+                    "conduct": {"enum": ["excellent", "good", "fair", "weak"]},
+                },
+            },
+        )
     ]

@@ -17,6 +17,8 @@ from smartcity.fields import (
     Metric,
     MetricKind,
     Pillar,
+    RecordAccess,
+    RecordType,
     ValueType,
     hookimpl,
 )
@@ -126,4 +128,64 @@ def kpis() -> list[Kpi]:
             scale=100,
             window_seconds=MONTH,
         ),
+    ]
+
+
+@hookimpl
+def record_types() -> list[RecordType]:
+    # The food facilities database: public, so that a QR code on a stall leads a customer
+    # to the facility's certificate and inspections; officers of the field write it.
+    return [
+        RecordType(
+            name="food_facility",
+            title="Food facility",
+            description="A food business with its food-safety certificate and inspections",
+            access=RecordAccess.PUBLIC,
+            indexed=("district", "certificate.status", "qr_code"),
+            schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "address", "kind"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "address": {"type": "string", "minLength": 1, "maxLength": 500},
+                    "district": {"type": "string", "maxLength": 64},
+                    "kind": {
+                        "enum": [
+                            "restaurant",
+                            "street_food",
+                            "producer",
+                            "market",
+                            "school_kitchen",
+                            "supermarket",
+                        ]
+                    },
+                    "certificate": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["number", "issued", "expires", "status"],
+                        "properties": {
+                            "number": {"type": "string", "minLength": 1, "maxLength": 64},
+                            "issued": {"type": "string", "format": "date"},
+                            "expires": {"type": "string", "format": "date"},
+                            "status": {"enum": ["valid", "expired", "suspended", "revoked"]},
+                        },
+                    },
+                    "inspections": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["date", "result"],
+                            "properties": {
+                                "date": {"type": "string", "format": "date"},
+                                "result": {"enum": ["pass", "fail"]},
+                                "notes": {"type": "string", "maxLength": 2000},
+                            },
+                        },
+                    },
+                    "qr_code": {"type": "string", "maxLength": 128},
+                },
+            },
+        )
     ]

@@ -18,6 +18,8 @@ from smartcity.fields import (
     Metric,
     MetricKind,
     Pillar,
+    RecordAccess,
+    RecordType,
     ValueType,
     hookimpl,
 )
@@ -142,4 +144,66 @@ def kpis() -> list[Kpi]:
             scale=100,
             target=100,
         ),
+    ]
+
+
+_DATE = {"type": "string", "format": "date"}
+
+
+@hookimpl
+def record_types() -> list[RecordType]:
+    # The summary every hospital and health station shares for a citizen: who the patient
+    # is, what a doctor must know at once (blood type, allergies, chronic conditions) and
+    # the vaccinations. Health data: read only with eID level 2 after a recent strong login,
+    # every read audited.
+    return [
+        RecordType(
+            name="health_record",
+            title="Electronic health record",
+            description="Medical record summary of one citizen, shared by hospitals and stations",
+            access=RecordAccess.OWNER,
+            owner_property="citizen_id",
+            sensitive=True,
+            indexed=("citizen_id", "facility_id"),
+            schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["citizen_id", "patient"],
+                "properties": {
+                    "citizen_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "patient": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["full_name", "birth_date"],
+                        "properties": {
+                            "full_name": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "birth_date": _DATE,
+                            "sex": {"enum": ["female", "male", "other"]},
+                            "insurance_number": {"type": "string", "maxLength": 32},
+                        },
+                    },
+                    "blood_type": {"enum": ["A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-"]},
+                    "allergies": {"type": "array", "items": {"type": "string", "maxLength": 200}},
+                    "chronic_conditions": {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": 200},
+                    },
+                    "vaccinations": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["vaccine", "date"],
+                            "properties": {
+                                "vaccine": {"type": "string", "minLength": 1},
+                                "date": _DATE,
+                                "dose": {"type": "integer", "minimum": 1},
+                            },
+                        },
+                    },
+                    "facility_id": {"type": "string", "maxLength": 64},
+                    "last_visit": _DATE,
+                },
+            },
+        )
     ]

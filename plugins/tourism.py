@@ -17,6 +17,8 @@ from smartcity.fields import (
     Metric,
     MetricKind,
     Pillar,
+    RecordAccess,
+    RecordType,
     ValueType,
     hookimpl,
 )
@@ -125,4 +127,48 @@ def kpis() -> list[Kpi]:
             metric="visitor_arrivals",
             window_seconds=MONTH,
         ),
+    ]
+
+
+@hookimpl
+def record_types() -> list[RecordType]:
+    # Online accommodation registration: establishments declare their guests; the records
+    # hold personal data, so only officers of the field read them.
+    return [
+        RecordType(
+            name="accommodation_registration",
+            title="Accommodation registration",
+            description="A guest's stay declared by an accommodation establishment",
+            access=RecordAccess.FIELD,
+            indexed=("establishment_id", "check_in"),
+            schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["establishment_id", "guest", "check_in"],
+                "properties": {
+                    "establishment_id": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "establishment_name": {"type": "string", "maxLength": 200},
+                    "guest": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": [
+                            "full_name",
+                            "nationality",
+                            "document_type",
+                            "document_number",
+                        ],
+                        "properties": {
+                            "full_name": {"type": "string", "minLength": 1, "maxLength": 200},
+                            "nationality": {"type": "string", "pattern": "^[A-Z]{2}$"},
+                            "document_type": {"enum": ["passport", "citizen_id"]},
+                            "document_number": {"type": "string", "minLength": 1, "maxLength": 32},
+                            "birth_date": {"type": "string", "format": "date"},
+                        },
+                    },
+                    "check_in": {"type": "string", "format": "date"},
+                    "check_out": {"type": "string", "format": "date"},
+                    "room": {"type": "string", "maxLength": 32},
+                },
+            },
+        )
     ]

@@ -541,6 +541,29 @@ class AlertRuleTemplate:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordWorkflow:
+    """The states a record moves through: ``property`` (a top-level string property of the
+    schema) starts at one of ``initial`` and may only change along ``transitions`` (state →
+    the states it may move to). The records service enforces it on every update."""
+
+    property: str
+    initial: tuple[str, ...]
+    transitions: Mapping[str, tuple[str, ...]] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        what = f"workflow of {self.property!r}"
+        _set(self, "initial", tuple(self.initial))
+        moves = {state: tuple(targets) for state, targets in dict(self.transitions).items()}
+        states = set(moves) | {target for targets in moves.values() for target in targets}
+        if not self.initial or not set(self.initial) <= states:
+            raise ValueError(f"{what}: initial states must be states of its transitions")
+        _set(self, "transitions", MappingProxyType(moves))
+
+    def allows(self, before: str, after: str) -> bool:
+        return before == after or after in self.transitions.get(before, ())
+
+
+@dataclass(frozen=True, slots=True)
 class RecordType:
     """A kind of record the records service stores for this field.
 
@@ -549,6 +572,12 @@ class RecordType:
     holding the citizen's identity, which is what lets a citizen read their own records.
     The field that declares a record type owns it; names are unique across the platform
     because they are the ``<type>`` token of ``city.records.<type>.<event>``.
+
+    ``version`` is raised whenever the schema changes; every stored record says the version
+    it was written under. ``indexed`` names the dotted paths searches by value are indexed
+    on; ``sensitive`` records (health data) are read only after a recent strong login with
+    eID level 2, with a stated reason, and every read is audited; ``workflow`` constrains
+    how a status property may change.
     """
 
     name: str
@@ -556,6 +585,11 @@ class RecordType:
     schema: Mapping[str, Any] = field(hash=False)
     access: RecordAccess = RecordAccess.FIELD
     owner_property: str | None = None
+    version: int = 1
+    description: str = ""
+    indexed: tuple[str, ...] = ()
+    sensitive: bool = False
+    workflow: RecordWorkflow | None = None
 
     def __post_init__(self) -> None:
         name = check_name(self.name, "record type name")
@@ -585,6 +619,23 @@ class RecordType:
                 )
         elif self.owner_property is not None:
             raise ValueError(f"{what}: owner_property applies only to access 'owner'")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise ValueError(f"{what}: version must be a whole number from 1")
+        _set(self, "description", _text(self.description, f"{what}: description", required=False))
+        _set(self, "indexed", tuple(self.indexed))
+        for path in self.indexed:
+            if not isinstance(path, str) or path.split(".")[0] not in properties:
+                raise ValueError(f"{what}: indexed path {path!r} is not a schema property")
+        workflow = self.workflow
+        if workflow is not None and properties.get(workflow.property, {}).get("enum") is None:
+            raise ValueError(f"{what}: workflow property {workflow.property!r} needs an enum")
+        # Imported here: agents load this module too and never declare record types.
+        from jsonschema import Draft202012Validator, SchemaError
+
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            raise ValueError(f"{what}: not a valid JSON Schema: {exc.message}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,12 +79,14 @@ class CreateRecordResponse(_message.Message):
     def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ...) -> None: ...
 
 class GetRecordRequest(_message.Message):
-    __slots__ = ("id", "version")
+    __slots__ = ("id", "version", "reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     version: int
-    def __init__(self, id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GetRecordResponse(_message.Message):
     __slots__ = ("record",)
@@ -127,12 +129,14 @@ class DeleteRecordResponse(_message.Message):
     def __init__(self, record: _Optional[_Union[Record, _Mapping]] = ...) -> None: ...
 
 class ListRecordHistoryRequest(_message.Message):
-    __slots__ = ("id", "page")
+    __slots__ = ("id", "page", "reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     page: _common_pb2.PageRequest
-    def __init__(self, id: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListRecordHistoryResponse(_message.Message):
     __slots__ = ("records", "page")
@@ -143,7 +147,7 @@ class ListRecordHistoryResponse(_message.Message):
     def __init__(self, records: _Optional[_Iterable[_Union[Record, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
 
 class SearchRecordsRequest(_message.Message):
-    __slots__ = ("page", "type", "owner_id", "field", "query", "update_time_range", "order_by", "include_deleted")
+    __slots__ = ("page", "type", "owner_id", "field", "query", "update_time_range", "order_by", "include_deleted", "reason")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     OWNER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +156,7 @@ class SearchRecordsRequest(_message.Message):
     UPDATE_TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_DELETED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     page: _common_pb2.PageRequest
     type: str
     owner_id: str
@@ -160,7 +165,8 @@ class SearchRecordsRequest(_message.Message):
     update_time_range: _common_pb2.TimeRange
     order_by: str
     include_deleted: bool
-    def __init__(self, page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., type: _Optional[str] = ..., owner_id: _Optional[str] = ..., field: _Optional[str] = ..., query: _Optional[str] = ..., update_time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., order_by: _Optional[str] = ..., include_deleted: _Optional[bool] = ...) -> None: ...
+    reason: str
+    def __init__(self, page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., type: _Optional[str] = ..., owner_id: _Optional[str] = ..., field: _Optional[str] = ..., query: _Optional[str] = ..., update_time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., order_by: _Optional[str] = ..., include_deleted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SearchRecordsResponse(_message.Message):
     __slots__ = ("records", "page")

@@ -78,7 +78,8 @@ class RecordsServiceServicer:
 
     def CreateRecord(self, request, context):
         """Creates a record at version 1. Data that does not satisfy the type's schema is refused
-        with INVALID_ARGUMENT naming each violation (`ErrorDetail.field_path` is its path).
+        with INVALID_ARGUMENT naming each violation (`BadRequest.FieldViolation.field` is its
+        JSON Pointer).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,107 @@
+"""The record types the city's field plugins declare, and what a declaration must be."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from records_support import city_types, facility, health, ticket
+
+from smartcity.fields import RecordAccess, RecordType, RecordWorkflow
+from smartcity.services.records.schemas import SchemaViolation
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"enum": ["open", "done"]}, "note": {"type": "string"}},
+}
+
+
+def test_the_city_declares_its_record_types_with_their_fields() -> None:
+    declared = {(info.name, info.field, info.spec.access) for info in city_types().all()}
+    assert declared == {
+        ("health_record", "health", RecordAccess.OWNER),
+        ("school_record", "education", RecordAccess.OWNER),
+        ("feedback_ticket", "citizen_services", RecordAccess.OWNER),
+        ("food_facility", "food_safety", RecordAccess.PUBLIC),
+        ("accommodation_registration", "tourism", RecordAccess.FIELD),
+    }
+    assert [i.name for i in city_types().all() if i.spec.sensitive] == ["health_record"]
+    flow = city_types().get("feedback_ticket").spec.workflow
+    assert flow is not None
+    assert flow.initial == ("new",)
+    assert [s for s in ("assigned", "resolved") if flow.allows("new", s)] == ["assigned"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "document"),
+    [
+        ("health_record", health("c-1")),
+        ("feedback_ticket", ticket("c-1")),
+        ("food_facility", facility()),
+        (
+            "school_record",
+            {
+                "student_id": "s-1",
+                "student": {"full_name": "Tran Thi Binh", "birth_date": "2014-05-02"},
+                "school_id": "thcs-nguyen-hue",
+                "school_year": "2025-2026",
+                "grade": 6,
+                "subjects": [{"subject": "math", "score": 8.5}],
+            },
+        ),
+        (
+            "accommodation_registration",
+            {
+                "establishment_id": "hotel-42",
+                "guest": {
+                    "full_name": "Jane Doe",
+                    "nationality": "AU",
+                    "document_type": "passport",
+                    "document_number": "PA1234567",
+                },
+                "check_in": "2026-11-30",
+            },
+        ),
+    ],
+)
+def test_a_sample_of_every_type_is_valid_and_a_broken_one_names_its_path(
+    kind: str, document: dict[str, Any]
+) -> None:
+    info = city_types().get(kind)
+    info.validate(document)
+    broken = {**document, "unexpected": 1}
+    with pytest.raises(SchemaViolation) as caught:
+        info.validate(broken)
+    assert [str(v) for v in caught.value.violations] == ["/unexpected: not allowed"]
+
+
+def test_a_whole_number_arrives_as_a_float_and_is_stored_as_an_integer() -> None:
+    from smartcity.services.records.schemas import Limits, canonical
+
+    assert canonical({"grade": 6.0, "score": 8.5, "list": [1.0]}, Limits()) == {
+        "grade": 6,
+        "score": 8.5,
+        "list": [1],
+    }
+    with pytest.raises(SchemaViolation, match="/score: not a finite number"):
+        canonical({"score": float("nan")}, Limits())
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"version": 0}, "version must be a whole number"),
+        ({"indexed": ("nowhere",)}, "indexed path 'nowhere' is not a schema property"),
+        ({"workflow": RecordWorkflow("note", ("a",), {"a": ("b",)})}, "needs an enum"),
+        ({"schema": {**SCHEMA, "properties": {"status": {"type": 7}}}}, "not a valid JSON Schema"),
+    ],
+)
+def test_a_wrong_declaration_is_refused_saying_why(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RecordType(**{"name": "permit", "title": "Permit", "schema": SCHEMA, **changes})
+
+
+def test_a_workflow_must_start_from_its_own_states() -> None:
+    with pytest.raises(ValueError, match="initial states"):
+        RecordWorkflow("status", ("closed",), {"open": ("done",)})
