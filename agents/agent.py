@@ -9,20 +9,29 @@ left for the next start.
 
 Write commands are served only when the agent can check who sends them: with ``auth`` keys
 configured (identity's key set, or a public key handed over) it answers
-``city.commands.<site>.<device>``; without keys it does not subscribe at all.
+``city.commands.<site>.<device>``; without keys it does not subscribe at all. ``ready`` is set
+once the agent is connected and its command subscriptions are known to the server.
+
+One buffer, one process. The default id is the host name and a short hash of the devices the
+agent serves, so two agents started from one folder with different profiles get different
+ids, buffers and heartbeat subjects; the buffer's OS lock refuses a second agent on the same
+buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 import socket
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from smartcity.agents.buffer import DiskBuffer
+from smartcity.agents.buffer_state import holder
 from smartcity.agents.commands import CommandService
 from smartcity.agents.driver import DeviceDriver, driver_for
 from smartcity.agents.health import publish_heartbeats, register_metrics
@@ -31,6 +40,7 @@ from smartcity.agents.publisher import TelemetryPublisher
 from smartcity.agents.resilience import Backoff
 from smartcity.runtime.bus import Bus, BusError
 from smartcity.runtime.config import Settings
+from smartcity.runtime.errors import FailedPrecondition
 from smartcity.runtime.tokens import KeySetError, TokenVerifier
 
 log = logging.getLogger(__name__)
@@ -42,10 +52,42 @@ class AgentError(Exception):
     """The agent cannot run as configured; the message says what to change."""
 
 
-def default_agent_id() -> str:
-    """The host name, made a valid subject token."""
-    name = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-_")
-    return name[:63] or "agent"
+def default_agent_id(profiles: Sequence[Profile]) -> str:
+    """The host name and a short hash of the devices served, made a valid subject token:
+    unique per agent on a host, and stable while its set of devices stays the same."""
+    host = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-_")[:54]
+    devices = "\n".join(sorted(f"{p.site}/{p.device}" for p in profiles))
+    digest = hashlib.sha256(devices.encode()).hexdigest()[:8]
+    return f"{host or 'agent'}-{digest}"
+
+
+def buffer_path(settings: Settings, agent_id: str) -> Path:
+    """Where the agent ``agent_id`` keeps its disk buffer."""
+    folder = settings.agent.buffer_dir or (Path(settings.data_dir) / "agent")
+    return Path(folder) / f"{agent_id}.buffer.db"
+
+
+def waiting_elsewhere(path: Path) -> dict[Path, int]:
+    """Other buffers beside ``path`` that hold batches and that no running agent owns:
+    readings of an agent that ran under another id (its devices changed, say)."""
+    found: dict[Path, int] = {}
+    for other in sorted(path.parent.glob("*.buffer.db")):
+        if other == path or holder(other) is not None:
+            continue
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{other}?mode=ro", uri=True)) as db:
+                (count,) = db.execute("SELECT count(*) FROM batches").fetchone()
+        except sqlite3.Error:
+            continue
+        if count:
+            found[other] = count
+    return found
+
+
+def _retry_delays(within: float, step: float = 0.2) -> list[float]:
+    """The pauses between tries of something retried for ``within`` seconds (one try at
+    least)."""
+    return [step] * max(0, int(within / step)) + [0.0]
 
 
 class Agent:
@@ -75,15 +117,16 @@ class Agent:
                 "(SMARTCITY_NATS__URL)"
             )
         self.settings = settings
-        self.agent_id = settings.agent.id or default_agent_id()
         self.profiles = list(profiles)
-        buffer_dir = settings.agent.buffer_dir or (Path(settings.data_dir) / "agent")
-        self.buffer_path = Path(buffer_dir) / f"{self.agent_id}.buffer.db"
+        self.agent_id = settings.agent.id or default_agent_id(self.profiles)
+        self.buffer_path = buffer_path(settings, self.agent_id)
         self.buffer: DiskBuffer | None = None
         self.publisher: TelemetryPublisher | None = None
         self.drivers: list[DeviceDriver] = []
         self.bus: Bus | None = None
         self.connected = asyncio.Event()
+        self.ready = asyncio.Event()
+        """Connected, and every command subscription is known to the server."""
         self.commands: list[CommandService] = []
         self.verifier: TokenVerifier | None = None
         if settings.auth.jwks_file or settings.auth.public_keys:
@@ -95,11 +138,26 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
         options = self.settings.agent
-        self.buffer = DiskBuffer(
-            self.buffer_path,
-            max_bytes=options.buffer_max_bytes,
-            synchronous=options.buffer_synchronous,
-        )
+        try:
+            self.buffer = DiskBuffer(
+                self.buffer_path,
+                max_bytes=options.buffer_max_bytes,
+                synchronous=options.buffer_synchronous,
+            )
+        except FailedPrecondition as exc:
+            raise AgentError(
+                f"{exc}: two agents cannot share a buffer. Give this agent its own id with "
+                "--id ID (agent.id), or its own folder with agent.buffer_dir"
+            ) from None
+        for other, count in waiting_elsewhere(self.buffer_path).items():
+            log.warning(
+                "agent %s: %s holds %d unsent batch(es) of an agent that is not running; "
+                "start it (--id %s) to send them",
+                self.agent_id,
+                other,
+                count,
+                other.name.removesuffix(".buffer.db"),
+            )
         pending = self.buffer.stats()
         if pending.batches:
             log.info(
@@ -116,6 +174,7 @@ class Agent:
             max_batch=options.max_batch_readings,
             window=options.publish_window,
             ack_timeout=options.ack_timeout_seconds,
+            staging_max_readings=options.staging_max_readings,
         )
         self.drivers = [driver_for(profile) for profile in self.profiles]
         register_metrics(drivers=self.drivers, buffer=self.buffer, publisher=self.publisher)
@@ -126,6 +185,7 @@ class Agent:
             )
             for driver in self.drivers
         ]
+        writer = asyncio.create_task(self.publisher.run_writer(), name="buffer writer")
         uplink = asyncio.create_task(self._uplink(self.buffer, self.publisher), name="uplink")
         log.info(
             "agent %s: reading %d device(s), publishing to %s, buffer %s",
@@ -137,7 +197,7 @@ class Agent:
         try:
             await stop.wait()
         finally:
-            await self._shutdown(devices, uplink, self.buffer, self.publisher)
+            await self._shutdown(devices, writer, uplink, self.buffer, self.publisher)
 
     async def _uplink(self, buffer: DiskBuffer, publisher: TelemetryPublisher) -> None:
         """Connect (again and again, if need be), then run the uplink and the heartbeat."""
@@ -152,6 +212,7 @@ class Agent:
                 await asyncio.sleep(delay)
         self.connected.set()
         await self._serve_commands(self.bus)
+        self.ready.set()
         await asyncio.gather(
             publisher.run(self.bus),
             publish_heartbeats(
@@ -185,6 +246,7 @@ class Agent:
     async def _shutdown(
         self,
         devices: list[asyncio.Task[None]],
+        writer: asyncio.Task[None],
         uplink: asyncio.Task[None],
         buffer: DiskBuffer,
         publisher: TelemetryPublisher,
@@ -198,10 +260,27 @@ class Agent:
         for driver in self.drivers:
             with contextlib.suppress(Exception):
                 await driver.close()
-        uplink.cancel()
-        await asyncio.gather(uplink, return_exceptions=True)
+        # What the devices handed over last goes to disk before anything is sent.
+        timeout = self.settings.agent.drain_timeout_seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for delay in _retry_delays(deadline - loop.time()):
+            if await publisher.flush():
+                break
+            await asyncio.sleep(delay)
+        if publisher.staged_readings:
+            log.error(
+                "agent %s: stopping with %d reading(s) the disk buffer %s could not take: %s",
+                self.agent_id,
+                publisher.staged_readings,
+                self.buffer_path,
+                publisher.health.last_error,
+            )
+        for task in (writer, uplink):
+            task.cancel()
+        await asyncio.gather(writer, uplink, return_exceptions=True)
         if self.bus is not None:
-            await publisher.drain(self.bus, self.settings.agent.drain_timeout_seconds)
+            await publisher.drain(self.bus, max(0.0, deadline - loop.time()))
             await self.bus.close()
         left = buffer.stats()
         if left.batches:

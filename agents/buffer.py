@@ -1,134 +1,242 @@
 """The agent's write-ahead buffer: every batch is on disk before it is sent.
 
-A batch is appended here (one SQLite transaction, WAL mode) the moment it is built, and
-deleted only after JetStream has acknowledged it. When the uplink is down batches pile up and
-are replayed oldest first when it returns; when the agent is killed they are still here on
-the next start. The per-device sequence counters live in the same database and advance in the
-same transaction as the append, so a restarted agent never reuses a message id (JetStream
-would silently drop the new batch as a duplicate of the old one) and the sequence of a device
-only ever grows.
+Batches are appended here (one SQLite transaction per group, WAL mode) and deleted only
+after JetStream has acknowledged them. When the uplink is down batches pile up and are
+replayed oldest first when it returns; when the agent is killed they are still here on the
+next start. Sequence numbers are handed out from memory (:meth:`DiskBuffer.reserve`, which
+never waits for the disk) and made durable by the transaction that stores their batches:
+the stored counters and the ``reserved`` ranges always cover every batch on disk.
+
+Ids that survive a rollback. A power cut (with relaxed durability) or a restored copy of the
+file (a VM snapshot) can bring back counters that were already used. Two things keep that
+from reusing an identity:
+
+* every opening of the buffer is an *incarnation* with a random ``epoch``, part of the id of
+  every batch it creates, so an id can never be issued twice by two incarnations;
+* the first reservation of each device in an incarnation starts no lower than the clock in
+  microseconds, so sequences keep growing across a rollback (a device would need more than a
+  million readings a second to outrun the clock). A restart therefore leaves a gap in a
+  device's sequence; the ``reserved`` table records each incarnation's range.
+
+One buffer, one process: the buffer holds an exclusive OS lock on ``<file>.lock`` for as long
+as it is open, and a second opening is refused with the holder's process id.
 
 The buffer is capped in bytes. When an append would pass the cap, the oldest batches are
 dropped, counted and logged; the loss is never silent, and the count survives restarts.
 
-Durability: ``synchronous=NORMAL`` (the default here) survives a crash or kill of the agent
-process; ``synchronous=FULL`` also survives power loss at the cost of an fsync per batch.
+Durability: ``synchronous=FULL`` (the default) makes each committed group survive power loss;
+the agent commits once per tick for all its devices, so the fsync is paid per group, not per
+batch. ``NORMAL`` survives a crash of the process only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
+from smartcity.agents.buffer_records import (
+    SCHEMA,
+    BufferStats,
+    Build,
+    Entry,
+    NewBatch,
+    Row,
+    Transaction,
+)
+from smartcity.agents.buffer_state import BufferHealth, acquire_lock, lock_path
+
+__all__ = [
+    "BufferHealth",
+    "BufferStats",
+    "Build",
+    "DiskBuffer",
+    "Entry",
+    "NewBatch",
+    "Row",
+    "lock_path",
+]
+
 log = logging.getLogger(__name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    subject TEXT NOT NULL,
-    msg_id TEXT NOT NULL,
-    headers TEXT NOT NULL DEFAULT '{}',
-    readings INTEGER NOT NULL DEFAULT 0,
-    payload BLOB NOT NULL,
-    created REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0)
-);
-CREATE TABLE IF NOT EXISTS sequences (
-    device TEXT PRIMARY KEY,
-    next INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    id: int
-    subject: str
-    msg_id: str
-    headers: dict[str, str]
-    readings: int
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class BufferStats:
-    batches: int
-    bytes: int
-    dropped_batches: int
-    dropped_bytes: int
 
 
 class DiskBuffer:
-    """A FIFO of (subject, message id, payload) on disk, capped in bytes."""
+    """A FIFO of (subject, message id, payload) on disk, capped in bytes.
+
+    Thread-safe: the agent calls it from worker threads so that a slow or locked disk never
+    stalls its event loop. :meth:`stats` reads memory only and never waits for the disk.
+    """
 
     def __init__(
         self,
         path: str | Path,
         *,
         max_bytes: int = 512 * 1024 * 1024,
-        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        synchronous: Literal["NORMAL", "FULL"] = "FULL",
+        busy_timeout: float = 2.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.epoch = secrets.token_hex(6)
+        """This incarnation's id: in every message id it creates."""
+        self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM batches")
-        self._batches, self._bytes = row.fetchone()
+        self._lock_file = acquire_lock(self.path)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(SCHEMA)
+            row = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0), coalesce(max(id), 0) "
+                "FROM batches"
+            ).fetchone()
+            # Batches with an id up to ``opened_after`` were created by an earlier run.
+            self._batches, self._bytes, self.opened_after = row
+            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+            (self._quarantined,) = self._db.execute("SELECT count(*) FROM quarantine").fetchone()
+            self._next = dict(self._db.execute("SELECT device, next FROM sequences").fetchall())
+        except BaseException:
+            self._release()
+            raise
+        self._dropped = counters.get("dropped_batches", 0)
+        self._dropped_bytes = counters.get("dropped_bytes", 0)
+        self._started: set[str] = set()
+        self._sequence_lock = threading.Lock()  # never held across disk I/O
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._release()
+
+    def _release(self) -> None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
+
+    # -- appending ---------------------------------------------------------------------------
 
     def append(
         self,
         subject: str,
-        build: Callable[[int], tuple[str, bytes]],
+        build: Build,
         *,
         device: str,
         count: int,
         headers: Mapping[str, str] | None = None,
     ) -> int:
-        """Number ``count`` readings of ``device`` and store their batch, atomically.
+        """Number ``count`` readings of ``device`` and store their batch, atomically; returns
+        the first sequence number (see :meth:`append_many`)."""
+        (first,) = self.append_many([NewBatch(subject, device, count, build, headers or {})])
+        return first
 
-        ``build(first_sequence)`` returns ``(msg_id, payload)``; it runs inside the
-        transaction, so either the batch and its sequence numbers are both on disk or
-        neither is, and a crash can leave no gap that looks like lost readings. Returns the
-        first sequence number. ``headers`` (the trace context of the read) are sent with
-        the batch. Drops the oldest batches first if the cap requires.
+    def append_many(self, batches: Sequence[NewBatch]) -> list[int]:
+        """Number and store ``batches`` in one transaction, in order; all or nothing.
+
+        A failed append (a locked or full disk, a build that raises) stores nothing and gives
+        its sequence numbers back, provided nobody reserved for the same devices meanwhile.
+        Returns each batch's first sequence number.
         """
+        with self._sequence_lock:
+            saved = {batch.device: self._next.get(batch.device) for batch in batches}
+            started = set(self._started)
+        rows: list[Row] = []
+        try:
+            for batch in batches:
+                first = self.reserve(batch.device, batch.count)
+                msg_id, payload = batch.build(first)
+                rows.append(
+                    Row(
+                        batch.subject,
+                        batch.device,
+                        first,
+                        batch.count,
+                        msg_id,
+                        batch.headers,
+                        payload,
+                    )
+                )
+            self.append_rows(rows)
+        except BaseException:
+            with self._sequence_lock:
+                for device, value in saved.items():
+                    if value is None:
+                        self._next.pop(device, None)
+                    else:
+                        self._next[device] = value
+                self._started = started
+            raise
+        return [row.first for row in rows]
+
+    def reserve(self, device: str, count: int) -> int:
+        """The first of ``count`` new sequence numbers of ``device``, from memory: it never
+        waits for the disk. They become durable with the :meth:`append_rows` that stores
+        them; a crash before that leaves a gap, never a repeat."""
+        with self._sequence_lock:
+            first = self._next.get(device, 0)
+            if device not in self._started:
+                # The first reservation of this incarnation: never below the clock, so that
+                # a counter brought back by a rollback cannot hand out a sequence used before.
+                first = max(first, int(self._clock() * 1_000_000))
+                self._started.add(device)
+            self._next[device] = first + count
+            return first
+
+    def append_rows(self, rows: Sequence[Row]) -> None:
+        """Store numbered batches in one transaction, in order, with their reservations;
+        drops the oldest batches first if the cap requires. Thread-safe; meant for a worker
+        thread, since it waits for the disk."""
+        for row in rows:
+            if len(row.payload) > self.max_bytes:
+                raise ValueError(
+                    f"a batch of {len(row.payload)} bytes exceeds the buffer cap of "
+                    f"{self.max_bytes}"
+                )
+        ranges: dict[str, tuple[int, int]] = {}
+        for row in rows:
+            low, high = ranges.get(row.device, (row.first, row.first + row.count))
+            ranges[row.device] = (min(low, row.first), max(high, row.first + row.count))
+        size = sum(len(row.payload) for row in rows)
         with self._lock:
             with self._transaction():
-                first = self._reserve(device, count)
-                msg_id, payload = build(first)
-                size = len(payload)
-                if size > self.max_bytes:
-                    raise ValueError(
-                        f"a batch of {size} bytes exceeds the buffer cap of {self.max_bytes}"
-                    )
                 dropped, dropped_bytes = self._make_room(size)
-                self._db.execute(
+                self._db.executemany(
                     "INSERT INTO batches(subject, msg_id, headers, readings, payload) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (subject, msg_id, json.dumps(dict(headers or {})), count, payload),
+                    [
+                        (r.subject, r.msg_id, json.dumps(dict(r.headers)), r.count, r.payload)
+                        for r in rows
+                    ],
                 )
-            self._batches += 1 - dropped
+                self._db.executemany(
+                    "INSERT INTO sequences(device, next) VALUES (?, ?) ON CONFLICT(device) "
+                    "DO UPDATE SET next = max(next, excluded.next)",
+                    [(device, high) for device, (_, high) in ranges.items()],
+                )
+                self._db.executemany(
+                    "INSERT INTO reserved(epoch, device, first, next) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(epoch, device) DO UPDATE SET "
+                    "first = min(first, excluded.first), next = max(next, excluded.next)",
+                    [(self.epoch, device, low, high) for device, (low, high) in ranges.items()],
+                )
+            self._batches += len(rows) - dropped
             self._bytes += size - dropped_bytes
+            self._dropped += dropped
+            self._dropped_bytes += dropped_bytes
         if dropped:
             log.error(
                 "disk buffer full: dropped the %d oldest batch(es), %d bytes, to keep %s "
@@ -138,20 +246,6 @@ class DiskBuffer:
                 self.path,
                 self.max_bytes,
             )
-        return first
-
-    def _reserve(self, device: str, count: int) -> int:
-        row = self._db.execute("SELECT next FROM sequences WHERE device = ?", (device,)).fetchone()
-        # A device new to this buffer starts at the clock in microseconds, not at 1: if the
-        # buffer file is ever lost, the new sequence still lies above everything this device
-        # published before, and consumers that drop "already seen" sequences keep working.
-        first = row[0] if row else time.time_ns() // 1000
-        self._db.execute(
-            "INSERT INTO sequences(device, next) VALUES (?, ?) "
-            "ON CONFLICT(device) DO UPDATE SET next = excluded.next",
-            (device, first + count),
-        )
-        return first
 
     def _make_room(self, size: int) -> tuple[int, int]:
         """Delete the oldest batches until ``size`` more bytes fit; returns what went."""
@@ -177,13 +271,17 @@ class DiskBuffer:
             )
         return dropped, dropped_bytes
 
+    # -- sending -----------------------------------------------------------------------------
+
     def peek(self, limit: int = 100, after: int = 0) -> list[Entry]:
         """The oldest ``limit`` batches with id greater than ``after``, in order."""
+        return self._entries("WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+
+    def _entries(self, where: str, args: Sequence[object]) -> list[Entry]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, subject, msg_id, headers, readings, payload FROM batches "
-                "WHERE id > ? ORDER BY id LIMIT ?",
-                (after, limit),
+                f"SELECT id, subject, msg_id, headers, readings, payload FROM batches {where}",
+                args,
             ).fetchall()
         return [
             Entry(batch_id, subject, msg_id, json.loads(headers), readings, payload)
@@ -207,32 +305,85 @@ class DiskBuffer:
             self._batches -= row[0]
             self._bytes -= row[1]
 
+    def merge(self, groups: Sequence[tuple[Sequence[Entry], bytes, int]]) -> list[Entry]:
+        """For each group ``(entries, payload, readings)``: replace consecutive batches of one
+        device, never sent, by one batch in the place (and with the id) of the first; all
+        groups in one transaction. Fewer, larger messages for a backlog."""
+        merged: list[Entry] = []
+        with self._lock:
+            with self._transaction():
+                for entries, payload, readings in groups:
+                    first, rest = entries[0], [entry.id for entry in entries[1:]]
+                    self._db.execute(
+                        "UPDATE batches SET payload = ?, readings = ? WHERE id = ?",
+                        (payload, readings, first.id),
+                    )
+                    self._db.execute(
+                        f"DELETE FROM batches WHERE id IN ({','.join('?' * len(rest))})", rest
+                    )
+                    merged.append(
+                        Entry(
+                            first.id, first.subject, first.msg_id, first.headers, readings, payload
+                        )
+                    )
+            for entries, payload, _ in groups:
+                self._batches -= len(entries) - 1
+                self._bytes += len(payload) - sum(len(entry.payload) for entry in entries)
+        return merged
+
+    def quarantine(self, entry: Entry, reason: str) -> None:
+        """Move a batch that must not be sent again as it is out of the queue, kept on disk
+        with the reason, so that it neither blocks the uplink nor disappears."""
+        with self._lock:
+            with self._transaction():
+                deleted = self._db.execute("DELETE FROM batches WHERE id = ?", (entry.id,))
+                if deleted.rowcount:
+                    self._db.execute(
+                        "INSERT INTO quarantine(id, subject, msg_id, headers, readings, payload, "
+                        "reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            entry.id,
+                            entry.subject,
+                            entry.msg_id,
+                            json.dumps(entry.headers),
+                            entry.readings,
+                            entry.payload,
+                            reason,
+                        ),
+                    )
+            if deleted.rowcount:
+                self._batches -= 1
+                self._bytes -= len(entry.payload)
+                self._quarantined += 1
+
+    # -- state -------------------------------------------------------------------------------
+
     def depth_by_subject(self) -> dict[str, int]:
         """Batches waiting per subject, i.e. per device."""
         with self._lock:
             rows = self._db.execute("SELECT subject, count(*) FROM batches GROUP BY subject")
             return dict(rows.fetchall())
 
-    def stats(self) -> BufferStats:
+    def reserved(self) -> dict[str, list[tuple[int, int]]]:
+        """Per device, the ``[first, next)`` sequence range each incarnation reserved."""
         with self._lock:
-            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
-            return BufferStats(
-                batches=self._batches,
-                bytes=self._bytes,
-                dropped_batches=counters.get("dropped_batches", 0),
-                dropped_bytes=counters.get("dropped_bytes", 0),
-            )
+            rows = self._db.execute(
+                "SELECT device, first, next FROM reserved ORDER BY device, first"
+            ).fetchall()
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        for device, first, next_ in rows:
+            ranges.setdefault(device, []).append((first, next_))
+        return ranges
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def stats(self) -> BufferStats:
+        """From memory: safe to call on the event loop while the disk is slow or locked."""
+        return BufferStats(
+            batches=self._batches,
+            bytes=self._bytes,
+            dropped_batches=self._dropped,
+            dropped_bytes=self._dropped_bytes,
+            quarantined=self._quarantined,
+        )
 
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)

@@ -5,6 +5,11 @@ The IOC needs to tell "the substation is quiet" from "the agent that reads it is
 ``heartbeat_interval`` the agent publishes an ``AgentHeartbeat`` per site on
 ``city.agents.<site>.<agent>`` with cumulative per-device counters, latency, buffer depth
 and the last sequence number; the same figures are exported as OpenTelemetry metrics.
+
+The agent's own storage is part of that picture: while the disk buffer fails (locked by
+another process, a full disk) every device's ``last_error`` starts with ``disk buffer:`` and
+the reason, and ``smartcity.agent.buffer_failing`` is 1; devices are still polled meanwhile.
+Reading the buffer's depth never blocks the event loop: it is queried in a worker thread.
 """
 
 from __future__ import annotations
@@ -41,9 +46,12 @@ def build_heartbeats(
     publisher: TelemetryPublisher,
     started: float,
     interval: float,
+    depth: dict[str, int],
 ) -> dict[str, telemetry_pb2.AgentHeartbeat]:
-    """One heartbeat per site, from the drivers' counters and the buffer's depth."""
-    depth = buffer.depth_by_subject()
+    """One heartbeat per site, from the drivers' counters and the buffer's depth per subject
+    (``depth``, read beforehand off the event loop)."""
+    health = publisher.health
+    storage = f"disk buffer: {health.last_error}" if health.failing else ""
     now = time.time()
     beats: dict[str, telemetry_pb2.AgentHeartbeat] = {}
     for driver in drivers:
@@ -71,7 +79,7 @@ def build_heartbeats(
                 telemetry_subject(profile.field, profile.site, profile.device), 0
             ),
             last_sequence=publisher.last_sequence.get((profile.site, profile.device), 0),
-            last_error=stats.last_error,
+            last_error="; ".join(text for text in (storage, stats.last_error) if text),
         )
         if stats.latencies_ms:
             _duration(device.mean_poll_latency, sum(stats.latencies_ms) / len(stats.latencies_ms))
@@ -96,6 +104,11 @@ async def publish_heartbeats(
     started = time.time()
     while True:
         if bus.nc.is_connected:
+            try:
+                depth = await asyncio.to_thread(buffer.depth_by_subject)
+            except Exception as exc:  # a failing disk still gets a heartbeat out
+                log.debug("buffer depth not read: %s", exc)
+                depth = {}
             beats = build_heartbeats(
                 agent_id=agent_id,
                 drivers=drivers,
@@ -103,6 +116,7 @@ async def publish_heartbeats(
                 publisher=publisher,
                 started=started,
                 interval=interval,
+                depth=depth,
             )
             for site, beat in beats.items():
                 try:
@@ -166,4 +180,55 @@ def register_metrics(
         [uplink],
         unit="{batch}",
         description="Batches acknowledged by JetStream",
+    )
+
+    def failing(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        yield metrics.Observation(1 if publisher.health.failing else 0)
+
+    meter.create_observable_gauge(
+        "smartcity.agent.buffer_failing",
+        [failing],
+        unit="1",
+        description="1 while the disk buffer fails (readings wait in memory, polling goes on)",
+    )
+
+    def failures(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        yield metrics.Observation(publisher.health.failures)
+
+    meter.create_observable_counter(
+        "smartcity.agent.buffer_errors",
+        [failures],
+        unit="{error}",
+        description="Failed disk buffer operations, each retried with back-off",
+    )
+
+    def dropped(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        yield metrics.Observation(publisher.staging.readings_dropped)
+
+    meter.create_observable_counter(
+        "smartcity.agent.readings_dropped",
+        [dropped],
+        unit="{reading}",
+        description="Readings dropped from memory after the disk buffer failed for too long",
+    )
+
+    def collisions(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        yield metrics.Observation(publisher.stats.duplicates_unexpected)
+
+    meter.create_observable_counter(
+        "smartcity.agent.id_collisions",
+        [collisions],
+        unit="{batch}",
+        description='Batches JetStream called "duplicate" that this agent never sent; '
+        "quarantined in the buffer",
+    )
+
+    def staged(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        yield metrics.Observation(publisher.staged_readings)
+
+    meter.create_observable_gauge(
+        "smartcity.agent.staged_readings",
+        [staged],
+        unit="{reading}",
+        description="Readings waiting in memory for the next commit to the disk buffer",
     )

@@ -1,148 +1,99 @@
 """From readings to JetStream: numbered batches on disk, then an acknowledged uplink.
 
-Two halves that never wait for each other:
+Three parts that never wait for each other:
 
-* :meth:`TelemetryPublisher.sink_for` gives each device driver a sink. It numbers the
-  readings (per-device sequence, kept across restarts), builds a ``TelemetryBatch``, and
-  appends it to the disk buffer together with the trace context of the read. A driver is
-  never slowed by the network: the append is a local SQLite transaction.
-* :meth:`TelemetryPublisher.run` is the uplink. It sends the oldest buffered batches to
-  JetStream as a pipelined window (``publish_async``), each with ``Nats-Msg-Id`` set to the
-  batch id, and deletes a batch from the buffer only once JetStream has acknowledged it.
-  While NATS is unreachable it backs off and retries; the batches wait on disk, oldest
-  first. A batch whose acknowledgement was lost is sent again with the same id, and
-  JetStream's de-duplication stores it once; consumers also skip a batch id they stored.
-  When NATS answers but no stream captures the subject, the batches wait the same way; the
-  agent says so in words, once per outage, and never creates a stream itself: streams are
-  the platform's (``smartcity streams ensure``), an agent only publishes.
-
-``sent_time`` is stamped at each send without decoding the stored batch: protobuf merges a
-serialized message with the bytes of one more field appended, so the stored payload plus an
-encoded ``sent_time`` is the batch with that field set.
+* :meth:`TelemetryPublisher.sink_for` gives each device driver a sink. The sink keeps the
+  readings worth sending (a BAD reading is sent when a point turns BAD and then at the
+  keep-alive, not on every cycle of a device that stays unreachable) and stages them in
+  memory; it never touches the disk, so a driver is never slowed or stopped by the agent's
+  own storage.
+* :meth:`TelemetryPublisher.run_writer` commits everything staged, across devices, in one
+  SQLite transaction: group commit, once per tick. It numbers the readings (per-device
+  sequence) and builds each ``TelemetryBatch`` with the trace context of its read on the event
+  loop (CPU work, which in a thread would only contend for the GIL), then writes the group in
+  a worker thread, so that the loop never waits for the disk. When the buffer fails (its
+  file locked by another process, a full disk) the readings stay in memory and the commit is
+  retried with back-off; the failure is logged once, reported in the heartbeat and the
+  metrics, and the writer carries on by itself when the disk works again. Only when more than
+  ``staging_max_readings`` wait in memory are the oldest dropped, counted and logged.
+* :meth:`TelemetryPublisher.run` is the uplink (:mod:`smartcity.agents.uplink`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from nats.js import api as js_api
-from nats.js.errors import NoStreamResponseError
 from opentelemetry import trace
 
-from smartcity.agents.buffer import DiskBuffer
+from smartcity.agents.batches import (
+    add_reading,
+    batch_id,
+    encode_batch,
+    sent_time_suffix,
+    to_proto,
+)
+from smartcity.agents.buffer import BufferHealth, Build, DiskBuffer, Row
 from smartcity.agents.driver import ReadingSink
+from smartcity.agents.modbus.driver import KEEPALIVE_SLOW_INTERVALS
 from smartcity.agents.profile import DeviceBase
 from smartcity.agents.reading import Quality, Reading
 from smartcity.agents.resilience import Backoff
-from smartcity.common.v1 import common_pb2
+from smartcity.agents.uplink import Uplink, UplinkStats
 from smartcity.runtime.bus import Bus, context_headers
 from smartcity.runtime.subjects import telemetry_subject
-from smartcity.telemetry.v1 import telemetry_pb2
+
+__all__ = [
+    "TelemetryPublisher",
+    "UplinkStats",
+    "add_reading",
+    "batch_id",
+    "sent_time_suffix",
+    "to_proto",
+]
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("smartcity.agents")
-
-_QUALITY = {
-    Quality.GOOD: common_pb2.QUALITY_GOOD,
-    Quality.BAD: common_pb2.QUALITY_BAD,
-    Quality.UNCERTAIN: common_pb2.QUALITY_UNCERTAIN,
-    Quality.STALE: common_pb2.QUALITY_STALE,
-}
-_INT64 = range(-(2**63), 2**63)
-
-
-def _stamp(timestamp: object, seconds: float) -> None:
-    whole = int(seconds)
-    timestamp.seconds = whole  # type: ignore[attr-defined]
-    timestamp.nanos = int((seconds - whole) * 1e9)  # type: ignore[attr-defined]
-
-
-class _Stamps(dict[float, Timestamp]):
-    """Timestamps by Unix time: the readings of one poll share their read time, so a batch
-    converts each distinct time once."""
-
-    def __missing__(self, seconds: float) -> Timestamp:
-        whole = int(seconds)
-        stamp = self[seconds] = Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
-        return stamp
-
-
-def add_reading(
-    batch: telemetry_pb2.TelemetryBatch, reading: Reading, sequence: int, stamps: _Stamps
-) -> None:
-    """Append ``reading`` to ``batch``; ``value`` is always the numeric view (see
-    docs/architecture.md, "NATS subjects")."""
-    value = reading.value
-    if value.__class__ is float and reading.source_time is None and not reading.reason:
-        # The common case, a good analogue value read directly from a device: no dict.
-        batch.readings.add(
-            metric=reading.metric,
-            unit=reading.unit,
-            quality=_QUALITY[reading.quality],
-            sequence=sequence,
-            read_time=stamps[reading.read_time],
-            value=value,
-        )
-        if reading.server_time is not None:
-            batch.readings[-1].server_time.CopyFrom(stamps[reading.server_time])
-        return
-    fields: dict[str, object] = {
-        "metric": reading.metric,
-        "unit": reading.unit,
-        "quality": _QUALITY[reading.quality],
-        "sequence": sequence,
-        "read_time": stamps[reading.read_time],
-    }
-    if isinstance(value, bool):
-        fields["bool_value"] = value
-        fields["value"] = 1.0 if value else 0.0
-    elif isinstance(value, int):
-        if value in _INT64:
-            fields["int_value"] = value
-        fields["value"] = float(value)
-    elif value is not None:
-        fields["value"] = value
-    if reading.reason:
-        fields["quality_reason"] = reading.reason
-    if reading.source_time is not None:
-        fields["source_time"] = stamps[reading.source_time]
-    if reading.server_time is not None:
-        fields["server_time"] = stamps[reading.server_time]
-    batch.readings.add(**fields)
-
-
-def to_proto(reading: Reading, sequence: int) -> telemetry_pb2.Reading:
-    """One reading as it travels (the batch builder uses :func:`add_reading` directly)."""
-    batch = telemetry_pb2.TelemetryBatch()
-    add_reading(batch, reading, sequence, _Stamps())
-    return batch.readings[0]
-
-
-def batch_id(site: str, device: str, first_sequence: int) -> str:
-    """The batch's identity: the same readings always get the same id, on every replay."""
-    return f"{site}/{device}/{first_sequence}"
-
-
-def sent_time_suffix(now: float) -> bytes:
-    """Serialized ``TelemetryBatch`` holding only ``sent_time``, to append to a payload."""
-    suffix = telemetry_pb2.TelemetryBatch()
-    _stamp(suffix.sent_time, now)
-    return suffix.SerializeToString()
+_APPEND = "appending readings"
+_BAD = Quality.BAD
 
 
 @dataclass
-class UplinkStats:
-    batches_sent: int = 0
-    readings_sent: int = 0
-    send_failures: int = 0
-    last_error: str = ""
-    connected: bool = False
+class StagingStats:
+    readings_dropped: int = 0
+    """Readings dropped from memory because the buffer failed for too long."""
+    bad_suppressed: int = 0
+    """BAD readings not sent because their point was already reported BAD."""
+
+
+class _BadOnce:
+    """Keeps the BAD readings of one device that say something new: a point turning BAD, or
+    a point still BAD at its keep-alive. Every other reading passes."""
+
+    def __init__(self, keepalive: float) -> None:
+        self.keepalive = keepalive
+        self._since: dict[str, float] = {}
+        """Points currently reported BAD, with when that was last sent."""
+
+    def keep(self, readings: Sequence[Reading]) -> list[Reading]:
+        since = self._since
+        if not since and _BAD not in {reading.quality for reading in readings}:
+            return list(readings)  # the common case: nothing is or was BAD
+        kept: list[Reading] = []
+        keepalive = self.keepalive
+        for reading in readings:
+            if reading.quality is _BAD:
+                sent = since.get(reading.metric)
+                if sent is not None and reading.read_time - sent < keepalive:
+                    continue
+                since[reading.metric] = reading.read_time
+            elif since:
+                since.pop(reading.metric, None)
+            kept.append(reading)
+        return kept
 
 
 class TelemetryPublisher:
@@ -156,183 +107,205 @@ class TelemetryPublisher:
         max_batch: int = 1000,
         window: int = 256,
         ack_timeout: float = 5.0,
+        staging_max_readings: int = 200_000,
     ) -> None:
-        if max_batch < 1 or window < 1 or ack_timeout <= 0:
-            raise ValueError("max_batch and window must be >= 1 and ack_timeout positive")
+        if max_batch < 1 or window < 1 or ack_timeout <= 0 or staging_max_readings < 1:
+            raise ValueError(
+                "max_batch, window and staging_max_readings must be >= 1 and ack_timeout positive"
+            )
         self.buffer = buffer
         self.agent_id = agent_id
         self.max_batch = max_batch
-        self.window = window
-        self.ack_timeout = ack_timeout
-        self.stats = UplinkStats()
+        self.staging_max_readings = staging_max_readings
+        self.health = BufferHealth(buffer.path)
+        self._wake = asyncio.Event()
+        self.uplink = Uplink(
+            buffer,
+            self.health,
+            window=window,
+            ack_timeout=ack_timeout,
+            wake=self._wake,
+            max_readings=max_batch,
+        )
+        self.stats = self.uplink.stats
+        self.staging = StagingStats()
         self.last_sequence: dict[tuple[str, str], int] = {}
         self.readings_buffered = 0
-        self._wake = asyncio.Event()
-        self._no_stream_reported = False
+        self._staged: deque[tuple[DeviceBase, Sequence[Reading], dict[str, str]]] = deque()
+        self._staged_readings = 0
+        """Readings staged or numbered, not yet on disk."""
+        self._rows: list[Row] = []
+        """Batches numbered and encoded whose commit failed: the next one retries them."""
+        self._staged_event = asyncio.Event()
+        self._commit_lock = asyncio.Lock()
+        self._writer: asyncio.Task[None] | None = None
+        self._dropping = False
 
     # -- producing ---------------------------------------------------------------------------
 
     def sink_for(self, profile: DeviceBase) -> ReadingSink:
-        """The sink a device's driver hands its readings to."""
+        """The sink a device's driver hands its readings to. It returns at once."""
+        bad_once = _BadOnce(KEEPALIVE_SLOW_INTERVALS * profile.slow_interval)
+        span_name = f"create city.telemetry.{profile.field}"
+        attributes = {
+            "messaging.system": "nats",
+            "messaging.destination.name": telemetry_subject(
+                profile.field, profile.site, profile.device
+            ),
+            "smartcity.site": profile.site,
+            "smartcity.device": profile.device,
+        }
 
         async def sink(readings: Sequence[Reading]) -> None:
-            self.submit(profile, readings)
-
-        return sink
-
-    def submit(self, profile: DeviceBase, readings: Sequence[Reading]) -> None:
-        """Number ``readings`` and buffer them as one or more batches (at most
-        ``max_batch`` readings each)."""
-        subject = telemetry_subject(profile.field, profile.site, profile.device)
-        key = f"{profile.site}/{profile.device}"
-        span_name = f"create city.telemetry.{profile.field}"
-        for start in range(0, len(readings), self.max_batch):
-            chunk = readings[start : start + self.max_batch]
+            kept = bad_once.keep(readings)
+            self.staging.bad_suppressed += len(readings) - len(kept)
+            if not kept:
+                return
             with _tracer.start_as_current_span(
                 span_name,
                 kind=trace.SpanKind.PRODUCER,
-                attributes={
-                    "messaging.system": "nats",
-                    "messaging.destination.name": subject,
-                    "messaging.batch.message_count": len(chunk),
-                    "smartcity.site": profile.site,
-                    "smartcity.device": profile.device,
-                },
+                attributes={**attributes, "messaging.batch.message_count": len(kept)},
             ):
-                headers = context_headers()
+                self.stage(profile, kept, context_headers())
 
-                def build(first: int, chunk: Sequence[Reading] = chunk) -> tuple[str, bytes]:
-                    ident = batch_id(profile.site, profile.device, first)
-                    batch = telemetry_pb2.TelemetryBatch(
-                        field=profile.field,
-                        site=profile.site,
-                        device=profile.device,
-                        agent_id=self.agent_id,
-                        batch_id=ident,
-                        first_sequence=first,
-                        last_sequence=first + len(chunk) - 1,
-                    )
-                    stamps = _Stamps()
-                    for offset, reading in enumerate(chunk):
-                        add_reading(batch, reading, first + offset, stamps)
-                    return ident, batch.SerializeToString()
+        return sink
 
-                first = self.buffer.append(
-                    subject, build, device=key, count=len(chunk), headers=headers
+    def stage(
+        self, profile: DeviceBase, readings: Sequence[Reading], headers: dict[str, str]
+    ) -> None:
+        """Queue ``readings`` for the next group commit."""
+        self._staged.append((profile, readings, headers))
+        self._staged_readings += len(readings)
+        while self._staged_readings > self.staging_max_readings and (
+            self._rows or len(self._staged) > 1
+        ):
+            # the oldest first; a numbered batch dropped leaves a gap in its sequence
+            dropped = self._rows.pop(0).count if self._rows else len(self._staged.popleft()[1])
+            self._staged_readings -= dropped
+            self.staging.readings_dropped += dropped
+            if not self._dropping:
+                self._dropping = True
+                log.error(
+                    "disk buffer %s has failed for too long: more than %d readings wait in "
+                    "memory, dropping the oldest (counted in readings_dropped)",
+                    self.buffer.path,
+                    self.staging_max_readings,
                 )
-            self.last_sequence[(profile.site, profile.device)] = first + len(chunk) - 1
-            self.readings_buffered += len(chunk)
-        self._wake.set()
+        self._staged_event.set()
+
+    def submit(self, profile: DeviceBase, readings: Sequence[Reading]) -> None:
+        """Number ``readings`` and store them now, on the calling thread (at most
+        ``max_batch`` readings a batch). For tools and tests; an agent uses the sinks."""
+        rows = self._number([(profile, readings, context_headers())])
+        self.buffer.append_rows(rows)
+        self.readings_buffered += sum(row.count for row in rows)
+
+    def _number(
+        self, staged: Iterable[tuple[DeviceBase, Sequence[Reading], dict[str, str]]]
+    ) -> list[Row]:
+        """Number and encode staged readings as batches of at most ``max_batch``. CPU only,
+        on the event loop: in a worker thread it would fight the loop for the GIL."""
+        rows: list[Row] = []
+        for profile, readings, headers in staged:
+            subject = telemetry_subject(profile.field, profile.site, profile.device)
+            key = f"{profile.site}/{profile.device}"
+            for start in range(0, len(readings), self.max_batch):
+                chunk = readings[start : start + self.max_batch]
+                first = self.buffer.reserve(key, len(chunk))
+                try:
+                    msg_id, payload = self._builder(profile, chunk)(first)
+                except Exception:  # a reading that cannot be encoded must not stop the rest
+                    log.exception("readings of %s cannot be encoded; dropped", key)
+                    self.staging.readings_dropped += len(chunk)
+                    self._staged_readings -= len(chunk)
+                    continue
+                rows.append(Row(subject, key, first, len(chunk), msg_id, headers, payload))
+                self.last_sequence[(profile.site, profile.device)] = first + len(chunk) - 1
+        return rows
+
+    def _builder(self, profile: DeviceBase, chunk: Sequence[Reading]) -> Build:
+        def build(first: int) -> tuple[str, bytes]:
+            return encode_batch(
+                profile.field,
+                profile.site,
+                profile.device,
+                agent_id=self.agent_id,
+                epoch=self.buffer.epoch,
+                first=first,
+                readings=chunk,
+            )
+
+        return build
+
+    async def flush(self) -> bool:
+        """Commit what is staged: numbered and encoded here, written in a worker thread.
+        False when the buffer failed; the batches then wait in memory, numbered, for the
+        next try."""
+        async with self._commit_lock:
+            if self._staged:
+                self._rows += self._number(self._staged)
+                self._staged.clear()
+            self._staged_event.clear()
+            if not self._rows:
+                return True
+            rows, self._rows = self._rows, []
+            try:
+                await asyncio.to_thread(self.buffer.append_rows, rows)
+            except Exception as exc:
+                self._rows[:0] = rows
+                self._staged_event.set()
+                self.health.failed(_APPEND, exc)
+                return False
+            committed = sum(row.count for row in rows)
+            self._staged_readings -= committed
+            self.readings_buffered += committed
+            self.health.recovered(_APPEND)
+            self._dropping = False
+            self._wake.set()
+            return True
+
+    @property
+    def staged_readings(self) -> int:
+        return self._staged_readings
+
+    async def run_writer(self) -> None:
+        """Commit staged readings as they come, until cancelled; never raises for a buffer
+        error (it is retried with back-off and reported)."""
+        backoff = Backoff(initial=0.05, maximum=5.0)
+        self._writer = asyncio.current_task()
+        try:
+            while True:
+                await self._staged_event.wait()
+                await asyncio.sleep(0)  # let the other devices of this tick stage theirs too
+                try:
+                    committed = await self.flush()
+                except Exception as exc:  # whatever it is, the writer must outlive it
+                    self.health.failed(_APPEND, exc)
+                    committed = False
+                if committed:
+                    backoff.reset()
+                else:
+                    await asyncio.sleep(backoff.next_delay())
+        finally:
+            self._writer = None
 
     # -- the uplink --------------------------------------------------------------------------
 
     async def run(self, bus: Bus) -> None:
-        """Send buffered batches until cancelled; never raises for a NATS outage."""
-        backoff = Backoff(initial=0.1, maximum=5.0)
-        while True:
-            if not bus.nc.is_connected:
-                self.stats.connected = False
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            self.stats.connected = True
-            entries = self.buffer.peek(self.window)
-            if not entries:
-                self._wake.clear()
-                if self.buffer.stats().batches == 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), 1.0)
-                continue
-            acked = await self._send(bus, entries)
-            if len(acked) < len(entries):
-                await asyncio.sleep(backoff.next_delay())
-            else:
-                backoff.reset()
+        """Send buffered batches until cancelled; never raises for a NATS outage. Commits
+        staged readings too, unless :meth:`run_writer` already runs."""
+        writer = None
+        if self._writer is None:
+            writer = asyncio.create_task(self.run_writer(), name="buffer writer")
+        try:
+            await self.uplink.run(bus)
+        finally:
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
 
     async def drain(self, bus: Bus, timeout: float) -> bool:  # noqa: ASYNC109
-        """Send what is buffered for up to ``timeout`` seconds; True when nothing is left."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and bus.nc.is_connected:
-            entries = self.buffer.peek(self.window)
-            if not entries:
-                return True
-            await self._send(bus, entries, min(self.ack_timeout, deadline - time.monotonic()))
-        return self.buffer.stats().batches == 0
-
-    async def _send(self, bus: Bus, entries: list, ack_timeout: float | None = None) -> list[int]:
-        suffix = sent_time_suffix(time.time())
-        futures: list[asyncio.Future[js_api.PubAck]] = []
-        error = ""
-        try:
-            for entry in entries:
-                headers = {**entry.headers, js_api.Header.MSG_ID.value: entry.msg_id}
-                futures.append(
-                    await bus.js.publish_async(
-                        entry.subject,
-                        entry.payload + suffix,
-                        headers=headers,
-                        wait_stall=self.ack_timeout,
-                    )
-                )
-        except Exception as exc:  # connection lost mid-window, publish buffer full, ...
-            error = f"{type(exc).__name__}: {exc}"
-        if futures:
-            _, pending = await asyncio.wait(futures, timeout=ack_timeout or self.ack_timeout)
-            for future in pending:
-                future.cancel()
-        acked: list[int] = []
-        readings = 0
-        no_stream: list[str] = []
-        for entry, future in zip(entries, futures, strict=False):
-            if future.cancelled():
-                error = error or f"no acknowledgement within {self.ack_timeout:g} s"
-                continue
-            exc = future.exception()
-            if exc is not None:
-                if isinstance(exc, NoStreamResponseError) and entry.subject not in no_stream:
-                    no_stream.append(entry.subject)
-                error = error or f"{type(exc).__name__}: {exc}"
-                continue
-            acked.append(entry.id)
-            readings += entry.readings
-        if acked:
-            self.buffer.remove(acked)
-            self.stats.batches_sent += len(acked)
-            self.stats.readings_sent += readings
-        if len(acked) < len(entries):
-            self.stats.send_failures += 1
-            if no_stream:
-                error = f"no JetStream stream captures {', '.join(no_stream)}"
-                if not self._no_stream_reported:
-                    self._report_no_stream(bus, no_stream)
-            elif error != self.stats.last_error:
-                log.warning(
-                    "uplink: %d of %d batch(es) not acknowledged, kept on disk for retry: %s",
-                    len(entries) - len(acked),
-                    len(entries),
-                    error,
-                )
-            self.stats.last_error = error
-        elif self.stats.last_error:
-            log.info("uplink: JetStream acknowledges again; replaying the buffer in order")
-            self.stats.last_error = ""
-            self._no_stream_reported = False
-        return acked
-
-    def _report_no_stream(self, bus: Bus, subjects: list[str]) -> None:
-        """Say once per outage that the server has no stream for our subjects, and who
-        creates one: the platform, never the agent (it needs no stream-admin rights)."""
-        self._no_stream_reported = True
-        url = bus.nc.connected_url  # without the credentials it may carry
-        server = f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else "URL"
-        named = " or ".join(subjects[:3])
-        if len(subjects) > 3:
-            named += f" (and {len(subjects) - 3} more subjects)"
-        log.warning(
-            "uplink: no JetStream stream captures %s on %s; the readings stay in the disk "
-            "buffer and are retried until one does. Create the platform's streams with "
-            "`smartcity streams ensure --nats %s` (or run `smartcity nats` or `smartcity up`, "
-            "which create them)",
-            named,
-            server,
-            server,
-        )
+        """Commit what is staged and send what is buffered for up to ``timeout`` seconds;
+        True when nothing is left."""
+        await self.flush()
+        return await self.uplink.drain(bus, timeout) and not self._staged and not self._rows

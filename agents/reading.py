@@ -43,6 +43,7 @@ class _ReadingFields(NamedTuple):
 
 _new_tuple = tuple.__new__
 _now = time.time
+_BAD = Quality.BAD
 
 
 class Reading(_ReadingFields):
@@ -80,4 +81,6 @@ class Reading(_ReadingFields):
 
     @classmethod
     def bad(cls, metric: str, unit: str, reason: str, read_time: float | None = None) -> Reading:
-        return cls(metric, None, unit, Quality.BAD, reason, read_time=read_time)
+        # Built directly: an unreachable device yields one of these per point and cycle.
+        stamped = _now() if read_time is None else read_time
+        return _new_tuple(cls, (metric, None, unit, _BAD, reason, None, stamped, None))

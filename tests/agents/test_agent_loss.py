@@ -2,8 +2,9 @@
 nats-server, through a NATS outage and a SIGKILL of the agent itself.
 
 "Accepted" means numbered and written to the agent's disk buffer. Sequence numbers are
-reserved in the same SQLite transaction as the batch, so the buffer's sequence counters say
-exactly how many readings each device produced; the stream must hold each of them once.
+reserved in the same SQLite transaction as the batch, and the buffer records the range each
+run of the agent reserved per device (a run starts no lower than the clock, so a restart
+leaves a gap): the stream must hold every sequence of those ranges once.
 """
 
 from __future__ import annotations
@@ -42,10 +43,13 @@ def buffered(db: Path) -> int:
             return 0
 
 
-def produced(db: Path) -> dict[str, int]:
-    """Next unused sequence per device, from the agent's buffer."""
+def produced(db: Path) -> dict[str, set[int]]:
+    """Every sequence number each device was given, from the agent's buffer."""
+    numbered: dict[str, set[int]] = defaultdict(set)
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return dict(conn.execute("SELECT device, next FROM sequences").fetchall())
+        for device, first, next_ in conn.execute("SELECT device, first, next FROM reserved"):
+            numbered[device].update(range(first, next_))
+    return numbered
 
 
 async def stream_count(bus: Bus) -> int:
@@ -149,14 +153,13 @@ async def test_no_reading_is_lost_or_duplicated_across_nats_and_agent_restarts(
             agent.send_signal(signal.SIGTERM)  # a clean stop drains the buffer
             assert agent.wait(timeout=30) == 0, (data / "agent.log").read_text()[-3000:]
     assert buffered(db) == 0
-    next_sequence = produced(db)
+    numbered = produced(db)
     stored = await all_readings(bus)
     await bus.close()
     assert set(stored) == {"lien-chieu-110kv/t1-bay-1", "lien-chieu-110kv/t1-bay-2"}
     for device, sequences in stored.items():
         distinct = set(sequences)
-        start = min(distinct)
-        expected = set(range(start, next_sequence[device]))
+        expected = numbered[device]
         assert distinct == expected, f"{device}: {len(expected - distinct)} reading(s) missing"
         # JetStream's de-duplication window absorbed every replayed batch
         assert len(sequences) == len(distinct), f"{device}: duplicates in the stream"

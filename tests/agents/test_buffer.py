@@ -1,4 +1,5 @@
-"""Disk buffer: real SQLite files; order, durability across reopen, the cap and its count."""
+"""Disk buffer: real SQLite files; order, durability across reopen, the cap and its count,
+rollback of the file, its lock, and errors of the disk."""
 
 from __future__ import annotations
 
@@ -6,12 +7,18 @@ import itertools
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from smartcity.agents.buffer import DiskBuffer
+from smartcity.agents.buffer import DiskBuffer, NewBatch
+from smartcity.runtime.errors import FailedPrecondition
 
 
 def batch(tag: str, size: int = 10):
@@ -47,8 +54,8 @@ def test_contents_and_sequences_survive_reopen(tmp_path: Path) -> None:
     assert [e.headers for e in again.peek()] == [{"traceparent": "00-t"}, {}]
     assert again.peek()[0].payload == b"aaaaaaaaaa"
     assert again.stats().batches == 2
-    # sequence numbers continue; a restarted agent never reuses a message id
-    assert again.append("s", batch("c"), device="d1", count=1) == first + 5
+    # sequence numbers keep growing; a restarted agent never reuses one
+    assert again.append("s", batch("c"), device="d1", count=1) >= first + 5
 
 
 def test_a_lost_buffer_never_restarts_a_device_below_its_old_sequence(tmp_path: Path) -> None:
@@ -105,3 +112,107 @@ def test_a_batch_larger_than_the_cap_is_refused_and_changes_nothing(tmp_path: Pa
     assert [e.msg_id for e in buffer.peek()] == ["a"]
     # the failed append did not consume sequence numbers
     assert buffer.append("s", batch("b"), device="d", count=1) == first + 1
+
+
+def test_a_restored_copy_of_the_buffer_reuses_no_sequence_and_no_id(tmp_path: Path) -> None:
+    """A VM snapshot restored: the counters go back, the identities must not."""
+    path = tmp_path / "b.db"
+    ids: list[str] = []
+
+    def named(first: int) -> tuple[str, bytes]:
+        return f"{buffer.epoch}/{first}", b"x"
+
+    buffer = DiskBuffer(path)
+    before = buffer.append("s", named, device="d", count=5)
+    ids.append(buffer.peek()[-1].msg_id)
+    buffer.close()
+    shutil.copy(path, tmp_path / "snapshot.db")
+    buffer = DiskBuffer(path)
+    used = buffer.append("s", named, device="d", count=5)
+    ids.append(buffer.peek()[-1].msg_id)
+    buffer.close()
+    shutil.copy(tmp_path / "snapshot.db", path)  # the restore
+    buffer = DiskBuffer(path)
+    after = buffer.append("s", named, device="d", count=5)
+    assert len(buffer.peek()) == 2  # the restored copy's batch, and the new one
+    ids.append(buffer.peek()[-1].msg_id)
+    assert after >= used + 5 > before
+    assert len(ids) == len(set(ids)), ids
+    ranges = buffer.reserved()["d"]
+    assert (after, after + 5) in ranges
+
+
+def test_a_group_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
+    buffer = DiskBuffer(tmp_path / "b.db")
+    first = buffer.append("s", batch("a"), device="d", count=2)
+
+    def broken(first: int) -> tuple[str, bytes]:
+        raise RuntimeError("cannot encode")
+
+    with pytest.raises(RuntimeError):
+        buffer.append_many([NewBatch("s", "d", 3, batch("b")), NewBatch("s", "e", 1, broken)])
+    assert [e.msg_id for e in buffer.peek()] == ["a"]
+    assert buffer.append("s", batch("c"), device="d", count=1) == first + 2
+
+
+def test_a_write_lock_held_elsewhere_fails_the_append_without_a_trace(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    buffer = DiskBuffer(path, busy_timeout=0.1)
+    first = buffer.append("s", batch("a"), device="d", count=1)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        buffer.append("s", batch("b"), device="d", count=1)
+    other.execute("ROLLBACK")
+    other.close()
+    assert buffer.append("s", batch("c"), device="d", count=1) == first + 1
+    assert [e.msg_id for e in buffer.peek()] == ["a", "c"]
+    assert buffer.stats().batches == 2
+
+
+def test_one_buffer_one_process(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    buffer = DiskBuffer(path)
+    with pytest.raises(FailedPrecondition, match=f"{path} is in use by another process"):
+        DiskBuffer(path)
+    # another process is refused too, while this one holds the buffer
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from smartcity.agents.buffer import DiskBuffer\n"
+            "try:\n    DiskBuffer(sys.argv[1])\n"
+            "except Exception as exc:\n    print(exc)",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"(pid {os.getpid()})" in probe.stdout
+    buffer.close()
+    DiskBuffer(path).close()  # free again once closed
+
+
+def test_a_merge_takes_the_place_and_the_id_of_the_first(tmp_path: Path) -> None:
+    buffer = DiskBuffer(tmp_path / "b.db")
+    for tag, subject in [("a1", "a"), ("b1", "b"), ("a2", "a"), ("a3", "a"), ("b2", "b")]:
+        buffer.append(subject, batch(tag), device=subject, count=2)
+    a1, _, a2, a3, _ = buffer.peek()
+    (merged,) = buffer.merge([([a1, a2, a3], b"m" * 25, 6)])
+    assert [(e.msg_id, e.readings) for e in buffer.peek()] == [("a1", 6), ("b1", 2), ("b2", 2)]
+    assert buffer.peek()[0] == merged
+    assert (buffer.stats().batches, buffer.stats().bytes) == (3, 45)
+
+
+def test_stats_never_wait_for_the_disk(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    buffer = DiskBuffer(path, busy_timeout=5)
+    buffer.append("s", batch("a"), device="d", count=1)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    started = time.monotonic()
+    assert buffer.stats().batches == 1
+    assert time.monotonic() - started < 0.1
+    other.execute("ROLLBACK")
+    other.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -72,7 +72,12 @@ def agent_run(
         str | None, typer.Option("--nats", help="NATS URL (default: nats.url).")
     ] = None,
     agent_id: Annotated[
-        str | None, typer.Option("--id", help="Agent id (default: agent.id, else host name).")
+        str | None,
+        typer.Option(
+            "--id",
+            help="Agent id, which also names its disk buffer (default: agent.id, else the host "
+            "name and a hash of the devices).",
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -107,6 +112,8 @@ def agent_run(
     )
     try:
         run_until_signalled(agent.run)
+    except AgentError as exc:
+        fail(exc, 2)
     finally:
         telemetry.shutdown()
 
@@ -162,27 +169,37 @@ def agent_check(
             "(ABCD, CDAB, BADC, DCBA), to find the one the device uses.",
         ),
     ] = False,
+    agent_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id", help="Id of the agent whose disk buffer to check (default: as the agent)."
+        ),
+    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Validate a profile, connect, read every point once and show the decoded values.
 
     The commissioning tool: for Modbus it also shows each point's raw registers, so a wrong
-    byte or word order shows at a glance. Exits 1 when a point is not read as good.
+    byte or word order shows at a glance. It also says whether the agent's disk buffer can be
+    written (a lock held by another process or a full disk stops it). Exits 1 when a point is
+    not read as good or the buffer cannot be written.
     """
     (device,) = _load_profiles([profile])
+    buffer_ok = _check_buffer(device, agent_id, config)
     from smartcity.agents.driver import driver_for
     from smartcity.agents.modbus.driver import ModbusDriver
 
-    async def read() -> tuple[list, dict]:
+    async def read() -> tuple[list, dict, Any]:
         driver = driver_for(device)
         try:
             readings = await driver.read_once()
             raw = await driver.read_raw() if isinstance(driver, ModbusDriver) else {}
-            return readings, raw
+            return readings, raw, getattr(driver, "server_identity", None)
         finally:
             await driver.close()
 
     try:
-        readings, raw = asyncio.run(read())
+        readings, raw, server = asyncio.run(read())
     except (OSError, ConnectionError, TimeoutError) as exc:
         fail(f"cannot read {device.endpoint}: {exc}")
     by_name = {reading.metric: reading for reading in readings}
@@ -213,8 +230,46 @@ def agent_check(
             row += _all_orders(point, raw.get(point.name))
         table.add_row(*row)
     Console().print(table)
-    if bad:
+    if server is not None:  # the OPC-UA server's certificate, and why it was trusted
+        Console().print(
+            f"server certificate: thumbprint {server.thumbprint}, subject {server.subject}\n"
+            f"trusted by: {server.trusted_by}",
+            highlight=False,
+            markup=False,
+        )
+    if getattr(getattr(device, "security", None), "trust_on_first_use", False):
+        Console().print("trust on first use: on (a server not seen before is trusted as it is)")
+    if bad or not buffer_ok:
         raise typer.Exit(1)
+
+
+def _check_buffer(device: object, agent_id: str | None, config: Path | None) -> bool:
+    """Print the state of the disk buffer the agent for ``device`` uses; False when an agent
+    could not write to it now."""
+    from smartcity.agents.agent import buffer_path, default_agent_id
+    from smartcity.agents.buffer_state import inspect_buffer
+    from smartcity.runtime.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(config, agent={"id": agent_id} if agent_id else None)
+    except ConfigError as exc:
+        fail(exc, 2)
+    ident = settings.agent.id or default_agent_id([device])  # type: ignore[list-item]
+    report = inspect_buffer(buffer_path(settings, ident))
+    console = Console(highlight=False)
+    where = escape(str(report.path))
+    if not report.exists:
+        console.print(f"disk buffer {where}: not created yet (agent {ident})")
+        return True
+    owner = f"held by the agent with pid {report.owner}" if report.owner else "no agent runs"
+    console.print(
+        f"disk buffer {where}: {owner}; {report.batches} batch(es) waiting, "
+        f"{report.quarantined} quarantined, {report.dropped_batches} dropped when full"
+    )
+    if report.problem:
+        console.print(f"[red]disk buffer not writable: {escape(report.problem)}[/red]")
+        return False
+    return True
 
 
 def _show(value: object) -> str:

@@ -1,0 +1,401 @@
+"""The uplink: buffered batches to JetStream, in order, each deleted only once acknowledged.
+
+Per-device order in the stream equals sequence order, whatever fails. Each round sends the
+oldest waiting batch of every device at once (devices pipeline against each other), but a
+device's next batch goes out only after its previous one was acknowledged: if batch k is
+refused, k+1 has not been sent, so the stream can never hold k+1 before k. So that a device
+keeps up over a link slower than its poll rate, the batches of its backlog that no process
+can have sent yet are merged on disk into one message (up to ``max_payload`` and
+``max_batch_readings``) before it goes out.
+
+A batch is sent with ``Nats-Msg-Id`` set to its id; a batch whose acknowledgement was lost is
+sent again with the same id and JetStream stores it once. JetStream answering "duplicate" is
+expected only for a batch this process already sent, or one an earlier run may have sent. For
+a batch created by this run and never sent, "duplicate" means an id collision: the stream
+holds other readings under that id. That is an alarm (logged, counted), and the batch is
+moved to the buffer's quarantine table, kept on disk, instead of being counted as delivered.
+
+A batch larger than the server's ``max_payload`` (a buffer filled before the agent knew the
+server, or a server configured small) is sent in parts that fit, one at a time and in order,
+each with an id derived from the batch id and the offset of its first reading; a single
+reading that cannot fit is quarantined, so that nothing blocks the uplink.
+
+All buffer I/O runs in a worker thread; a buffer error is reported through the buffer's
+:class:`~smartcity.agents.buffer.BufferHealth` and retried with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from nats.js import api as js_api
+from nats.js.errors import NoStreamResponseError
+
+from smartcity.agents.batches import (
+    Part,
+    headers_size,
+    merged_payload,
+    sent_time_suffix,
+    split_batch,
+)
+from smartcity.agents.buffer import BufferHealth, DiskBuffer, Entry
+from smartcity.agents.resilience import Backoff
+from smartcity.runtime.bus import Bus
+
+log = logging.getLogger(__name__)
+
+_READ = "reading batches to send"
+_REMOVE = "removing acknowledged batches"
+_MERGE = "merging a backlog"
+
+
+@dataclass
+class UplinkStats:
+    batches_sent: int = 0
+    readings_sent: int = 0
+    send_failures: int = 0
+    last_error: str = ""
+    connected: bool = False
+    duplicates_replayed: int = 0
+    """"Duplicate" answers for batches sent before (a lost acknowledgement, an earlier run)."""
+    duplicates_unexpected: int = 0
+    """"Duplicate" answers for batches never sent: id collisions, quarantined."""
+    batches_split: int = 0
+
+
+class Uplink:
+    """Sends what the buffer holds; see the module documentation for the guarantees."""
+
+    def __init__(
+        self,
+        buffer: DiskBuffer,
+        health: BufferHealth,
+        *,
+        window: int,
+        ack_timeout: float,
+        wake: asyncio.Event,
+        max_readings: int = 1000,
+    ) -> None:
+        self.buffer = buffer
+        self.health = health
+        self.window = window
+        self.ack_timeout = ack_timeout
+        self.max_readings = max_readings
+        """Readings a message merged from a backlog may hold (``max_batch_readings``)."""
+        self.stats = UplinkStats()
+        self.max_payload = 1024 * 1024
+        """The server's limit, read from the connection before each round."""
+        self._wake = wake
+        self._sent: dict[int, set[str]] = {}
+        """Per buffered batch, the message ids this process has sent for it."""
+        self._acked: set[str] = set()
+        """Message ids acknowledged whose batch is still in the buffer."""
+        self._parts: dict[int, tuple[list[Part], int]] = {}
+        """Split batches: their parts and how many are acknowledged."""
+        self._collided: dict[int, str] = {}
+        """Batches found colliding whose move to the quarantine has yet to succeed."""
+        self._no_stream_reported = False
+
+    async def run(self, bus: Bus) -> None:
+        """Send until cancelled; never raises for a NATS outage or a buffer error."""
+        backoff = Backoff(initial=0.1, maximum=5.0)
+        while True:
+            if not bus.nc.is_connected:
+                self.stats.connected = False
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self.stats.connected = True
+            self._wake.clear()
+            try:
+                outcome = await self.round(bus)
+            except Exception:  # a fault of the uplink itself must not end sending for good
+                log.exception("uplink: unexpected failure; retrying")
+                outcome = False
+            if outcome is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+            elif outcome:
+                backoff.reset()
+            else:
+                await asyncio.sleep(backoff.next_delay())
+
+    async def round(self, bus: Bus, ack_timeout: float | None = None) -> bool | None:
+        """Send the oldest batch (or next part) of each device once. None: nothing waits;
+        True: everything sent was acknowledged; False: something is left for a retry."""
+        self.max_payload = bus.nc.max_payload
+        suffix = sent_time_suffix(time.time())
+        try:
+            entries = await asyncio.to_thread(self.buffer.peek, self.window)
+        except Exception as exc:
+            self.health.failed(_READ, exc)
+            return False
+        self.health.recovered(_READ)
+        if not entries:
+            return None
+        queues: dict[str, list[Entry]] = {}
+        for entry in entries:
+            queues.setdefault(entry.subject, []).append(entry)
+        sends: list[tuple[Entry, Part]] = []
+        # one batch per device: none overtakes an earlier one of its device
+        for entry in await self._coalesce(list(queues.values()), suffix):
+            part = await self._next_part(entry, suffix)
+            if part is not None:
+                sends.append((entry, part))
+        if not sends:  # quarantined, or failing to be: pause before the next look
+            return False
+        futures: list[asyncio.Future[js_api.PubAck]] = []
+        error = ""
+        try:
+            for entry, part in sends:
+                headers = {**entry.headers, js_api.Header.MSG_ID.value: part.msg_id}
+                futures.append(
+                    await bus.js.publish_async(
+                        entry.subject,
+                        part.payload + suffix,
+                        headers=headers,
+                        wait_stall=self.ack_timeout,
+                    )
+                )
+        except Exception as exc:  # connection lost mid-round, publish buffer full, ...
+            error = f"{type(exc).__name__}: {exc}"
+        if futures:
+            _, pending = await asyncio.wait(futures, timeout=ack_timeout or self.ack_timeout)
+            for future in pending:
+                future.cancel()
+        done: list[Entry] = []
+        failed = len(sends) - len(futures)
+        no_stream: list[str] = []
+        for (entry, part), future in zip(sends, futures, strict=False):
+            sent = self._sent.setdefault(entry.id, set())
+            sent_before = part.msg_id in sent
+            sent.add(part.msg_id)
+            if future.cancelled() or future.exception() is not None:
+                exc = None if future.cancelled() else future.exception()
+                if isinstance(exc, NoStreamResponseError) and entry.subject not in no_stream:
+                    no_stream.append(entry.subject)
+                error = error or (
+                    f"{type(exc).__name__}: {exc}"
+                    if exc is not None
+                    else f"no acknowledgement within {self.ack_timeout:g} s"
+                )
+                failed += 1
+                continue
+            ack = future.result()
+            if ack.duplicate:
+                new = not sent_before and entry.id > self.buffer.opened_after
+                if new and not await self._same_as_stored(bus, ack, part):
+                    await self._collision(entry, part)
+                    continue
+                self.stats.duplicates_replayed += 1
+            if part.msg_id not in self._acked:  # counted once, even if sent again
+                self._acked.add(part.msg_id)
+                self.stats.readings_sent += part.readings
+            if self._part_done(entry):
+                done.append(entry)
+        await self._forget(done)
+        self._report(bus, failed, len(sends), error, no_stream)
+        return failed == 0
+
+    async def drain(self, bus: Bus, timeout: float) -> bool:  # noqa: ASYNC109
+        """Send what is buffered for up to ``timeout`` seconds; True when nothing is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and bus.nc.is_connected:
+            left = min(self.ack_timeout, max(0.01, deadline - time.monotonic()))
+            outcome = await self.round(bus, left)
+            if outcome is None:
+                return True
+            if not outcome:
+                await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self.buffer.stats().batches == 0
+
+    # -- parts, removal, collisions ----------------------------------------------------------
+
+    def _limit(self, entry: Entry, suffix: bytes) -> int:
+        """Bytes of payload ``entry`` may have to fit the server's ``max_payload``."""
+        headers = {**entry.headers, js_api.Header.MSG_ID.value: entry.msg_id + "+" * 12}
+        return self.max_payload - len(suffix) - headers_size(headers)
+
+    async def _coalesce(self, queues: list[list[Entry]], suffix: bytes) -> list[Entry]:
+        """The next batch of each device, its backlog merged into as few messages as fit: its
+        oldest batches that no process can have sent yet (created by this run, never sent by
+        it) become one, in the place and with the id of the first, on disk and in one
+        transaction for all devices, before anything goes out; so an id always names the
+        same readings. Without this a device's batches, sent one at a time, could not keep
+        up over a slow link."""
+        heads = [queue[0] for queue in queues]
+        merges: list[tuple[int, list[Entry], bytes, int]] = []
+        for index, queue in enumerate(queues):
+            run = self._mergeable(queue, self._limit(queue[0], suffix))
+            try:
+                payload = merged_payload(run) if len(run) > 1 else None
+            except Exception:  # a stored batch that does not decode: sent on its own
+                payload = None
+            if payload is not None:
+                merges.append((index, run, payload, sum(entry.readings for entry in run)))
+        if not merges:
+            return heads
+        try:
+            merged = await asyncio.to_thread(
+                self.buffer.merge, [(run, payload, count) for _, run, payload, count in merges]
+            )
+        except Exception as exc:  # send them one by one, then
+            self.health.failed(_MERGE, exc)
+            return heads
+        self.health.recovered(_MERGE)
+        for (index, *_), entry in zip(merges, merged, strict=True):
+            heads[index] = entry
+        return heads
+
+    def _mergeable(self, queue: list[Entry], limit: int) -> list[Entry]:
+        run: list[Entry] = []
+        size = readings = 0
+        for entry in queue:
+            if (
+                entry.id <= self.buffer.opened_after
+                or entry.id in self._sent
+                or entry.id in self._parts
+                or entry.id in self._collided
+                or size + len(entry.payload) + 64 > limit
+                or readings + entry.readings > self.max_readings
+            ):
+                break
+            run.append(entry)
+            size += len(entry.payload)
+            readings += entry.readings
+        return run
+
+    async def _next_part(self, entry: Entry, suffix: bytes) -> Part | None:
+        if entry.id in self._collided:
+            await self._quarantine(entry)
+            return None
+        known = self._parts.get(entry.id)
+        if known is not None:
+            return known[0][known[1]]
+        limit = self._limit(entry, suffix)
+        if len(entry.payload) <= limit:
+            return Part(entry.msg_id, entry.payload, entry.readings)
+        try:
+            parts = split_batch(entry, limit)
+        except Exception as exc:  # a reading too big to ever send, or a corrupt payload
+            reason = f"cannot be sent within max_payload {self.max_payload}: {exc}"
+            log.error("uplink: batch %s %s; moved to the buffer's quarantine", entry.msg_id, reason)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.buffer.quarantine, entry, reason)
+            return None
+        log.info(
+            "uplink: batch %s (%d bytes) exceeds the server's max_payload of %d; sending it in "
+            "%d parts",
+            entry.msg_id,
+            len(entry.payload),
+            self.max_payload,
+            len(parts),
+        )
+        self.stats.batches_split += 1
+        self._parts[entry.id] = (parts, 0)
+        return parts[0]
+
+    def _part_done(self, entry: Entry) -> bool:
+        """Count one more acknowledged part; True when the whole batch is delivered."""
+        known = self._parts.get(entry.id)
+        if known is None:
+            return True
+        parts, acked = known
+        if acked + 1 < len(parts):
+            self._parts[entry.id] = (parts, acked + 1)
+            return False
+        return True
+
+    async def _forget(self, done: list[Entry]) -> None:
+        if not done:
+            return
+        try:
+            await asyncio.to_thread(self.buffer.remove, [entry.id for entry in done])
+        except Exception as exc:  # sent again later: a duplicate JetStream recognises
+            self.health.failed(_REMOVE, exc)
+            return
+        self.health.recovered(_REMOVE)
+        for entry in done:
+            self._acked.difference_update(self._sent.pop(entry.id, ()))
+            self._parts.pop(entry.id, None)
+        self.stats.batches_sent += len(done)
+
+    async def _same_as_stored(self, bus: Bus, ack: js_api.PubAck, part: Part) -> bool:
+        """Whether the message JetStream holds under our id (its sequence is in the "duplicate"
+        answer) carries these very readings; False also when it cannot be read."""
+        try:
+            stored = await bus.js.get_msg(ack.stream, ack.seq)
+        except Exception as exc:  # no right to read the stream: assume the worst
+            log.debug("uplink: cannot read message %s of %s: %s", ack.seq, ack.stream, exc)
+            return False
+        return bool(stored.data) and stored.data.startswith(part.payload)
+
+    async def _collision(self, entry: Entry, part: Part) -> None:
+        self.stats.duplicates_unexpected += 1
+        reason = (
+            f"JetStream answered duplicate for {part.msg_id}, which this agent never sent: "
+            "the stream holds other content under that id"
+        )
+        log.error(
+            "uplink: %s; the batch is kept in the quarantine of %s, not counted as delivered",
+            reason,
+            self.buffer.path,
+        )
+        self._collided[entry.id] = reason
+        await self._quarantine(entry)
+
+    async def _quarantine(self, entry: Entry) -> None:
+        """Move a collided batch out of the queue; until that works it is never sent again."""
+        try:
+            await asyncio.to_thread(self.buffer.quarantine, entry, self._collided[entry.id])
+        except Exception as exc:
+            self.health.failed(_REMOVE, exc)
+            return
+        self.health.recovered(_REMOVE)
+        del self._collided[entry.id]
+        self._acked.difference_update(self._sent.pop(entry.id, ()))
+        self._parts.pop(entry.id, None)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def _report(self, bus: Bus, failed: int, sent: int, error: str, no_stream: list[str]) -> None:
+        if failed:
+            self.stats.send_failures += 1
+            if no_stream:
+                error = f"no JetStream stream captures {', '.join(no_stream)}"
+                if not self._no_stream_reported:
+                    self._report_no_stream(bus, no_stream)
+            elif error != self.stats.last_error:
+                log.warning(
+                    "uplink: %d of %d batch(es) not acknowledged, kept on disk for retry: %s",
+                    failed,
+                    sent,
+                    error,
+                )
+            self.stats.last_error = error
+        elif self.stats.last_error:
+            log.info("uplink: JetStream acknowledges again; replaying the buffer in order")
+            self.stats.last_error = ""
+            self._no_stream_reported = False
+
+    def _report_no_stream(self, bus: Bus, subjects: list[str]) -> None:
+        """Say once per outage that the server has no stream for our subjects, and who
+        creates one: the platform, never the agent (it needs no stream-admin rights)."""
+        self._no_stream_reported = True
+        url = bus.nc.connected_url  # without the credentials it may carry
+        server = f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else "URL"
+        named = " or ".join(subjects[:3])
+        if len(subjects) > 3:
+            named += f" (and {len(subjects) - 3} more subjects)"
+        log.warning(
+            "uplink: no JetStream stream captures %s on %s; the readings stay in the disk "
+            "buffer and are retried until one does. Create the platform's streams with "
+            "`smartcity streams ensure --nats %s` (or run `smartcity nats` or `smartcity up`, "
+            "which create them)",
+            named,
+            server,
+            server,
+        )
