@@ -38,10 +38,12 @@ from smartcity.agents.health import publish_heartbeats, register_metrics
 from smartcity.agents.profile import ModbusDevice, OpcuaDevice
 from smartcity.agents.publisher import TelemetryPublisher
 from smartcity.agents.resilience import Backoff
-from smartcity.runtime.bus import Bus, BusError
+from smartcity.runtime.auth import Authenticator
+from smartcity.runtime.bus import Bus, BusError, BusPermissionError
 from smartcity.runtime.config import Settings
 from smartcity.runtime.errors import FailedPrecondition
-from smartcity.runtime.tokens import KeySetError, TokenVerifier
+from smartcity.runtime.tokens import AuthMode, KeySetError, TokenVerifier
+from smartcity.runtime.trust import IdentityFeed, LocalAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +130,12 @@ class Agent:
         self.ready = asyncio.Event()
         """Connected, and every command subscription is known to the server."""
         self.commands: list[CommandService] = []
-        self.verifier: TokenVerifier | None = None
-        if settings.auth.jwks_file or settings.auth.public_keys:
+        self.authenticator: Authenticator | None = None
+        """Who sends write commands: key files read here, or identity's key set and
+        revocations from the IDENTITY stream once connected (``auth.mode``)."""
+        if settings.auth.resolved_mode is AuthMode.KEYS:
             try:
-                self.verifier = TokenVerifier.from_settings(settings.auth)
+                self.authenticator = LocalAuthenticator(TokenVerifier.from_settings(settings.auth))
             except KeySetError as exc:
                 raise AgentError(f"auth: {exc}") from None
 
@@ -226,9 +230,21 @@ class Agent:
         )
 
     async def _serve_commands(self, bus: Bus) -> None:
-        if self.verifier is None:
+        if self.settings.auth.resolved_mode is AuthMode.IDENTITY and self.authenticator is None:
+            feed = IdentityFeed(bus, self.settings.auth)
+            try:
+                await feed.start()
+            except Exception as exc:  # e.g. no right to read IDENTITY: commands stay off
+                log.warning(
+                    "agent %s: write commands are off: cannot follow identity's keys (%s)",
+                    self.agent_id,
+                    exc,
+                )
+                return
+            self.authenticator = feed
+        if self.authenticator is None:
             log.info(
-                "agent %s: write commands are off (no auth.jwks_file or auth.public_keys)",
+                "agent %s: write commands are off (auth.mode off: no key to verify a sender)",
                 self.agent_id,
             )
             return
@@ -238,9 +254,20 @@ class Agent:
             by_site.setdefault(profile.site, {})[profile.device] = (profile, driver)
         for site, devices in by_site.items():
             service = CommandService(
-                bus, site=site, agent_id=self.agent_id, devices=devices, verifier=self.verifier
+                bus,
+                site=site,
+                agent_id=self.agent_id,
+                devices=devices,
+                authenticator=self.authenticator,
             )
-            await service.start()
+            try:
+                await service.start()
+            except BusPermissionError as exc:
+                # NATS authorization generated for other devices: telemetry still flows.
+                log.error(
+                    "agent %s: write commands for site %s are off: %s", self.agent_id, site, exc
+                )
+                continue
             self.commands.append(service)
 
     async def _shutdown(

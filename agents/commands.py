@@ -3,10 +3,12 @@
 A write moves real equipment (a tank level set-point, a chlorine dose, a breaker), so an
 agent executes one only when every check passes, in this order, and says which one failed:
 
-1. the token verifies (:class:`~smartcity.runtime.tokens.TokenVerifier`);
-2. its principal holds ``operator`` (or ``engineer``) for the device's field; checked before
-   anything about the request is looked at, so that a caller without the role learns nothing
-   about the device's points;
+1. the token verifies (the agent's :class:`~smartcity.runtime.auth.Authenticator`: key files,
+   or identity's key set and revocations, as ``auth.mode`` says);
+2. its principal holds ``operator`` (or ``engineer``) for the device's field — the runtime's
+   :class:`~smartcity.runtime.auth.Requires`, the same rule a gRPC service declares; checked
+   before anything about the request is looked at, so that a caller without the role learns
+   nothing about the device's points;
 3. the command names this site, device and field, a ``command_id`` and a ``reason``;
 4. the point exists in the device's profile and is marked ``writable``;
 5. the value fits the point (true/false for a coil or binary point, a finite number
@@ -60,8 +62,11 @@ from smartcity.agents.profile import DataType, ModbusDevice, ModbusPoint, OpcuaD
 from smartcity.agents.reading import Value
 from smartcity.common.v1 import common_pb2
 from smartcity.runtime import subjects
+from smartcity.runtime.auth import Authenticator, Requires
 from smartcity.runtime.bus import AUDIT_STREAM, Bus, MessageHandler
+from smartcity.runtime.errors import PermissionDenied, Unauthenticated
 from smartcity.runtime.tokens import Claims, PrincipalKind, Role, TokenError, TokenVerifier
+from smartcity.runtime.trust import LocalAuthenticator
 from smartcity.telemetry.v1.telemetry_pb2 import WriteCommand, WriteCommandReply
 
 log = structlog.stdlib.get_logger(__name__)
@@ -300,10 +305,12 @@ def authorize_write(
     claims: Claims, profile: DeviceProfile, command: WriteCommand, *, site: str, now: datetime
 ) -> Decision:
     """Every check of a command whose token has been verified, in the module's order."""
-    if not claims.allows(WRITE_ROLE, profile.field):
+    try:
+        Requires(WRITE_ROLE, field=profile.field).check(claims, command)
+    except (PermissionDenied, Unauthenticated) as exc:
         return Refusal(
             Reason.PERMISSION_DENIED,
-            f"{claims.sub} holds no {WRITE_ROLE} role for field {profile.field}",
+            exc.message,
             metadata={"required_role": f"{WRITE_ROLE}:{profile.field}"},
         )
     for name, wanted in (("site", site), ("device", profile.device), ("field", profile.field)):
@@ -462,7 +469,7 @@ class CommandService:
         site: str,
         agent_id: str,
         devices: Mapping[str, tuple[DeviceProfile, DeviceDriver]],
-        verifier: TokenVerifier,
+        authenticator: Authenticator | TokenVerifier,
         audit_stream: str = AUDIT_STREAM,
         audit_timeout: float = 2.0,
         write_timeout: float = 10.0,
@@ -484,7 +491,9 @@ class CommandService:
         self.site = site
         self.agent_id = agent_id
         self._devices = dict(devices)
-        self._verifier = verifier
+        if isinstance(authenticator, TokenVerifier):
+            authenticator = LocalAuthenticator(authenticator)
+        self._authenticator = authenticator
         self.audit_stream = audit_stream
         self.audit_timeout = audit_timeout
         self.write_timeout = write_timeout
@@ -584,7 +593,7 @@ class CommandService:
             )
             return await self._finish(entry, REFUSED, refusal)
         try:
-            entry.claims = self._verifier.verify(entry.command.token)
+            entry.claims = await self._authenticator.authenticate(entry.command.token)
         except TokenError as exc:
             return await self._finish(
                 entry, REFUSED, Refusal(Reason.UNAUTHENTICATED, str(exc), "token")

@@ -59,7 +59,7 @@ async def test_a_command_right_after_start_is_answered(
                 site=profile.site,
                 agent_id="edge-1",
                 devices={profile.device: (profile, None)},  # type: ignore[dict-item]
-                verifier=keys,
+                authenticator=keys,
             )
             # telemetry the agent's connection is still writing out
             await agent_bus.nc.publish("city.telemetry.water_supply.x.y", b"t" * 900_000)
