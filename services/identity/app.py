@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 from nats.aio.msg import Msg
 
@@ -26,6 +25,7 @@ from smartcity.runtime.config import Settings
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.service import ServiceContext, ServiceParts, ServiceSpec
 from smartcity.runtime.storage import StoreError
+from smartcity.runtime.storage.urls import store_url as default_store_url
 from smartcity.runtime.subjects import identity_subject
 from smartcity.services.identity.audit import Publisher, Recorder
 from smartcity.services.identity.events import EventPublisher
@@ -48,11 +48,7 @@ OUTBOX_INTERVAL_SECONDS = 1.0
 
 def store_url(settings: Settings) -> str:
     """The configured storage URL, or SQLite in the data folder."""
-    if settings.identity.store_url:
-        return settings.identity.store_url
-    path = (Path(settings.data_dir) / "identity.db").absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return default_store_url(settings.identity.store_url, settings.data_dir, "identity")
 
 
 def lifetimes(settings: Settings) -> Lifetimes:

@@ -15,12 +15,12 @@ import gc
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from smartcity.fields import load_fields
 from smartcity.runtime.config import Settings
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.service import ServiceContext, ServiceParts, ServiceSpec
+from smartcity.runtime.storage.urls import store_url as default_store_url
 from smartcity.services.monitoring.fanout import LiveFanout
 from smartcity.services.monitoring.health import HealthPolicy
 from smartcity.services.monitoring.ingest import TelemetryIngest
@@ -54,11 +54,7 @@ def tune_for_ingest() -> None:
 
 def store_url(settings: Settings) -> str:
     """The configured storage URL, or SQLite in the data folder."""
-    if settings.monitoring.store_url:
-        return settings.monitoring.store_url
-    path = (Path(settings.data_dir) / "monitoring.db").absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return default_store_url(settings.monitoring.store_url, settings.data_dir, "monitoring")
 
 
 def retention(settings: Settings) -> Retention:

@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 from smartcity.fields import load_fields
 from smartcity.runtime.config import Settings
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.service import ServiceContext, ServiceParts, ServiceSpec
+from smartcity.runtime.storage.urls import store_url as default_store_url
 from smartcity.services.records.access import AccessPolicy
 from smartcity.services.records.events import OutboxPublisher
 from smartcity.services.records.model import DAY, MICROS
@@ -34,11 +34,7 @@ _log = get_logger(__name__)
 
 def store_url(settings: Settings) -> str:
     """The configured storage URL, or SQLite in the data folder."""
-    if settings.records.store_url:
-        return settings.records.store_url
-    path = (Path(settings.data_dir) / "records.db").absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return default_store_url(settings.records.store_url, settings.data_dir, "records")
 
 
 def build_service(

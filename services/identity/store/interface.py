@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from smartcity.runtime.storage import StoreError
+from smartcity.runtime.storage.urls import backend_of
 from smartcity.services.identity.store.principals import PrincipalTables
 from smartcity.services.identity.store.records import KeyAndEventTables
 from smartcity.services.identity.store.sessions import SessionTables
@@ -14,15 +15,14 @@ class IdentityStore(PrincipalTables, SessionTables, KeyAndEventTables):
 
 def open_store(url: str) -> IdentityStore:
     """The backend for ``url`` (not yet opened)."""
-    if url.startswith("sqlite:"):
+    try:
+        backend = backend_of(url, "identity")
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    if backend == "sqlite":
         from smartcity.services.identity.store.sqlite import SqliteIdentityStore
 
         return SqliteIdentityStore(url)
-    if url.startswith(("postgresql:", "postgres:")):
-        from smartcity.services.identity.store.postgres import PostgresIdentityStore
+    from smartcity.services.identity.store.postgres import PostgresIdentityStore
 
-        return PostgresIdentityStore(url)
-    raise StoreError(
-        f"unknown storage URL {url.split(':', 1)[0]!r}: use sqlite:///path/identity.db or "
-        "postgresql://user@host/database"
-    )
+    return PostgresIdentityStore(url)

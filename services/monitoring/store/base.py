@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from smartcity.runtime.storage.errors import InvalidQuery as InvalidQuery
 from smartcity.runtime.storage.errors import StoreError
 from smartcity.runtime.storage.errors import StoreUnavailable as StoreUnavailable
+from smartcity.runtime.storage.urls import backend_of
 from smartcity.services.monitoring.model import (
     HOUR,
     Aggregation,
@@ -173,15 +174,14 @@ class TimeSeriesStore(abc.ABC):
 
 def open_store(url: str) -> TimeSeriesStore:
     """The backend for ``url`` (not yet opened)."""
-    if url.startswith("sqlite:"):
+    try:
+        backend = backend_of(url, "monitoring")
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    if backend == "sqlite":
         from smartcity.services.monitoring.store.sqlite import SqliteStore
 
         return SqliteStore(url)
-    if url.startswith(("postgresql:", "postgres:")):
-        from smartcity.services.monitoring.store.postgres import PostgresStore
+    from smartcity.services.monitoring.store.postgres import PostgresStore
 
-        return PostgresStore(url)
-    raise StoreError(
-        f"unknown storage URL {url.split(':', 1)[0]!r}: use sqlite:///path/monitoring.db or "
-        "postgresql://user@host/database"
-    )
+    return PostgresStore(url)

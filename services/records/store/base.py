@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from smartcity.runtime.storage.errors import InvalidQuery as InvalidQuery
 from smartcity.runtime.storage.errors import StoreError
 from smartcity.runtime.storage.errors import StoreUnavailable as StoreUnavailable
+from smartcity.runtime.storage.urls import backend_of
 from smartcity.services.records.model import (
     AuditEntry,
     Change,
@@ -120,15 +121,14 @@ class RecordStore(abc.ABC):
 
 def open_store(url: str) -> RecordStore:
     """The backend for ``url`` (not yet opened)."""
-    if url.startswith("sqlite:"):
+    try:
+        backend = backend_of(url, "records")
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    if backend == "sqlite":
         from smartcity.services.records.store.sqlite import SqliteRecordStore
 
         return SqliteRecordStore(url)
-    if url.startswith(("postgresql:", "postgres:")):
-        from smartcity.services.records.store.postgres import PostgresRecordStore
+    from smartcity.services.records.store.postgres import PostgresRecordStore
 
-        return PostgresRecordStore(url)
-    raise StoreError(
-        f"unknown storage URL {url.split(':', 1)[0]!r}: use sqlite:///path/records.db or "
-        "postgresql://user@host/database"
-    )
+    return PostgresRecordStore(url)
