@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
+from smartcity.runtime.errors import FailedPrecondition
 from smartcity.runtime.tokens import ALGORITHM, KeySet, thumbprint
 
 
-class KeyRingError(Exception):
+class KeyRingError(FailedPrecondition):
     """Stored keys that cannot be used (a wrong passphrase, a damaged key)."""
 
 

@@ -15,13 +15,18 @@ from rich.console import Console
 
 from smartcity import __version__
 from smartcity.cli.agent import agent_app
+from smartcity.cli.alerts import alerts_app
 from smartcity.cli.bench import bench_app
 from smartcity.cli.fields import fields_app
+from smartcity.cli.identity import identity_app
 from smartcity.cli.nats import nats_command
+from smartcity.cli.operator import operator_app
 from smartcity.cli.query import query_app
+from smartcity.cli.records import bench_records, records_app
 from smartcity.cli.serve import serve_app
 from smartcity.cli.sim import sim_app
 from smartcity.cli.streams import streams_app
+from smartcity.cli.users import login_command, users_app
 
 app = typer.Typer(
     name="smartcity",
@@ -83,8 +88,15 @@ app.add_typer(streams_app, name="streams")
 app.add_typer(agent_app, name="agent")
 app.add_typer(sim_app, name="sim")
 app.add_typer(serve_app, name="serve")
+app.add_typer(records_app, name="records")
+app.add_typer(users_app, name="users")
+app.command("login")(login_command)
 app.add_typer(query_app, name="query")
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(bench_app, name="bench")
+bench_app.command("records")(bench_records)
+app.add_typer(identity_app, name="identity")
+app.add_typer(operator_app, name="operator")
 
 
 if __name__ == "__main__":  # pragma: no cover - ``python -m smartcity.cli.main``

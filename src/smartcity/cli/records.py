@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from smartcity.cli.errors import fail
 
-__all__ = ["bench_records", "records_app", "serve_records"]
+__all__ = ["bench_records", "records_app"]
 
 records_app = typer.Typer(
     name="records",
@@ -251,56 +251,6 @@ def history_command(
         page_token = response.page.next_page_token
         if not page_token:
             return
-
-
-def serve_records(
-    config: ConfigOption = None,
-    port: Annotated[
-        int | None,
-        typer.Option(min=0, max=65535, help="gRPC port; 0 picks a free one (default 50052)."),
-    ] = None,
-    store: StoreOption = None,
-    nats: Annotated[
-        str | None, typer.Option("--nats", help="NATS URL; an embedded server if unset.")
-    ] = None,
-) -> None:
-    """Serve the records API (typed, versioned records with history, access control and
-    events on city.records.<type>.<event>).
-
-    gRPC health reports NOT_SERVING, with the reason in the log, while NATS or the storage
-    is down or events wait in the outbox; SIGINT/SIGTERM stop it gracefully."""
-    from smartcity import __version__
-    from smartcity.fields import FieldHostError
-    from smartcity.runtime.bus import BusError
-    from smartcity.runtime.config import ConfigError, load_settings
-    from smartcity.runtime.grpc_server import GrpcServerError
-    from smartcity.runtime.nats_server import NatsServerError
-    from smartcity.runtime.service import Running, serve
-    from smartcity.services.records.app import RECORDS
-    from smartcity.services.records.store import StoreError
-
-    try:
-        settings = load_settings(
-            config,
-            grpc={"port": port} if port is not None else None,
-            records={"store_url": store} if store else None,
-            nats={"url": nats} if nats else None,
-        )
-    except ConfigError as exc:
-        fail(exc, 2)
-    console = Console(soft_wrap=True)
-
-    def ready(where: Running) -> None:
-        console.print(f"[green]records ready[/green]: gRPC {where.grpc_address}")
-        console.print(f"  NATS    {where.nats_url}", highlight=False)
-        for name, value in where.details.items():
-            console.print(f"  {name:<7} {value}", highlight=False)
-
-    try:
-        serve(RECORDS, settings, version=__version__, on_ready=ready)
-    except (StoreError, FieldHostError, BusError, NatsServerError, GrpcServerError, OSError) as exc:
-        fail(exc)
-    console.print("records stopped.")
 
 
 def bench_records(

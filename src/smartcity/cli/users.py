@@ -28,7 +28,7 @@ from rich.table import Table
 
 from smartcity.cli.errors import fail
 
-__all__ = ["login_command", "serve_identity", "users_app"]
+__all__ = ["login_command", "users_app"]
 
 users_app = typer.Typer(
     name="users",
@@ -422,59 +422,3 @@ def login_command(
         )
         return
     typer.echo(tokens.access_token)
-
-
-def serve_identity(
-    config: ConfigOption = None,
-    port: Annotated[
-        int | None,
-        typer.Option(min=0, max=65535, help="gRPC port; 0 picks a free one (default 50053)."),
-    ] = None,
-    http_port: Annotated[
-        int | None,
-        typer.Option("--http-port", min=0, max=65535, help="JWKS/discovery port (8053)."),
-    ] = None,
-    store: StoreOption = None,
-    nats: Annotated[
-        str | None, typer.Option("--nats", help="NATS URL; an embedded server if unset.")
-    ] = None,
-) -> None:
-    """Serve the identity API (principals, login, roles, tokens), the key set at
-    /.well-known/jwks.json and the identity events on city.identity.<event>."""
-    from smartcity import __version__
-    from smartcity.runtime.bus import BusError
-    from smartcity.runtime.config import ConfigError, load_settings
-    from smartcity.runtime.grpc_server import GrpcServerError
-    from smartcity.runtime.nats_server import NatsServerError
-    from smartcity.runtime.service import Running, serve
-    from smartcity.runtime.storage import StoreError
-    from smartcity.services.identity.app import IDENTITY
-    from smartcity.services.identity.keys import KeyRingError
-
-    identity: dict[str, Any] = {}
-    if store:
-        identity["store_url"] = store
-    if http_port is not None:
-        identity["http_port"] = http_port
-    try:
-        settings = load_settings(
-            config,
-            grpc={"port": port} if port is not None else None,
-            identity=identity or None,
-            nats={"url": nats} if nats else None,
-        )
-    except ConfigError as exc:
-        fail(exc, 2)
-    console = Console(soft_wrap=True)
-
-    def ready(where: Running) -> None:
-        console.print(f"[green]identity ready[/green]: gRPC {where.grpc_address}")
-        console.print(f"  NATS    {where.nats_url}", highlight=False)
-        for name, value in where.details.items():
-            console.print(f"  {name:<7} {value}", highlight=False)
-
-    try:
-        serve(IDENTITY, settings, version=__version__, on_ready=ready)
-    except (StoreError, KeyRingError, BusError, NatsServerError, GrpcServerError, OSError) as exc:
-        fail(exc)
-    console.print("identity stopped.")
