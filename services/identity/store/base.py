@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from smartcity.runtime.storage import InvalidQuery, StoreError, StoreUnavailable
+from smartcity.runtime.storage.base import Store
 from smartcity.runtime.tokens import PrincipalKind, RoleBinding
 from smartcity.services.identity.model import (
     AssuranceLevel,
@@ -127,23 +128,8 @@ def check_page_size(page_size: int) -> int:
     return page_size
 
 
-class StoreBase(abc.ABC):
+class StoreBase(Store):
     """What a backend supplies: its lifecycle, reads and transactions."""
-
-    url: str
-
-    @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect and bring the schema to the newest version."""
-
-    @abc.abstractmethod
-    async def close(self) -> None: ...
-
-    @abc.abstractmethod
-    async def ping(self) -> None: ...
-
-    @abc.abstractmethod
-    async def schema_version(self) -> int: ...
 
     @abc.abstractmethod
     async def _query(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:

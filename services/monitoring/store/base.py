@@ -23,6 +23,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+from smartcity.runtime.storage.base import Store
 from smartcity.runtime.storage.errors import InvalidQuery as InvalidQuery
 from smartcity.runtime.storage.errors import StoreError
 from smartcity.runtime.storage.errors import StoreUnavailable as StoreUnavailable
@@ -43,26 +44,8 @@ from smartcity.services.monitoring.model import (
 )
 
 
-class TimeSeriesStore(abc.ABC):
+class TimeSeriesStore(Store):
     """Async time-series storage for the monitoring service."""
-
-    url: str
-    """Where the data is, with any password masked."""
-
-    @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect and bring the schema to the newest version (versioned migrations)."""
-
-    @abc.abstractmethod
-    async def close(self) -> None: ...
-
-    @abc.abstractmethod
-    async def schema_version(self) -> int: ...
-
-    @abc.abstractmethod
-    async def ping(self) -> None:
-        """The cheapest round trip that proves the store answers (for health checks);
-        :class:`StoreUnavailable` when it does not."""
 
     @abc.abstractmethod
     async def write(self, batches: Sequence[IngestBatch]) -> WriteStats:

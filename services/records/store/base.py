@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
+from smartcity.runtime.storage.base import Store
 from smartcity.runtime.storage.errors import InvalidQuery as InvalidQuery
 from smartcity.runtime.storage.errors import StoreError
 from smartcity.runtime.storage.errors import StoreUnavailable as StoreUnavailable
@@ -39,25 +40,8 @@ from smartcity.services.records.model import (
 )
 
 
-class RecordStore(abc.ABC):
+class RecordStore(Store):
     """Async storage of the records service."""
-
-    url: str
-    """Where the data is, with any password masked."""
-
-    @abc.abstractmethod
-    async def open(self) -> None:
-        """Connect and bring the schema to the newest version."""
-
-    @abc.abstractmethod
-    async def close(self) -> None: ...
-
-    @abc.abstractmethod
-    async def schema_version(self) -> int: ...
-
-    @abc.abstractmethod
-    async def ping(self) -> None:
-        """The cheapest round trip that proves the store answers."""
 
     @abc.abstractmethod
     async def write(

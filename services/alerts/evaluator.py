@@ -1,0 +1,363 @@
+"""Rules applied to the telemetry stream and to the clock, persisted transaction by
+transaction.
+
+:meth:`Evaluator.evaluate` takes the checked batches of one fetch (decoded by monitoring's
+:class:`~smartcity.services.monitoring.decode.TelemetryDecoder`, so every reading carries the
+spine's verdict) and, in one transaction holding the partitions of their devices:
+
+1. skips every reading whose sequence is not above the device's last evaluated one, so a
+   redelivered or replayed batch changes nothing;
+2. loads the evaluations and alerts of the (rule, series) pairs the readings meet, applies
+   each reading in order (:func:`.engine.observe`, then :func:`.lifecycle.advance`), and
+3. writes evaluations, alerts, events and the device's new sequence together; the consumer
+   acknowledges the messages only after this commit.
+
+:meth:`Evaluator.tick` does what the clock does: no-data timeouts, ``for`` and
+``keep_firing_for`` timers, silences and inhibitions, escalation; then :mod:`.notify` flushes
+the notification groups. Timers are columns (``deadline``, ``due``), so any replica ticks
+any partition and a restart resumes them.
+
+:meth:`Evaluator.change` applies what a person does (acknowledge, assign) and
+:meth:`Evaluator.retire` what a rule change does, under the same partition locks;
+:meth:`Evaluator.heartbeat` starts the no-data timers of devices only their agent knows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from smartcity.runtime.config import AlertsSettings
+from smartcity.runtime.errors import NotFound
+from smartcity.services.alerts import lifecycle
+from smartcity.services.alerts.engine import (
+    Evaluation,
+    RuleIndex,
+    fingerprint,
+    observe,
+    silence_check,
+)
+from smartcity.services.alerts.model import MICROS, Alert, AlertState, Event, EventType
+from smartcity.services.alerts.notify import Grouping, escalation_notice, flush
+from smartcity.services.alerts.rules import NoData, Rule
+from smartcity.services.alerts.store import AlertFilter, AlertStore, Writes, partition_of
+from smartcity.services.monitoring.model import IngestBatch
+
+__all__ = ["Evaluator"]
+
+
+_NOTIFIED = frozenset(
+    {
+        EventType.FIRING,
+        EventType.RESOLVED,
+        EventType.SILENCE_CHANGED,
+        EventType.INHIBITION_CHANGED,
+    }
+)
+"""Events that change what a group's next notification says (an escalation notifies its
+step's receiver at once instead)."""
+
+
+@dataclass
+class _Work:
+    """What one transaction changes, written at its end."""
+
+    evaluations: dict[str, tuple[Rule, Evaluation]] = field(default_factory=dict)
+    alerts: dict[str, tuple[Rule, Alert]] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+class Evaluator:
+    def __init__(
+        self,
+        store: AlertStore,
+        settings: AlertsSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_events: Callable[[Sequence[Event]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.on_events = on_events
+        self.grouping = Grouping(settings)
+        self.index = RuleIndex(())
+        self._rules_revision = -1
+        self.readings_evaluated = 0
+        """Readings evaluated against a rule (a reading two rules see counts twice)."""
+        self.busy_seconds = 0.0
+        """Time spent evaluating fetches, transactions included."""
+        self.ticks = 0
+
+    def now(self) -> int:
+        return int(self.clock() * MICROS)
+
+    async def refresh_rules(self) -> None:
+        """Reload the rules when any replica changed them."""
+        revision = await self.store.rules_revision()
+        if revision != self._rules_revision:
+            self.index = RuleIndex(await self.store.rules())
+            self._rules_revision = revision
+
+    # -- readings ---------------------------------------------------------------------------
+
+    async def evaluate(self, batches: Sequence[IngestBatch]) -> list[Event]:
+        started = time.perf_counter()
+        try:
+            return await self._evaluate(batches)
+        finally:
+            self.busy_seconds += time.perf_counter() - started
+
+    async def _evaluate(self, batches: Sequence[IngestBatch]) -> list[Event]:
+        await self.refresh_rules()
+        devices = {(b.field, b.site, b.device) for b in batches}
+        # Which rules (and alerts) each (device, metric) meets, worked out once per fetch:
+        # the loop below runs once per reading.
+        plans: dict[tuple[str, str, str, str], list[tuple[Rule, str]]] = {}
+        for batch in batches:
+            key = (batch.field, batch.site, batch.device)
+            for metric in {reading.metric for reading in batch.readings}:
+                if (*key, metric) not in plans:
+                    plans[(*key, metric)] = [
+                        (rule, fingerprint(rule.id, *key, rule.metric))
+                        for rule in self.index.for_reading(*key, metric)
+                    ]
+        touched = sorted({fp for plan in plans.values() for _, fp in plan})
+        async with self.store.transaction([partition_of(*d) for d in devices]) as w:
+            floors = await w.sequences(devices)
+            evaluations = await w.evaluations(touched)
+            alerts = await w.alerts(touched)
+            work = _Work()
+            tops = dict(floors)
+            for batch in batches:
+                key = (batch.field, batch.site, batch.device)
+                floor = top = floors[key]
+                for reading in batch.readings:
+                    if reading.sequence and reading.sequence <= floor:
+                        continue  # evaluated before: a replay
+                    top = max(top, reading.sequence)
+                    for rule, fp in plans[(*key, reading.metric)]:
+                        evaluation = evaluations.get(fp)
+                        if evaluation is None:
+                            evaluation = evaluations[fp] = Evaluation(
+                                fp, rule.id, *key, rule.metric, last_seen=reading.time
+                            )
+                        work.evaluations[fp] = (rule, evaluation)
+                        if not observe(rule, evaluation, reading):
+                            continue  # kept (a rate's sample, a sign of life), nothing to decide
+                        self.readings_evaluated += 1
+                        self._advance(rule, alerts, evaluation, reading.time, work)
+                tops[key] = max(tops[key], top)
+            await self._write(w, work)
+            await w.set_sequences({k: v for k, v in tops.items() if v != floors[k]})
+        self._emit(work.events)
+        return work.events
+
+    def _advance(
+        self, rule: Rule, alerts: dict[str, Alert], evaluation: Evaluation, now: int, work: _Work
+    ) -> None:
+        alert, events = lifecycle.advance(rule, alerts.get(evaluation.fingerprint), evaluation, now)
+        if alert is not None and (events or alert.is_open):
+            # An open alert changes without an event too (its value, a cleared time).
+            alerts[alert.fingerprint] = alert
+            work.alerts[alert.fingerprint] = (rule, alert)
+            work.events += events
+
+    async def _write(self, w: Writes, work: _Work) -> None:
+        now = self.now()
+        await w.save_evaluations(
+            (evaluation, evaluation.deadline(rule))
+            for rule, evaluation in work.evaluations.values()
+        )
+        await w.save_alerts(
+            (alert, lifecycle.due(rule, alert), self.grouping.key(alert.labels)[0])
+            for rule, alert in work.alerts.values()
+        )
+        await w.append_events(work.events)
+        groups = dict(self.grouping.key(e.alert.labels) for e in work.events if e.type in _NOTIFIED)
+        if groups:
+            await w.mark_groups(groups, now)
+        for body in work.notices:
+            await w.queue_notification(body, now)
+
+    def _emit(self, events: Sequence[Event]) -> None:
+        if events and self.on_events is not None:
+            self.on_events(events)
+
+    # -- agent heartbeats --------------------------------------------------------------------
+
+    async def heartbeat(self, site: str, devices: Sequence[tuple[str, str, int | None]]) -> int:
+        """Devices an agent reports, as (field, device, last success µs or None): a device
+        known to its agent starts its device-wide no-data timers even if it never sent a
+        reading, counting from its last successful poll (or from now). How many started."""
+        await self.refresh_rules()
+        now = self.now()
+        wanted: dict[str, Evaluation] = {}
+        for field_id, device, last_success in devices:
+            for rule in self.index.for_reading(field_id, site, device, ""):
+                if isinstance(rule.condition, NoData) and not rule.metric:
+                    fp = fingerprint(rule.id, field_id, site, device, "")
+                    seen = min(last_success or now, now)
+                    wanted[fp] = Evaluation(fp, rule.id, field_id, site, device, "", last_seen=seen)
+        if not wanted:
+            return 0
+        async with self.store.transaction(
+            [partition_of(e.field, e.site, e.device) for e in wanted.values()]
+        ) as w:
+            known = await w.evaluations(list(wanted))
+            fresh = [e for fp, e in wanted.items() if fp not in known]
+            rules = self.index.rules
+            await w.save_evaluations((e, e.deadline(rules[e.rule_id])) for e in fresh)
+        return len(fresh)
+
+    # -- people and rule changes -------------------------------------------------------------
+
+    async def change(self, fingerprint: str, action: Callable[[Alert, int], list[Event]]) -> Alert:
+        """Apply ``action`` (acknowledge, assign …) to an alert, under its partition lock."""
+        current = await self.store.alert(fingerprint)
+        if current is None:
+            raise NotFound(f"no alert has fingerprint {fingerprint!r}")
+        await self.refresh_rules()
+        labels = current.labels
+        part = partition_of(current.field, labels.get("site", ""), labels.get("device", ""))
+        now = self.now()
+        async with self.store.transaction([part]) as w:
+            alert = (await w.alerts([fingerprint]))[fingerprint]
+            work = _Work(events=action(alert, now))
+            if work.events:
+                work.alerts[fingerprint] = (
+                    self.index.rules.get(alert.rule_id) or _gone(alert),
+                    alert,
+                )
+                await self._write(w, work)
+        self._emit(work.events)
+        return alert
+
+    async def retire(
+        self, rule_id: str, reason: str, write: Callable[[Writes], Awaitable[None]]
+    ) -> None:
+        """Resolve the open alerts of a rule and forget its evaluations, in the transaction
+        that ``write`` changes the rule in, so that the rule starts afresh."""
+        wanted = AlertFilter(rule_id=rule_id)
+        found = await self.store.alerts(wanted, None, 100_000)
+        fingerprints = [a.fingerprint for a in found]
+        parts = [
+            partition_of(a.field, a.labels.get("site", ""), a.labels.get("device", ""))
+            for a in found
+        ]
+        now = self.now()
+        async with self.store.transaction(parts) as w:
+            await write(w)
+            work = _Work()
+            for fp, alert in (await w.alerts(fingerprints)).items():
+                events = lifecycle.resolve(alert, now, reason)
+                if events:
+                    work.alerts[fp] = (_gone(alert), alert)
+                    work.events += events
+            await w.forget_rule(rule_id)
+            await self._write(w, work)
+        self._emit(work.events)
+
+    # -- the clock --------------------------------------------------------------------------
+
+    async def tick(self, now: int | None = None) -> list[Event]:
+        """Everything the clock changes by ``now``, then the notification flush."""
+        now = self.now() if now is None else now
+        await self.refresh_rules()
+        events = await self._timers(now)
+        rules = self.index.rules
+        if any(
+            e.type in (EventType.FIRING, EventType.RESOLVED)
+            and e.alert.rule_id in rules
+            and rules[e.alert.rule_id].inhibitions
+            for e in events
+        ):
+            # An inhibiting alert changed: apply it before anything is notified.
+            events += await self._timers(now)
+        await flush(self.store, self.grouping, now)
+        self.ticks += 1
+        return events
+
+    async def _timers(self, now: int) -> list[Event]:
+        rules = self.index.rules
+        silences = await self.store.silences()
+        open_alerts = await self.store.open_alerts()
+        sources = [
+            (alert, rules[alert.rule_id])
+            for alert, _ in open_alerts
+            if alert.state is AlertState.FIRING
+            and alert.rule_id in rules
+            and rules[alert.rule_id].inhibitions
+        ]
+        work_by_part: dict[int, set[str]] = {}
+        for alert, part in open_alerts:
+            if (
+                lifecycle.silencers(silences, alert.labels, now) != alert.silenced_by
+                or lifecycle.inhibitors(alert, sources) != alert.inhibited_by
+                or alert.rule_id not in rules
+                or not rules[alert.rule_id].enabled
+            ):
+                work_by_part.setdefault(part, set()).add(alert.fingerprint)
+        for fp, part, _ in await self.store.due(now):
+            work_by_part.setdefault(part, set()).add(fp)
+        events: list[Event] = []
+        for part, fingerprints in sorted(work_by_part.items()):
+            async with self.store.transaction([part]) as w:
+                work = await self._tick_partition(w, sorted(fingerprints), now, silences, sources)
+                await self._write(w, work)
+            self._emit(work.events)
+            events += work.events
+        return events
+
+    async def _tick_partition(
+        self,
+        w: Writes,
+        fingerprints: list[str],
+        now: int,
+        silences: Sequence[object],
+        sources: Sequence[tuple[Alert, Rule]],
+    ) -> _Work:
+        rules = self.index.rules
+        evaluations = await w.evaluations(fingerprints)
+        alerts = await w.alerts(fingerprints)
+        work = _Work()
+        for fp in fingerprints:
+            evaluation, alert = evaluations.get(fp), alerts.get(fp)
+            rule_id = evaluation.rule_id if evaluation else alert.rule_id if alert else ""
+            rule = rules.get(rule_id)
+            if rule is None or not rule.enabled:
+                if alert is not None and alert.is_open and rule_id:
+                    events = lifecycle.resolve(alert, now, "the rule was deleted or disabled")
+                    work.events += events
+                    work.alerts[fp] = (rule or _gone(alert), alert)
+                continue
+            if evaluation is not None:
+                silence_check(rule, evaluation, now)
+                work.evaluations[fp] = (rule, evaluation)
+                self._advance(rule, alerts, evaluation, now, work)
+                alert = alerts.get(fp)
+            if alert is None or not alert.is_open:
+                continue
+            changes = lifecycle.suppress(
+                alert,
+                lifecycle.silencers(silences, alert.labels, now),  # type: ignore[arg-type]
+                lifecycle.inhibitors(alert, sources),
+                now,
+            )
+            escalated, steps = lifecycle.escalate(rule, alert, now)
+            changes += escalated
+            work.notices += [
+                escalation_notice(step.notify, alert, self.grouping)
+                for step in steps
+                if step.notify
+            ]
+            work.alerts[fp] = (rule, alert)
+            work.events += changes
+        return work
+
+
+def _gone(alert: Alert) -> Rule:
+    """A stand-in for the rule of an alert whose rule no longer exists (nothing is due)."""
+    return Rule(alert.rule_id, alert.rule_id, alert.field, NoData(1), alert.rule_severity)

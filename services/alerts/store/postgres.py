@@ -1,0 +1,82 @@
+"""The scale-out backend: PostgreSQL through the runtime's asyncpg pool
+(:class:`~smartcity.runtime.storage.postgres.PostgresDatabase`), shared by every replica.
+
+Partition and event locks are transaction-scoped advisory locks under :data:`LOCK_SPACE`,
+released by the commit or rollback; migrations hold a lock of their own, so replicas
+starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from smartcity.runtime.storage.migrations import load_migrations
+from smartcity.runtime.storage.postgres import PostgresDatabase
+from smartcity.services.alerts.store.base import AlertStore
+from smartcity.services.alerts.store.writes import Transaction
+
+__all__ = ["PostgresAlertStore"]
+
+MIGRATION_LOCK = 0x534D_4131
+"""First key of the advisory lock the alerts migrations hold ("SMA1")."""
+LOCK_SPACE = 0x534D_4132
+"""First key of the partition and event locks ("SMA2")."""
+
+
+class _Transaction(Transaction):
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+        return await self._conn.fetch(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._conn.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._conn.executemany(sql, rows)
+
+    async def lock(self, number: int) -> None:
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_SPACE, number)
+
+    async def lock_all(self, numbers: Sequence[int]) -> None:
+        # One round trip; unnest yields the (ascending) array in order, so the locks are
+        # taken in that order and two transactions never wait on each other in a circle.
+        await self._conn.execute(
+            "SELECT count(pg_advisory_xact_lock($1, number)) FROM unnest($2::int[]) AS number",
+            LOCK_SPACE,
+            list(numbers),
+        )
+
+
+class PostgresAlertStore(AlertStore):
+    def __init__(self, url: str) -> None:
+        self._database = PostgresDatabase(url, max_connections=10)
+        self.url = self._database.url
+        self._migrations = load_migrations("smartcity.services.alerts.store.migrations.postgres")
+
+    async def open(self) -> None:
+        await self._database.open(self._migrations, MIGRATION_LOCK)
+
+    async def close(self) -> None:
+        await self._database.close()
+
+    async def ping(self) -> None:
+        await self._database.fetch("SELECT 1")
+
+    async def schema_version(self) -> int:
+        return await self._database.schema_version()
+
+    async def _query(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+        return await self._database.fetch(sql, *args)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Transaction]:
+        with self._database.errors():
+            async with self._database.connection() as conn, conn.transaction():
+                yield _Transaction(conn)
