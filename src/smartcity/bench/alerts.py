@@ -147,10 +147,21 @@ async def _said(process: asyncio.subprocess.Process, what: str, within: float) -
         process.kill()
         line = ""
     if not line.startswith(what):
-        await process.wait()
-        error = (await process.stderr.read()).decode(errors="replace").strip()
+        _, errors = await _ended(process)
+        error = errors.decode(errors="replace").strip()
         raise RuntimeError(f"the load process did not say {what!r}: {error[-2000:] or line}")
     return line
+
+
+async def _ended(process: asyncio.subprocess.Process, within: float = 20) -> tuple[bytes, bytes]:
+    """What the load process still writes, read to its end while waiting for it to exit (a
+    child blocked on a full stderr pipe would never exit otherwise); killed after
+    ``within`` seconds."""
+    try:
+        return await asyncio.wait_for(process.communicate(), within)
+    except TimeoutError:
+        process.kill()
+        return await process.communicate()
 
 
 async def _raw_round_trip(bus: object, samples: int) -> list[float]:
@@ -287,7 +298,7 @@ async def run_alerts_bench(
                 )
                 await asyncio.sleep(interval)
             line = (await _said(process, "done", seconds + 20)).split()
-            await process.wait()
+            await _ended(process)
             elapsed = time.perf_counter() - started
             evaluated = evaluator.readings_evaluated - evaluated_before
             figures.evaluations_per_second = evaluated / elapsed
