@@ -14,8 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from smartcity.runtime.storage.migrations import load_migrations
-from smartcity.runtime.storage.postgres import PostgresDatabase
+from smartcity.runtime.storage.backed import PostgresBacked
 from smartcity.services.alerts.store.base import AlertStore
 from smartcity.services.alerts.store.writes import Transaction
 
@@ -54,29 +53,15 @@ class _Transaction(Transaction):
         )
 
 
-class PostgresAlertStore(AlertStore):
+class PostgresAlertStore(PostgresBacked, AlertStore):
     def __init__(self, url: str) -> None:
-        self._database = PostgresDatabase(url, max_connections=10)
-        self.url = self._database.url
-        self._migrations = load_migrations("smartcity.services.alerts.store.migrations.postgres")
-
-    async def open(self) -> None:
-        await self._database.open(self._migrations, MIGRATION_LOCK)
-
-    async def close(self) -> None:
-        await self._database.close()
-
-    async def ping(self) -> None:
-        await self._database.fetch("SELECT 1")
-
-    async def schema_version(self) -> int:
-        return await self._database.schema_version()
-
-    async def _query(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
-        return await self._database.fetch(sql, *args)
+        super().__init__(
+            url,
+            migrations="smartcity.services.alerts.store.migrations.postgres",
+            migration_lock=MIGRATION_LOCK,
+        )
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Transaction]:
-        with self._database.errors():
-            async with self._database.connection() as conn, conn.transaction():
-                yield _Transaction(conn)
+        async with self._writing() as conn:
+            yield _Transaction(conn)

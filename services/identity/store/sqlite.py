@@ -9,30 +9,15 @@ matters next to an argon2 hash.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from functools import lru_cache
+from collections.abc import AsyncIterator
 from typing import Any
 
-from smartcity.runtime.storage.migrations import load_migrations
+from smartcity.runtime.storage.backed import SqliteBacked, fetch_all, numbered
 from smartcity.runtime.storage.sqlite import SqliteDatabase
 from smartcity.services.identity.store.base import Conflict, StoreError, Transaction
 from smartcity.services.identity.store.interface import IdentityStore
-
-_PARAMETER = re.compile(r"\$(\d+)")
-
-
-@lru_cache(maxsize=256)
-def _sqlite(sql: str) -> str:
-    """``$1`` → ``?1``: SQLite's numbered parameters."""
-    return _PARAMETER.sub(r"?\1", sql)
-
-
-def _fetch(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
-    return db.execute(_sqlite(sql), args).fetchall()
 
 
 class _Transaction(Transaction):
@@ -40,12 +25,12 @@ class _Transaction(Transaction):
         self._database = database
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return await self._database.in_writer(lambda: _fetch(self._database.db, sql, args))
+        return await self._database.in_writer(lambda: fetch_all(self._database.db, sql, args))
 
     async def execute(self, sql: str, *args: Any) -> int:
         try:
             return await self._database.in_writer(
-                lambda: self._database.db.execute(_sqlite(sql), args).rowcount
+                lambda: self._database.db.execute(numbered(sql), args).rowcount
             )
         except StoreError as exc:
             cause = exc.__cause__
@@ -54,40 +39,13 @@ class _Transaction(Transaction):
             raise
 
 
-class SqliteIdentityStore(IdentityStore):
+class SqliteIdentityStore(SqliteBacked, IdentityStore):
     def __init__(self, url: str) -> None:
-        self._database = SqliteDatabase(url, name="identity")
-        self.url = self._database.url
-        self._lock = asyncio.Lock()
-        self._migrations = load_migrations("smartcity.services.identity.store.migrations.sqlite")
-
-    async def open(self) -> None:
-        await self._database.open(self._migrations, lambda db: None)
-
-    async def close(self) -> None:
-        async with self._lock:
-            await self._database.close()
-
-    async def ping(self) -> None:
-        await self._database.ping()
-
-    async def schema_version(self) -> int:
-        return await self._database.schema_version()
-
-    async def _query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return await self._database.read(_fetch, sql, args)
+        super().__init__(
+            url, name="identity", migrations="smartcity.services.identity.store.migrations.sqlite"
+        )
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Transaction]:
-        async with self._lock:
-            await self._database.in_writer(lambda: self._database.db.execute("BEGIN IMMEDIATE"))
-            try:
-                yield _Transaction(self._database)
-            except BaseException:
-                # Shielded: a cancelled caller must still leave the connection out of the
-                # transaction, or the next one would fail to begin.
-                await asyncio.shield(
-                    self._database.in_writer(lambda: self._database.db.execute("ROLLBACK"))
-                )
-                raise
-            await self._database.in_writer(lambda: self._database.db.execute("COMMIT"))
+        async with self._writing() as database:
+            yield _Transaction(database)
