@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from smartcity.agents.buffer import Entry
@@ -183,7 +184,8 @@ def headers_size(headers: dict[str, str]) -> int:
 
 def merged_payload(entries: Sequence[Entry]) -> bytes | None:
     """One batch holding the readings of consecutive ``entries`` of a device, with the
-    identity of the first; None when an id is not one this agent made."""
+    identity of the first; None when an id is not one this agent made, or the stored bytes
+    do not decode (then each entry is sent, or refused, on its own)."""
     try:
         first = int(entries[0].msg_id.rsplit("/", 1)[1])
         last = int(entries[-1].msg_id.rsplit("/", 1)[1]) + entries[-1].readings - 1
@@ -191,7 +193,10 @@ def merged_payload(entries: Sequence[Entry]) -> bytes | None:
         return None
     joined = b"".join(entry.payload for entry in entries)
     if first == 0:  # a zero is not serialized, so no trailer could restore it: decode
-        merged = telemetry_pb2.TelemetryBatch.FromString(joined)
+        try:
+            merged = telemetry_pb2.TelemetryBatch.FromString(joined)
+        except DecodeError:
+            return None
         merged.batch_id, merged.first_sequence, merged.last_sequence = (
             entries[0].msg_id,
             first,

@@ -5,7 +5,7 @@ a stored payload that is not a batch gets a verdict, never a crash."""
 from __future__ import annotations
 
 from google.protobuf.message import DecodeError
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from smartcity.agents.batches import encode_batch, merged_payload, split_batch
@@ -86,6 +86,7 @@ def test_a_merged_backlog_is_one_batch_with_the_first_ones_identity(batches, fir
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=2000), st.integers(1, 4000), st.text(max_size=30))
+@example(b"\x00", 1, "/0")  # a first sequence of 0 on bytes that do not decode
 def test_any_stored_bytes_get_a_verdict(payload, limit, msg_id) -> None:
     stored = Entry(1, "city.telemetry.x.y.z", msg_id, {}, 1, payload)
     try:
