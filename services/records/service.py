@@ -84,7 +84,14 @@ def _check_id(record_id: str) -> str:
 def _check_reason(reason: str) -> str:
     if len(reason) > MAX_REASON:
         raise InvalidArgument(f"reason is longer than {MAX_REASON} characters")
-    return reason
+    return _no_nul(reason, "reason")
+
+
+def _no_nul(text: str, what: str) -> str:
+    """``text``, unless it holds U+0000, which no text column (PostgreSQL's) can store."""
+    if "\x00" in text:
+        raise InvalidArgument(f"{what} must not contain NUL characters")
+    return text
 
 
 class RecordsService:
@@ -158,8 +165,8 @@ class RecordsService:
             where = pointer([info.spec.owner_property])
             raise SchemaViolation([Violation(where, f"must be the owner_id {owner_id!r}")])
         owner = owner_id or declared or (caller.sub if caller is not None else "")
-        if not owner or len(owner) > MAX_ID:
-            raise InvalidArgument(f"owner_id must be 1 to {MAX_ID} characters")
+        if not owner or len(owner) > MAX_ID or not owner.isprintable():
+            raise InvalidArgument(f"owner_id must be 1 to {MAX_ID} printable characters")
         self.policy.check_write(caller, info, owner, creating=True)
         self.check_workflow(info, doc, None)
         if len(request_id) > MAX_ID:
@@ -351,6 +358,8 @@ class RecordsService:
     ) -> Page[RecordVersion]:
         limit = page.limit()
         reason = _check_reason(search.reason)
+        for what in ("type", "owner_id", "field", "query", "order_by"):
+            _no_nul(getattr(search, what), what)
         scoped = scope(self.types, self.policy, caller, search)
         if scoped is None:
             return Page([])

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.struct_pb2 import Struct
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from records_support import Clock, Tokens, city_types, client, records_service, serving, ticket
 
@@ -120,6 +120,8 @@ async def server(store: RecordStore, tokens: Tokens) -> AsyncIterator[GrpcServer
     query=st.text(max_size=40),
     owner=st.text(max_size=10),
 )
+# A NUL in a search filter once reached PostgreSQL, which refuses it as an internal error.
+@example(kind="feedback_ticket", document=None, record_id="", version=0, query="", owner="\x00")
 async def test_any_request_gets_a_verdict_and_a_refusal_writes_nothing(
     server: GrpcServer,
     store: RecordStore,
