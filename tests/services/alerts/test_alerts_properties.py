@@ -6,9 +6,7 @@ through), and any decoded batch is evaluated, once."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
-import pytest
 from alerts_support import Clock as _Clock
 from alerts_support import city_fields, evaluator, install, rule
 from google.protobuf.duration_pb2 import Duration
@@ -34,11 +32,6 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 SEQUENCES = itertools.count(1)
-
-
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'alerts.db'}"
 
 
 # -- rules ------------------------------------------------------------------------------------
