@@ -241,7 +241,7 @@ class UndeclaredPermission(TypeError):  # noqa: N818 - named for what is wrong
     """A servicer whose methods do not all declare a permission."""
 
 
-def _service_descriptor(add: Callable[..., Any], servicer: Any) -> Any:
+def _service_descriptor(add: Callable[..., Any]) -> Any:
     """The protobuf service descriptor behind a generated ``add_XServicer_to_server``."""
     module = importlib.import_module(add.__module__.removesuffix("_grpc"))
     name = add.__name__.removeprefix("add_").removesuffix("Servicer_to_server")
@@ -262,7 +262,7 @@ def permission_table(
     table: dict[str, Permission] = {}
     missing: list[str] = []
     for add, servicer in registrations:
-        service = _service_descriptor(add, servicer)
+        service = _service_descriptor(add)
         for method in service.methods:
             declared = getattr(getattr(servicer, method.name, None), PERMISSION_ATTRIBUTE, None)
             if declared is None:
@@ -409,7 +409,7 @@ class _StreamGuard:
     """Cancels the task serving a stream once the caller's token expires or is revoked,
     even while the stream is idle; :attr:`reason` says which."""
 
-    def __init__(self, authenticator: Any, claims: Claims) -> None:
+    def __init__(self, authenticator: Authenticator, claims: Claims) -> None:
         self._authenticator = authenticator
         self._claims = claims
         self._task: asyncio.Task[None] | None = None
