@@ -25,9 +25,10 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from smartcity.runtime.config import AlertsSettings, ConsumerSettings
 
@@ -50,6 +51,7 @@ STEPS = 10
 """Poll steps per background batch: a batch holds len(METRICS) x STEPS readings."""
 
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -164,6 +166,28 @@ async def _ended(process: asyncio.subprocess.Process, within: float = 20) -> tup
         return await process.communicate()
 
 
+async def _within(awaitable: Awaitable[T], seconds: float, what: str) -> T:
+    """``awaitable``'s result, or an error naming the step that did not finish: a bench that
+    hangs says where instead of sitting silent until its caller gives up."""
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        raise RuntimeError(f"the bench's {what} did not finish within {seconds:g} s") from None
+
+
+async def _stopped(tasks: Sequence[asyncio.Task[None]], within: float = 15) -> None:
+    """Cancel ``tasks`` and wait, with a bound, for them to end; an error names those that
+    would not stop."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=within)
+    if pending:
+        names = ", ".join(sorted(task.get_name() for task in pending))
+        raise RuntimeError(f"{names} did not stop within {within:g} s of being cancelled")
+
+
 async def _raw_round_trip(bus: object, samples: int) -> list[float]:
     subject = "city.alerts.bench.raw"  # captured by the ALERTS stream, read by nobody else
     arrived: asyncio.Queue[float] = asyncio.Queue()
@@ -217,9 +241,9 @@ async def run_alerts_bench(
         bus = await Bus.connect(server.client_settings(), name="bench-alerts")
         tasks: list[asyncio.Task[None]] = []
         try:
-            await bus.ensure_streams(StreamsSettings())
+            await _within(bus.ensure_streams(StreamsSettings()), 30, "stream setup")
             progress("raw NATS round trip")
-            figures.raw_ms = await _raw_round_trip(bus, 200)
+            figures.raw_ms = await _within(_raw_round_trip(bus, 200), 60, "raw round trip")
             progress(f"installing {rules:,} rules")
             high = Threshold(Comparison.GT, 1e9)
             async with store.transaction() as w:
@@ -248,9 +272,9 @@ async def run_alerts_bench(
             outbox_ready.append(outbox)
             handler = TelemetryEvaluation(bus, evaluator, load_fields(), options)
             tasks = [
-                asyncio.create_task(handler.consumer.run()),
-                asyncio.create_task(outbox.run()),
-                asyncio.create_task(timers(evaluator, 1.0)),
+                asyncio.create_task(handler.consumer.run(), name="the evaluation consumer"),
+                asyncio.create_task(outbox.run(), name="the outbox"),
+                asyncio.create_task(timers(evaluator, 1.0), name="the timers"),
             ]
             arrivals: dict[int, float] = {}
             all_arrived = asyncio.Event()
@@ -294,7 +318,7 @@ async def run_alerts_bench(
                 item.source_time.FromNanoseconds(time.time_ns())
                 sent[number] = time.perf_counter()
                 await bus.jetstream_publish(
-                    subject, probe.SerializeToString(), msg_id=probe.batch_id
+                    subject, probe.SerializeToString(), msg_id=probe.batch_id, timeout=10
                 )
                 await asyncio.sleep(interval)
             line = (await _said(process, "done", seconds + 20)).split()
@@ -315,13 +339,13 @@ async def run_alerts_bench(
             ]
             figures.lost = len(sent) - len(figures.alert_ms)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await bus.close()
-            await store.close()
-            await server.astop()
+            try:
+                await _stopped(tasks)
+            finally:
+                with contextlib.suppress(Exception):
+                    await _within(bus.close(), 15, "NATS connection's close")
+                await _within(store.close(), 15, "store's close")
+                await _within(server.astop(), 15, "nats-server's stop")
     return figures
 
 
