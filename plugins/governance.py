@@ -8,6 +8,10 @@ handles dossiers at every level (Tuong 2021, 4.2; in 2024 the city reported 95 %
 services online and 65 % of dossiers filed online). The city also watches information
 security for its agencies permanently (Tuong 2021, 4.1, tasks on mechanisms and policies
 (4)).
+
+The IOC also keeps the register of the places where the city operates equipment (``site``
+records): the one list that ties a site token of the telemetry subjects to a name, the
+fields it serves and a point on the map.
 """
 
 from __future__ import annotations
@@ -20,12 +24,31 @@ from smartcity.fields import (
     Metric,
     MetricKind,
     Pillar,
+    RecordAccess,
+    RecordType,
     ValueType,
     hookimpl,
 )
 
 FIELD_ID = "governance"
 MONTH = 30 * 24 * 3600
+SITE_KINDS = (
+    "substation",
+    "water_station",
+    "pumping_station",
+    "air_quality_station",
+    "water_quality_station",
+    "wastewater_station",
+    "lighting_cabinet",
+    "traffic_junction",
+    "weather_station",
+    "flood_gauge",
+    "other",
+)
+"""What a site is; ``other`` until a kind of its own is added (a schema version)."""
+TOKEN_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$"
+"""A site id as device profiles and NATS subjects spell it."""
+FIELD_ID_PATTERN = "^[a-z][a-z0-9_]{0,62}$"
 
 
 @hookimpl
@@ -153,4 +176,52 @@ def kpis() -> list[Kpi]:
             metric="security_incidents",
             window_seconds=MONTH,
         ),
+    ]
+
+
+@hookimpl
+def record_types() -> list[RecordType]:
+    # A site where the city operates equipment. Anyone authenticated reads them (the IOC
+    # console shows every field's sites on one map, to the viewers of each); writing needs
+    # the records_officer role on governance, as for any record type. ``site_id`` is the
+    # <site> token of city.telemetry.<field>.<site>.<device>: what joins a record to its
+    # telemetry.
+    text = {"type": "string", "minLength": 1, "maxLength": 200}
+    return [
+        RecordType(
+            name="site",
+            title="Site",
+            description="A place where the city operates equipment: a substation, a water or "
+            "air-quality station, a lighting cabinet, a junction",
+            access=RecordAccess.PUBLIC,
+            indexed=("site_id", "kind"),
+            schema={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["site_id", "name", "name_vi", "kind", "fields", "location"],
+                "properties": {
+                    "site_id": {"type": "string", "pattern": TOKEN_PATTERN},
+                    "name": text,
+                    "name_vi": text,
+                    "kind": {"enum": list(SITE_KINDS)},
+                    "fields": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 64,
+                        "uniqueItems": True,
+                        "items": {"type": "string", "pattern": FIELD_ID_PATTERN},
+                    },
+                    "location": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["lat", "lon"],
+                        "properties": {
+                            "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                            "lon": {"type": "number", "minimum": -180, "maximum": 180},
+                        },
+                    },
+                    "address": {"type": "string", "minLength": 1, "maxLength": 500},
+                },
+            },
+        )
     ]

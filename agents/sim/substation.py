@@ -15,65 +15,66 @@ a two-hour time constant; energy counters integrate power. Opening the 110 kV br
 22 kV incomer de-energises the busbar; opening a feeder breaker removes its share of load.
 
 Faults are injected on command, through the protocol itself or from Python
-(:meth:`Substation.inject`). The control block, per unit id, in holding registers:
+(:meth:`Substation.inject`), through the control block every simulator shares
+(:mod:`.modbus_sim`), per unit id, in holding registers:
 
 * ``200`` fault code: 0 clear all faults, 1 voltage sag (phase voltages drop to 70..80 %),
   2 frozen sensors (measurements stop changing), 3 stop answering (no response at all);
 * ``201`` duration in seconds (0 means 10 s);
-* ``202`` active faults, a bit mask (bit 0 sag, bit 1 frozen).
+* ``202`` active faults, a bit mask (bit 0 sag, bit 1 frozen);
+* ``203`` the simulator's kind (1, a substation), read-only.
 
 A register can also be made unreadable (:meth:`Substation.refuse_address`): any request that
 covers it is answered with exception 2, the way a device answers for an address its firmware
 does not map. The simulator counts the requests it receives per unit id and the TCP
 connections it accepts, so tests can see the agent's traffic from the device's side.
-
-A unit that "stops answering" is silent, like an RTU that lost power behind a gateway: the
-server is started with ``ignore_missing_devices`` and the unit's access hook raises
-pymodbus' ``NoSuchIdException``, which the server answers with silence.
-
-The server uses pymodbus' ``SimDevice``/``SimData`` datastore (its non-deprecated API in
-3.16). The datastore is refreshed from the model by the device's ``action`` hook on every
-access, the way that API intends registers to be updated; the model advances on a clock
-(injectable, for tests) every ``period`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
-import struct
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable
 from pathlib import Path
 
-from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
-from pymodbus.exceptions import NoSuchIdException
-from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
-from pymodbus.simulator import DataType as SimType
-from pymodbus.simulator import SimData, SimDevice
 
-from smartcity.agents.modbus.codec import EncodeError, decode, encode
-from smartcity.agents.profile import DataType, Function, ModbusDevice, ModbusPoint, load_profile
+from smartcity.agents.modbus.codec import decode
+from smartcity.agents.profile import Function, ModbusDevice, load_profile
+from smartcity.agents.sim.modbus_sim import (
+    CONTROL_ADDRESS,
+    DEFAULT_FAULT_SECONDS,
+    UTC_OFFSET,
+    Fault,
+    ModbusSimulator,
+    RegisterTable,
+    SimulatedUnit,
+    SimulatorKind,
+    Values,
+    local_hour,
+)
+
+__all__ = [
+    "CONTROL_ADDRESS",
+    "DEFAULT_FAULT_SECONDS",
+    "SUBSTATION_PROFILE",
+    "UTC_OFFSET",
+    "Bay",
+    "Fault",
+    "Substation",
+    "load_curve",
+    "load_substation_profile",
+    "serve_substation",
+]
 
 SUBSTATION_PROFILE = Path(__file__).parent / "profiles" / "substation.yaml"
 """The register map, as a device profile the agent loads directly."""
 
-UTC_OFFSET = 7 * 3600
-"""Viet Nam is UTC+7 all year (no daylight saving time)."""
-
 FEEDERS = 12
 RATING_MVA = 63.0
 NOMINAL_HV_KV = 115.0
-CONTROL_ADDRESS = 200
-"""Holding register of the fault code; the duration follows at 201, the active mask at 202."""
-DEFAULT_FAULT_SECONDS = 10.0
 SETPOINT_LIMITS = {"voltage_setpoint": (20.0, 25.0), "oil_temperature_limit": (40.0, 120.0)}
 """What the device itself accepts; outside it answers exception 3 (illegal data value)."""
 
@@ -82,35 +83,7 @@ _LOAD_CURVE = (
     0.62, 0.58, 0.55, 0.54, 0.55, 0.60, 0.68, 0.78, 0.86, 0.91, 0.94, 0.92,
     0.80, 0.84, 0.92, 0.93, 0.90, 0.92, 0.98, 1.00, 0.97, 0.90, 0.80, 0.70,
 )  # fmt: skip
-
-_FUNCTION_OF_CODE = {
-    1: Function.COIL,
-    5: Function.COIL,
-    15: Function.COIL,
-    2: Function.DISCRETE,
-    3: Function.HOLDING,
-    6: Function.HOLDING,
-    16: Function.HOLDING,
-    22: Function.HOLDING,
-    23: Function.HOLDING,
-    4: Function.INPUT,
-}
 _SQRT3 = math.sqrt(3.0)
-
-
-class Fault(StrEnum):
-    VOLTAGE_SAG = "voltage_sag"
-    FROZEN = "frozen"
-    NO_ANSWER = "no_answer"
-
-    @property
-    def code(self) -> int:
-        """The code written to holding register 200 to trigger this fault."""
-        return _FAULT_CODES[self]
-
-
-_FAULT_CODES = {Fault.VOLTAGE_SAG: 1, Fault.FROZEN: 2, Fault.NO_ANSWER: 3}
-_FAULT_OF_CODE = {code: fault for fault, code in _FAULT_CODES.items()}
 
 
 def load_curve(hour: float) -> float:
@@ -121,159 +94,23 @@ def load_curve(hour: float) -> float:
     return _LOAD_CURVE[low] * (1 - fraction) + _LOAD_CURVE[(low + 1) % 24] * fraction
 
 
-def _raw_bounds(point: ModbusPoint) -> tuple[float, float]:
-    """Smallest and largest engineering value an integer point can carry."""
-    fmt = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q"}
-    char = fmt[point.type.value]
-    bits = 8 * struct.calcsize(char)
-    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if char.islower() else (0, 2**bits - 1)
-    ends = (low * point.scale + point.offset, high * point.scale + point.offset)
-    return min(ends), max(ends)
-
-
-def _encode(value: float, point: ModbusPoint) -> list[int]:
-    """Encode, saturating at the type's range the way a real transducer output does."""
-    try:
-        return encode(value, point)
-    except EncodeError:
-        if point.type in (DataType.FLOAT32, DataType.FLOAT64) or not math.isfinite(value):
-            return encode(0.0, point)
-        low, high = _raw_bounds(point)
-        return encode(min(max(value, low), high), point)
-
-
-@dataclass
-class _Table:
-    """One Modbus data table of one unit: the register image the datastore is refreshed from.
-
-    Register tables hold one int per register; bit tables hold 16 bits per int, bit 0 of
-    the first word being the first coil, the layout pymodbus' SimDevice uses.
-    """
-
-    function: Function
-    start: int
-    image: list[int]
-
-    def put_registers(self, address: int, registers: list[int]) -> None:
-        index = address - self.start
-        self.image[index : index + len(registers)] = registers
-
-    def put_bit(self, address: int, value: bool) -> None:
-        """A coil or discrete input (bit tables) by its bit address."""
-        word, bit = divmod(address, 16)
-        index = word - self.start
-        if value:
-            self.image[index] |= 1 << bit
-        else:
-            self.image[index] &= ~(1 << bit)
-
-
-def _tables(points: Iterable[ModbusPoint], control: range) -> dict[Function, _Table]:
-    used: dict[Function, list[int]] = {function: [] for function in Function}
-    for point in points:
-        used[point.function].extend(range(point.address, point.address + point.width))
-    used[Function.HOLDING].extend(control)
-    tables = {}
-    for function, addresses in used.items():
-        if not addresses:
-            continue
-        if function.is_bits:
-            start, end = min(addresses) // 16, max(addresses) // 16 + 1
-        else:
-            start, end = min(addresses), max(addresses) + 1
-        tables[function] = _Table(function, start, [0] * (end - start))
-    return tables
-
-
-def _runs(addresses: Iterable[int]) -> list[range]:
-    """Contiguous runs of the given addresses."""
-    runs: list[range] = []
-    for address in sorted(set(addresses)):
-        if runs and runs[-1].stop == address:
-            runs[-1] = range(runs[-1].start, address + 1)
-        else:
-            runs.append(range(address, address + 1))
-    return runs
-
-
-def _simdata(points: list[ModbusPoint], control: range) -> tuple[list[SimData], ...]:
-    """The datastore layout: only the profile's addresses (and the control block) exist, so
-    the server answers exception 2 for anything else, and only setpoints, breakers and the
-    control block accept writes."""
-    writable: set[int] = set(control)
-    readonly: set[int] = set()
-    bits: dict[Function, set[int]] = {Function.COIL: set(), Function.DISCRETE: set()}
-    for point in points:
-        span = range(point.address, point.address + point.width)
-        if point.function.is_bits:
-            bits[point.function].update(span)
-        elif point.function is Function.HOLDING and point.writable:
-            writable.update(span)
-        elif point.function is Function.HOLDING:
-            readonly.update(span)
-    inputs = {
-        a
-        for p in points
-        if p.function is Function.INPUT
-        for a in range(p.address, p.address + p.width)
-    }
-
-    def registers(addresses: set[int], *, read_only: bool) -> list[SimData]:
-        return [
-            SimData(
-                run.start, values=[0] * len(run), datatype=SimType.REGISTERS, readonly=read_only
-            )
-            for run in _runs(addresses)
-        ]
-
-    def bit_block(addresses: set[int]) -> list[SimData]:
-        return [
-            SimData(run.start, values=[False] * len(run), datatype=SimType.BITS)
-            for run in _runs(addresses)
-        ]
-
-    holding = registers(readonly, read_only=True) + registers(writable, read_only=False)
-    return (
-        bit_block(bits[Function.COIL]),
-        bit_block(bits[Function.DISCRETE]),
-        sorted(holding, key=lambda entry: entry.address),
-        registers(inputs, read_only=True),
-    )
-
-
-@dataclass
-class Bay:
+class Bay(SimulatedUnit):
     """One transformer bay behind one unit id: its physical state and its register images."""
 
-    unit: int
-    profile: ModbusDevice
-    clock: Callable[[], float]
-    rng: random.Random
-    voltage_setpoint: float = 23.0
-    oil_temperature_limit: float = 90.0
-    breakers: dict[str, bool] = field(default_factory=dict)
-    breaker_operations: int = 0
-    fault_seconds: int = 0
-    sag_until: float = 0.0
-    sag_depth: float = 1.0
-    frozen_until: float = 0.0
-    silent_until: float = 0.0
-    shown: dict[str, float | int | bool] = field(default_factory=dict)
-    """Measured values as the device presents them (held still while frozen)."""
-    refused: set[tuple[Function, int]] = field(default_factory=set)
-    """Addresses answered with exception 2 (illegal data address) whatever the map says."""
+    kind = SimulatorKind.SUBSTATION
 
-    def __post_init__(self) -> None:
-        control = range(CONTROL_ADDRESS, CONTROL_ADDRESS + 3)
-        self.tables = _tables(self.profile.points, control)
-        self.points = {point.name: point for point in self.profile.points}
+    def __init__(
+        self, unit: int, profile: ModbusDevice, clock: Callable[[], float], rng: random.Random
+    ) -> None:
+        super().__init__(unit, profile, clock, rng)
+        self.voltage_setpoint = 23.0
+        self.oil_temperature_limit = 90.0
+        self.breakers = {p.name: True for p in profile.points if p.function is Function.COIL}
+        self.breaker_operations = 0
+        self.sag_depth = 1.0
         self.setpoints = [
-            p for p in self.profile.points if p.function is Function.HOLDING and p.writable
+            p for p in profile.points if p.function is Function.HOLDING and p.writable
         ]
-        for point in self.profile.points:
-            if point.function is Function.COIL:
-                self.breakers[point.name] = True
-        rng = self.rng
         self.feeder_weights = [rng.uniform(0.5, 1.5) for _ in range(FEEDERS)]
         self.imbalance = [1 + rng.gauss(0, 0.004) for _ in range(3)]
         self.load_share = rng.uniform(0.62, 0.78)
@@ -285,49 +122,17 @@ class Bay:
         self.demand_kw = 0.0
         self.demand_kvar = 0.0
         self.oil: float | None = None
-        self.last = self.clock()
-        self.device = SimDevice(
-            self.unit, simdata=_simdata(self.profile.points, control), action=self._access
-        )
         self.advance(self.last)
 
-    # -- faults ------------------------------------------------------------------------------
-
-    def inject(self, fault: Fault, seconds: float) -> None:
-        until = self.clock() + seconds
+    def started(self, fault: Fault) -> None:
         if fault is Fault.VOLTAGE_SAG:
-            self.sag_until, self.sag_depth = until, self.rng.uniform(0.70, 0.80)
-        elif fault is Fault.FROZEN:
-            self.frozen_until = until
-        else:
-            self.silent_until = until
-        self.advance(self.clock())
-
-    def clear(self) -> None:
-        self.sag_until = self.frozen_until = self.silent_until = 0.0
-        self.advance(self.clock())
-
-    def active(self, fault: Fault) -> bool:
-        until = {
-            Fault.VOLTAGE_SAG: self.sag_until,
-            Fault.FROZEN: self.frozen_until,
-            Fault.NO_ANSWER: self.silent_until,
-        }[fault]
-        return self.clock() < until
+            self.sag_depth = self.rng.uniform(0.70, 0.80)
 
     # -- the model ---------------------------------------------------------------------------
 
-    def advance(self, now: float) -> None:
-        """Move the physical state to clock time ``now`` and refresh the register images."""
-        dt = min(max(now - self.last, 0.0), 3600.0)
-        self.last = now
-        if not self.active(Fault.FROZEN):
-            self.shown.update(self._measure(now, dt))
-        self._render()
-
-    def _measure(self, now: float, dt: float) -> dict[str, float | int | bool]:
+    def measure(self, now: float, dt: float) -> Values:
         rng, gauss = self.rng, self.rng.gauss
-        hour = ((now + UTC_OFFSET) % 86400) / 3600
+        hour = local_hour(now)
         self.walk = 0.97 * self.walk + gauss(0, 0.004)
         level = load_curve(hour) * self.load_share * (1 + self.walk)
         feeders = [
@@ -369,7 +174,7 @@ class Bay:
         self.demand_kw += (p * 1000 - self.demand_kw) * blend
         self.demand_kvar += (q * 1000 - self.demand_kvar) * blend
 
-        values: dict[str, float | int | bool] = {}
+        values: Values = {}
         for phase, factor in zip("abc", self.imbalance, strict=True):
             values[f"voltage_hv_{phase}n"] = hv / _SQRT3 * factor * (1 + gauss(0, 0.0005))
             values[f"voltage_mv_{phase}n"] = mv / _SQRT3 * factor * (1 + gauss(0, 0.0005))
@@ -409,73 +214,33 @@ class Bay:
             values[f"feeder_{n:02d}_power_factor"] = fp / apparent if apparent else 0.0
         return values
 
-    def _render(self) -> None:
+    def values(self) -> Values:
         values = dict(self.shown)
         values.update(self.breakers)
         values["breaker_operations"] = self.breaker_operations
         values["voltage_setpoint"] = self.voltage_setpoint
         values["oil_temperature_limit"] = self.oil_temperature_limit
-        status: dict[int, int] = {}
-        for name, point in self.points.items():
-            value = values.get(name, 0)
-            table = self.tables[point.function]
-            if point.function.is_bits:
-                table.put_bit(point.address, bool(value))
-            elif point.type is DataType.BOOL:
-                status[point.address] = status.get(point.address, 0) | (
-                    bool(value) << (point.bit or 0)
-                )
-            else:
-                table.put_registers(point.address, _encode(float(value), point))
-        holding = self.tables[Function.HOLDING]
-        for address, word in status.items():
-            holding.put_registers(address, [word])
-        mask = int(self.active(Fault.VOLTAGE_SAG)) | int(self.active(Fault.FROZEN)) << 1
-        holding.put_registers(CONTROL_ADDRESS + 1, [self.fault_seconds, mask])
+        return values
 
-    # -- the protocol side -------------------------------------------------------------------
+    # -- writes ------------------------------------------------------------------------------
 
-    async def _access(
-        self,
-        func_code: int,
-        start_address: int,
-        address: int,
-        count: int,
-        registers: list[int],
-        set_values: list[int] | list[bool] | None,
-    ) -> ExcCodes | None:
-        """pymodbus calls this on every request for this unit, before it reads or writes
-        ``registers`` (the unit's datastore for the table, in place)."""
-        if self.active(Fault.NO_ANSWER):
-            raise NoSuchIdException(f"unit {self.unit} is not answering (injected fault)")
-        function = _FUNCTION_OF_CODE[func_code]
-        if self.refused and any(
-            (function, at) in self.refused for at in range(address, address + count)
-        ):
-            return ExcCodes.ILLEGAL_ADDRESS
-        if set_values is not None and (refusal := self._write(function, address, set_values)):
-            return refusal
-        image = self.tables[function].image
-        registers[: len(image)] = image
-        return None
-
-    def _write(
+    def write(
         self, function: Function, address: int, values: list[int] | list[bool]
     ) -> ExcCodes | None:
-        if function is Function.COIL:
-            for offset, value in enumerate(values):
-                for name, point in self.points.items():
-                    if point.function is Function.COIL and point.address == address + offset:
-                        if self.breakers[name] != bool(value):
-                            self.breaker_operations += 1
-                        self.breakers[name] = bool(value)
-            self.advance(self.clock())
-            return None
-        holding = self.tables[Function.HOLDING]
-        trial = list(holding.image)
-        index = address - holding.start
-        trial[index : index + len(values)] = [int(value) for value in values]
-        written = range(address, address + len(values))
+        if function is not Function.COIL:
+            return super().write(function, address, values)
+        for offset, value in enumerate(values):
+            for name, point in self.points.items():
+                if point.function is Function.COIL and point.address == address + offset:
+                    if self.breakers[name] != bool(value):
+                        self.breaker_operations += 1
+                    self.breakers[name] = bool(value)
+        self.advance(self.clock())
+        return None
+
+    def write_holding(
+        self, holding: RegisterTable, trial: list[int], written: range
+    ) -> ExcCodes | None:
         accepted: dict[str, float] = {}
         for point in self.setpoints:
             if written.start < point.address + point.width and point.address < written.stop:
@@ -485,28 +250,12 @@ class Bay:
                 if not low <= value <= high:
                     return ExcCodes.ILLEGAL_VALUE
                 accepted[point.name] = value
-        seconds = trial[CONTROL_ADDRESS + 1 - holding.start]
-        fault_code = trial[CONTROL_ADDRESS - holding.start]
-        if CONTROL_ADDRESS in written and fault_code not in (0, *_FAULT_OF_CODE):
-            return ExcCodes.ILLEGAL_VALUE
         for name, value in accepted.items():
             setattr(self, name, value)
-        if CONTROL_ADDRESS + 1 in written:
-            self.fault_seconds = seconds
-        if CONTROL_ADDRESS in written:
-            if fault_code == 0:
-                self.clear()
-            else:
-                duration = float(self.fault_seconds or DEFAULT_FAULT_SECONDS)
-                self.inject(_FAULT_OF_CODE[fault_code], duration)
-        self.advance(self.clock())
-        holding.image[CONTROL_ADDRESS - holding.start] = (
-            fault_code if CONTROL_ADDRESS in written else 0
-        )
         return None
 
 
-class Substation:
+class Substation(ModbusSimulator):
     """The simulator: bays on unit ids ``first_unit..first_unit+devices-1``, one TCP server
     and, when ``serial_port`` is given, an RTU server on that serial device too.
 
@@ -532,161 +281,23 @@ class Substation:
             raise ValueError("unit ids must lie in 1..247 (devices >= 1, first_unit >= 1)")
         if period is not None and period <= 0:
             raise ValueError("period must be a positive number of seconds, or None")
-        self.host = host
-        self.port = port
-        self.serial_port = serial_port
-        self.baudrate = baudrate
-        self.period = period
-        self.clock = clock
-        self.profile = profile or load_substation_profile()
+        profile = profile or load_substation_profile()
         seeds = random.Random(seed)
-        self.bays = {
-            unit: Bay(unit, self.profile, clock, random.Random(seeds.getrandbits(64)))
+        bays = [
+            Bay(unit, profile, clock, random.Random(seeds.getrandbits(64)))
             for unit in range(first_unit, first_unit + devices)
-        }
-        self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
-        self._ticker: asyncio.Task[None] | None = None
-        self.requests: Counter[int] = Counter()
-        """Requests received per unit id, answered or not."""
-        self.connections = 0
-        """TCP connections accepted since the start."""
-
-    @property
-    def units(self) -> list[int]:
-        return list(self.bays)
-
-    async def start(self) -> None:
-        devices = [bay.device for bay in self.bays.values()]
-        tcp = ModbusTcpServer(
-            devices,
-            address=(self.host, self.port),
-            ignore_missing_devices=True,
-            trace_pdu=self._count_request,
-            trace_connect=self._count_connection,
-        )
-        self._servers.append(tcp)
-        await tcp.serve_forever(background=True)
-        self.port = tcp.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        if self.serial_port is not None:
-            serial = ModbusSerialServer(
-                devices,
-                framer=FramerType.RTU,
-                port=self.serial_port,
-                baudrate=self.baudrate,
-                ignore_missing_devices=True,
-                trace_pdu=self._count_request,
-            )
-            try:
-                await serial.serve_forever(background=True)
-            except RuntimeError:
-                await self.stop()
-                raise OSError(f"cannot open serial port {self.serial_port}") from None
-            self._servers.append(serial)
-        if self.period is not None:
-            self._ticker = asyncio.create_task(self._tick(self.period), name="substation clock")
-
-    def _count_request(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        if not sending:
-            self.requests[pdu.dev_id] += 1
-        return pdu
-
-    def _count_connection(self, connected: bool) -> None:
-        if connected:
-            self.connections += 1
-
-    async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
-        for server in self._servers:
-            await server.shutdown()
-        self._servers.clear()
-
-    async def __aenter__(self) -> Substation:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    async def _tick(self, period: float) -> None:
-        while True:
-            await asyncio.sleep(period)
-            self.step()
-
-    def step(self, now: float | None = None) -> None:
-        """Advance every bay to clock time ``now`` (default: the clock's now)."""
-        moment = self.clock() if now is None else now
-        for bay in self.bays.values():
-            bay.advance(moment)
-
-    def inject(self, fault: Fault | str, seconds: float, *, unit: int | None = None) -> None:
-        """Start ``fault`` for ``seconds`` on ``unit`` (every unit when None)."""
-        kind = Fault(fault)
-        if not seconds > 0:
-            raise ValueError("a fault lasts a positive number of seconds")
-        for bay in self._bays(unit):
-            bay.inject(kind, seconds)
-
-    def clear(self, *, unit: int | None = None) -> None:
-        for bay in self._bays(unit):
-            bay.clear()
-
-    def refuse_address(
-        self, function: Function, address: int, *, unit: int | None = None, refused: bool = True
-    ) -> None:
-        """Answer exception 2 to every request covering register ``address`` (or stop doing
-        so). Holding and input registers only: pymodbus tells the datastore hook which
-        16-bit words a bit request touches, not which bits."""
-        if function.is_bits:
-            raise ValueError(f"only registers can be refused, not a {function}")
-        for bay in self._bays(unit):
-            if refused:
-                bay.refused.add((function, address))
-            else:
-                bay.refused.discard((function, address))
-
-    def _bays(self, unit: int | None) -> list[Bay]:
-        if unit is None:
-            return list(self.bays.values())
-        if unit not in self.bays:
-            raise KeyError(f"unit {unit} is not simulated here (units {self.units})")
-        return [self.bays[unit]]
-
-    def profile_for(self, unit: int = 1, **changes: object) -> ModbusDevice:
-        """The register-map profile pointed at this simulator's TCP port and ``unit``;
-        ``changes`` override profile fields with already-typed values (seconds as floats)."""
-        self._bays(unit)
-        update: dict[str, object] = {
-            "endpoint": f"tcp://{self.host}:{self.port}",
-            "unit_id": unit,
-            "device": f"{self.profile.device}-{unit}",
-        }
-        update.update(changes)
-        return self.profile.model_copy(update=update)
-
-    async def read_registers(
-        self, unit: int, function: Function, address: int, count: int
-    ) -> list[int]:
-        """What the server's datastore holds, read through the server (not the network)."""
-        return await self._datastore(unit, function, address, count)  # type: ignore[return-value]
-
-    async def read_bits(
-        self, unit: int, function: Function, address: int, count: int
-    ) -> list[bool]:
-        return await self._datastore(unit, function, address, count)  # type: ignore[return-value]
-
-    async def _datastore(
-        self, unit: int, function: Function, address: int, count: int
-    ) -> list[int] | list[bool]:
-        if not self._servers:
-            raise RuntimeError("the simulator is not running")
-        code = {Function.COIL: 1, Function.DISCRETE: 2, Function.HOLDING: 3, Function.INPUT: 4}[
-            function
         ]
-        return await self._servers[0].async_getValues(unit, code, address, count)
+        super().__init__(
+            bays,
+            profile=profile,
+            host=host,
+            port=port,
+            serial_port=serial_port,
+            baudrate=baudrate,
+            period=period,
+            clock=clock,
+        )
+        self.bays: dict[int, Bay] = {bay.unit: bay for bay in bays}
 
 
 def load_substation_profile() -> ModbusDevice:

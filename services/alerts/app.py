@@ -7,7 +7,8 @@ default ``alerts``) on the TELEMETRY stream, shared by every replica; a message 
 never be a batch is dead-lettered with the reason; every reading of a batch is judged by
 monitoring's decoder (:meth:`smartcity.fields.Metric.check`), so a reading a rule sees has
 the same verdict that monitoring stored. Replicas share one PostgreSQL and evaluate devices
-partition by partition (see :mod:`.store.base`).
+partition by partition (see :mod:`.store.base`). An alert event is published in the trace of
+the reading that raised it (:class:`~.outbox.EventTraces`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 
 from smartcity.fields import FieldHost, load_fields
+from smartcity.readings.decode import TelemetryDecoder, tune_for_ingest
+from smartcity.readings.model import IngestBatch
 from smartcity.runtime.bus import TELEMETRY_STREAM, Bus
 from smartcity.runtime.config import AlertsSettings, Settings
 from smartcity.runtime.consumer import JetStreamConsumer
@@ -35,13 +41,10 @@ from smartcity.services.alerts.defaults import plugin_rules
 from smartcity.services.alerts.evaluator import Evaluator
 from smartcity.services.alerts.messages import event_message
 from smartcity.services.alerts.model import MICROS, Event
-from smartcity.services.alerts.outbox import Outbox
+from smartcity.services.alerts.outbox import EventTraces, Outbox
 from smartcity.services.alerts.server import DEFAULT_PORT, SERVICE_NAME, servicer
 from smartcity.services.alerts.service import AlertsService
 from smartcity.services.alerts.store import StoreError, StoreUnavailable, open_store
-from smartcity.services.monitoring.app import tune_for_ingest
-from smartcity.services.monitoring.decode import TelemetryDecoder
-from smartcity.services.monitoring.model import IngestBatch
 from smartcity.telemetry.v1 import telemetry_pb2
 
 __all__ = ["ALERTS", "Heartbeats", "TelemetryEvaluation", "store_url", "timers"]
@@ -54,18 +57,35 @@ def store_url(settings: Settings) -> str:
     return default_store_url(settings.alerts.store_url, settings.data_dir, "alerts")
 
 
+@dataclass(frozen=True, slots=True)
+class TracedBatch:
+    """A decoded batch and the trace context of the message it came in."""
+
+    batch: IngestBatch
+    context: Context
+
+
 class TelemetryEvaluation:
     """The consumer's handler: decode a telemetry message, evaluate a fetch in one
     transaction. Commits run one at a time and in fetch order, so that a later fetch never
-    moves a device's sequence past readings an earlier one has not evaluated yet."""
+    moves a device's sequence past readings an earlier one has not evaluated yet. The events
+    a fetch raises are handed to ``traces`` with the context of the message that raised
+    each."""
 
     def __init__(
-        self, bus: Bus, evaluator: Evaluator, fields: FieldHost, settings: AlertsSettings
+        self,
+        bus: Bus,
+        evaluator: Evaluator,
+        fields: FieldHost,
+        settings: AlertsSettings,
+        *,
+        traces: EventTraces | None = None,
     ) -> None:
         self.evaluator = evaluator
         self.decoder = TelemetryDecoder(fields)
+        self.traces = traces if traces is not None else EventTraces()
         self._order = asyncio.Lock()
-        self.consumer: JetStreamConsumer[IngestBatch] = JetStreamConsumer(
+        self.consumer: JetStreamConsumer[TracedBatch] = JetStreamConsumer(
             bus,
             stream=TELEMETRY_STREAM,
             subject=ALL_TELEMETRY,
@@ -73,15 +93,31 @@ class TelemetryEvaluation:
             handler=self,
         )
 
-    def decode(self, msg: Msg) -> IngestBatch:
-        return self.decoder.decode(msg)
+    def decode(self, msg: Msg) -> TracedBatch:
+        # The consumer makes the message's span current while it decodes.
+        return TracedBatch(self.decoder.decode(msg), otel_context.get_current())
 
-    async def commit(self, items: Sequence[IngestBatch]) -> None:
+    async def commit(self, items: Sequence[TracedBatch]) -> None:
         async with self._order:
-            await self.evaluator.evaluate(items)
+            self.traces.expect(
+                ((b.field, b.site, b.device), *_time_span(b), item.context)
+                for item in items
+                if (b := item.batch).readings
+            )
+            events: Sequence[Event] = ()
+            try:
+                events = await self.evaluator.evaluate([item.batch for item in items])
+            finally:
+                self.traces.settle(events)
 
     def is_transient(self, error: Exception) -> bool:
         return isinstance(error, StoreUnavailable)
+
+
+def _time_span(batch: IngestBatch) -> tuple[int, int]:
+    """The first and last time of the batch's readings (µs)."""
+    times = [reading.time for reading in batch.readings]
+    return min(times), max(times)
 
 
 class Heartbeats:
@@ -174,6 +210,7 @@ async def _setup(context: ServiceContext) -> AsyncIterator[ServiceParts]:
                 listener()
 
         evaluator = Evaluator(store, options, on_events=changed)
+        traces = EventTraces()
         service = AlertsService(store, fields, evaluator)
         if options.plugin_rules:
             installed = await service.rules.install_plugin_rules(plugin_rules(fields))
@@ -185,12 +222,13 @@ async def _setup(context: ServiceContext) -> AsyncIterator[ServiceParts]:
             encode=lambda event: event_message(event).SerializeToString(),
             submitter=dispatcher,
             build=_notification,
+            traces=traces,
         )
         wake += [outbox.wake, service.notify_watchers]
         # Events of other replicas wake this replica's watches as they are published.
         await context.bus.subscribe(ALL_ALERTS, lambda msg: _wake(service))
         await context.bus.subscribe(f"{AGENTS}.>", Heartbeats(evaluator))
-        evaluation = TelemetryEvaluation(context.bus, evaluator, fields, options)
+        evaluation = TelemetryEvaluation(context.bus, evaluator, fields, options, traces=traces)
 
         async def storage() -> str | None:
             try:

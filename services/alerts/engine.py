@@ -26,9 +26,9 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from smartcity.readings.model import Quality, StoredReading
 from smartcity.services.alerts.model import MICROS
 from smartcity.services.alerts.rules import Band, NoData, QualityBad, RateOfChange, Rule, Threshold
-from smartcity.services.monitoring.model import Quality, StoredReading
 
 __all__ = ["Evaluation", "RuleIndex", "alert_labels", "fingerprint", "observe", "silence_check"]
 

@@ -2,7 +2,7 @@
 transaction.
 
 :meth:`Evaluator.evaluate` takes the checked batches of one fetch (decoded by monitoring's
-:class:`~smartcity.services.monitoring.decode.TelemetryDecoder`, so every reading carries the
+:class:`~smartcity.readings.decode.TelemetryDecoder`, so every reading carries the
 spine's verdict) and, in one transaction holding the partitions of their devices:
 
 1. skips every reading whose sequence is not above the device's last evaluated one, so a
@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from smartcity.readings.model import IngestBatch
 from smartcity.runtime.config import AlertsSettings
 from smartcity.runtime.errors import NotFound
 from smartcity.services.alerts import lifecycle
@@ -42,7 +43,6 @@ from smartcity.services.alerts.model import MICROS, Alert, AlertState, Event, Ev
 from smartcity.services.alerts.notify import Grouping, escalation_notice, flush
 from smartcity.services.alerts.rules import NoData, Rule
 from smartcity.services.alerts.store import AlertFilter, AlertStore, Writes, partition_of
-from smartcity.services.monitoring.model import IngestBatch
 
 __all__ = ["Evaluator"]
 

@@ -14,10 +14,10 @@ from enum import IntEnum, StrEnum
 from functools import lru_cache
 from typing import Generic, TypeVar
 
+from smartcity.readings.model import MICROS
 from smartcity.runtime.errors import InvalidArgument
 from smartcity.runtime.storage import InvalidQuery
 from smartcity.runtime.storage.paging import decode_page_token
-from smartcity.services.monitoring.model import MICROS
 
 __all__ = [
     "ANONYMOUS",

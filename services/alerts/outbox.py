@@ -8,6 +8,13 @@ nothing: the next run (of this replica or another) hands them on. Events are pub
 two replicas at once) is stored once by the ALERTS stream. A notification is marked once the
 dispatcher has taken it; a crash in between hands it over again (delivery is at least once,
 as the dispatcher's own is).
+
+An event raised by a reading is published in that reading's trace: :class:`EventTraces`
+keeps, from the evaluation of a fetch until the publish, the trace context of the message
+each reading came in (see :class:`~smartcity.services.alerts.app.TelemetryEvaluation`), so
+that one trace runs from the agent's publish through evaluation to the ``AlertEvent``. It is
+kept in memory only: an event published by another replica, or after a restart, starts a
+trace of its own.
 """
 
 from __future__ import annotations
@@ -16,8 +23,12 @@ import asyncio
 import contextlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 
 from smartcity.runtime.bus import Bus
 from smartcity.runtime.errors import InvalidArgument
@@ -26,13 +37,71 @@ from smartcity.runtime.subjects import alert_subject
 from smartcity.services.alerts.model import Event
 from smartcity.services.alerts.store import AlertStore, StoreError
 
-__all__ = ["Outbox", "Submitter"]
+__all__ = ["EventTraces", "Outbox", "Submitter"]
 
 _log = get_logger(__name__)
 
 BATCH = 500
 POLL_SECONDS = 1.0
 """How often the outbox looks for work another replica left, without a wake-up."""
+
+
+Device = tuple[str, str, str]
+"""(field, site, device)"""
+
+
+class EventTraces:
+    """The trace context each alert event continues, from the evaluation that raised it to
+    its publish.
+
+    A reading raises events stamped with its own time on its own device, so the message it
+    came in is found by (field, site, device, time). Before a fetch is evaluated,
+    :meth:`expect` registers each message's device, time span and context; :meth:`settle`
+    keeps the contexts of the events the evaluation raised (at most ``limit``, the oldest
+    forgotten first) and drops the rest. Registering first means the outbox finds the
+    context even when it reads an event between the evaluation's commit and its return.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._pending: list[tuple[Device, int, int, Context]] = []
+        self._events: OrderedDict[tuple[str, str, str, int], Context] = OrderedDict()
+
+    @staticmethod
+    def _key(event: Event) -> tuple[str, str, str, int]:
+        labels = event.alert.labels
+        return (event.alert.field, labels.get("site", ""), labels.get("device", ""), event.time)
+
+    def expect(self, messages: Iterable[tuple[Device, int, int, Context]]) -> None:
+        """Register the messages of a fetch about to be evaluated: each one's device, the
+        first and last time of its readings (µs) and its trace context."""
+        self._pending = list(messages)
+
+    def settle(self, events: Sequence[Event]) -> None:
+        """Keep the contexts of ``events``, raised by the fetch last registered."""
+        for event in events:
+            found = self._in_pending(event)
+            if found is not None:
+                self._events[self._key(event)] = found
+        self._pending = []
+        while len(self._events) > self.limit:
+            self._events.popitem(last=False)
+
+    def context(self, event: Event) -> Context | None:
+        """The context ``event`` continues, ``None`` when it is not known here."""
+        known = self._events.get(self._key(event))
+        return known if known is not None else self._in_pending(event)
+
+    def forget(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._events.pop(self._key(event), None)
+
+    def _in_pending(self, event: Event) -> Context | None:
+        field, site, device, at = self._key(event)
+        for (f, s, d), first, last, context in self._pending:
+            if first <= at <= last and (f, s, d) == (field, site, device):
+                return context
+        return None
 
 
 class Submitter(Protocol):
@@ -50,12 +119,14 @@ class Outbox:
         encode: Callable[[Event], bytes],
         submitter: Submitter | None = None,
         build: Callable[[dict[str, Any]], Any] = lambda data: data,
+        traces: EventTraces | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.encode = encode
         self.submitter = submitter
         self.build = build
+        self.traces = traces
         self.published = 0
         self.submitted = 0
         self._wake = asyncio.Event()
@@ -85,15 +156,23 @@ class Outbox:
         done = []
         for event in events:
             subject = alert_subject(event.alert.field, event.alert.severity.token)
+            # In the trace of the reading that raised it, when this replica evaluated it.
+            reading = self.traces.context(event) if self.traces is not None else None
+            token = otel_context.attach(reading) if reading is not None else None
             try:
                 await self.bus.jetstream_publish(subject, self.encode(event), msg_id=event.event_id)
             except Exception as exc:  # NATS down: the event stays unpublished, tried again
                 _log.warning("alert event not published yet", subject=subject, error=repr(exc))
                 break
-            done.append(event.revision)
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
+            done.append(event)
         if done:
-            await self.store.mark_published(done)
+            await self.store.mark_published([event.revision for event in done])
             self.published += len(done)
+            if self.traces is not None:
+                self.traces.forget(done)
         return len(done)
 
     async def _submit(self) -> int:

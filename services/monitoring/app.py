@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import sys
 import time
 from collections.abc import AsyncIterator
 
 from smartcity.fields import load_fields
+from smartcity.readings import tune_for_ingest
 from smartcity.runtime.config import Settings
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.service import ServiceContext, ServiceParts, ServiceSpec
@@ -30,27 +29,9 @@ from smartcity.services.monitoring.server import DEFAULT_PORT, SERVICE_NAME, ser
 from smartcity.services.monitoring.service import MonitoringService, QueryLimits
 from smartcity.services.monitoring.store import StoreError, TimeSeriesStore, open_store
 
-__all__ = ["MONITORING", "store_url", "tune_for_ingest"]
+__all__ = ["MONITORING", "store_url"]
 
 _log = get_logger(__name__)
-
-INGEST_SWITCH_INTERVAL = 0.001
-"""Seconds between the interpreter's thread switches in the monitoring process. Storage
-writes run in their own thread while the event loop decodes the next fetch; at Python's
-default 5 ms that thread waits for the busy loop most of the time."""
-
-INGEST_GC_THRESHOLDS = (50_000, 20, 20)
-"""Ingest allocates a few tuples per reading, hundreds of thousands a second, nearly all of
-them gone within one fetch and none of them in reference cycles. With Python's default
-(700 allocations) the cyclic collector runs thousands of times a second for nothing; it
-measured as a fifth of ingest's time."""
-
-
-def tune_for_ingest() -> None:
-    """Interpreter settings for a process whose hot path is ingest (see the constants)."""
-    sys.setswitchinterval(INGEST_SWITCH_INTERVAL)
-    gc.set_threshold(*INGEST_GC_THRESHOLDS)
-
 
 def store_url(settings: Settings) -> str:
     """The configured storage URL, or SQLite in the data folder."""

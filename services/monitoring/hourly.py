@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from smartcity.fields import FieldHost, HourlyHistory
+from smartcity.readings.decode import derived_readings
 from smartcity.runtime.logs import get_logger
-from smartcity.services.monitoring.decode import derived_readings
 from smartcity.services.monitoring.model import HOUR, MICROS, IngestBatch
 from smartcity.services.monitoring.store.base import StoreError, TimeSeriesStore
 

@@ -31,11 +31,11 @@ from nats.aio.msg import Msg
 from opentelemetry import metrics
 
 from smartcity.fields import FieldHost
+from smartcity.readings.decode import TelemetryDecoder
 from smartcity.runtime.bus import TELEMETRY_STREAM, Bus
 from smartcity.runtime.config import MonitoringSettings
 from smartcity.runtime.consumer import JetStreamConsumer
 from smartcity.runtime.subjects import ALL_TELEMETRY, deadletter_subject
-from smartcity.services.monitoring.decode import TelemetryDecoder
 from smartcity.services.monitoring.fanout import LiveFanout
 from smartcity.services.monitoring.hourly import HourlyDeriver
 from smartcity.services.monitoring.live import LiveHub

@@ -1,5 +1,9 @@
 """The monitoring service's own vocabulary, free of protobuf and of any database.
 
+The readings themselves (:class:`StoredReading`, :class:`IngestBatch`, :class:`Quality`) are
+:mod:`smartcity.readings`'s, shared with the alerts service; they are named here too, as the
+service's vocabulary includes them.
+
 Times are integers of microseconds since the Unix epoch everywhere below the gRPC layer:
 exact, cheap to compare and to bucket, and the same in SQLite and PostgreSQL.
 """
@@ -8,24 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Generic, NamedTuple, TypeVar
 
-MICROS = 1_000_000
+from smartcity.readings.model import MICROS as MICROS
+from smartcity.readings.model import IngestBatch as IngestBatch
+from smartcity.readings.model import Quality as Quality
+from smartcity.readings.model import StoredReading as StoredReading
+
 MINUTE = 60 * MICROS
 HOUR = 60 * MINUTE
 
 T = TypeVar("T")
-
-
-class Quality(IntEnum):
-    """Stored as the ``smartcity.common.v1.Quality`` numbers, so no mapping is needed."""
-
-    UNSPECIFIED = 0
-    GOOD = 1
-    BAD = 2
-    UNCERTAIN = 3
-    STALE = 4
 
 
 class Aggregation(StrEnum):
@@ -70,47 +68,6 @@ class Selector:
             and (not self.device or self.device == key.device)
             and (not self.metric or self.metric == key.metric)
         )
-
-
-class StoredReading(NamedTuple):
-    """One reading as ingest hands it to storage, already validated.
-
-    ``time`` is the measurement time (source time when the device gave one, else read
-    time). ``value`` is None for a reading without a usable value (BAD). Aggregates and
-    roll-ups use GOOD readings only; every reading is kept raw with its quality and reason.
-    A named tuple: ingest builds hundreds of thousands a second.
-    """
-
-    metric: str
-    unit: str
-    value: float | None
-    quality: Quality
-    reason: str
-    time: int
-    sequence: int
-    derived: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class IngestBatch:
-    """The readings of one batch, the unit of idempotence: storage keeps a ``(field,
-    batch_id)`` once, so a redelivered batch changes nothing. The id is unique within its
-    field only: two fields may well name batches alike."""
-
-    batch_id: str
-    field: str
-    site: str
-    device: str
-    agent_id: str
-    readings: Sequence[StoredReading]
-    received: int
-    """When monitoring received the batch (µs); drives last-seen and device health."""
-    from_device: bool = True
-    """False for a batch the service derives itself (hourly VN_AQI values, say, under an id
-    such as ``hourly/<site>/<device>/<hour>``): its id still gates it, so a value that two
-    replicas compute is stored once, and its readings are stored as any others; but it
-    leaves the device registry alone, since its received time and sequence say nothing
-    about how the device polls."""
 
 
 @dataclass(frozen=True, slots=True)

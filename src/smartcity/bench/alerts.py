@@ -214,6 +214,7 @@ async def run_alerts_bench(
 ) -> AlertsFigures:
     from smartcity.alerts.v1 import alerts_pb2
     from smartcity.fields import load_fields
+    from smartcity.readings.decode import tune_for_ingest
     from smartcity.runtime.bus import Bus
     from smartcity.runtime.config import NatsSettings, StreamsSettings
     from smartcity.runtime.nats_server import EmbeddedNats
@@ -225,7 +226,6 @@ async def run_alerts_bench(
     from smartcity.services.alerts.outbox import Outbox
     from smartcity.services.alerts.rules import Comparison, Rule, Threshold
     from smartcity.services.alerts.store import open_store
-    from smartcity.services.monitoring.app import tune_for_ingest
     from smartcity.telemetry.v1 import telemetry_pb2
 
     tune_for_ingest()  # as the alerts process does

@@ -194,10 +194,10 @@ async def _ingest_rate(
 ) -> tuple[float, int]:
     """Readings/s after the warm-up, and the readings the matching live stream got."""
     from smartcity.fields import load_fields
+    from smartcity.readings.decode import tune_for_ingest
     from smartcity.runtime.bus import Bus
     from smartcity.runtime.config import MonitoringSettings, NatsSettings, StreamsSettings
     from smartcity.runtime.nats_server import EmbeddedNats
-    from smartcity.services.monitoring.app import tune_for_ingest
     from smartcity.services.monitoring.ingest import IngestStats, TelemetryIngest
     from smartcity.services.monitoring.live import LiveHub
 

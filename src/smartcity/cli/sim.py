@@ -1,9 +1,10 @@
 """``smartcity sim``: simulated field equipment to point agents at.
 
 ``sim modbus`` serves a 110/22 kV substation over Modbus TCP (and RTU on a serial port),
-``sim opcua`` a water station over OPC-UA with Basic256Sha256; both write, next to their
-data, a ready device profile for ``smartcity agent``. ``sim fault`` injects a fault into a
-running simulator through its own protocol, exactly as a test or a drill would.
+``sim air`` an air-quality monitoring station over Modbus TCP, ``sim opcua`` a water station
+over OPC-UA with Basic256Sha256; each writes, next to its data, a ready device profile for
+``smartcity agent``. ``sim fault`` injects a fault into a running simulator through its own
+protocol, exactly as a test or a drill would.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from smartcity.runtime.foreground import run_until_signalled
 
 sim_app = typer.Typer(
     name="sim",
-    help="Simulated substations (Modbus) and water stations (OPC-UA) with faults on command.",
+    help="Simulated substations and air-quality stations (Modbus) and water stations (OPC-UA) "
+    "with faults on command.",
     no_args_is_help=True,
 )
 
@@ -116,6 +118,67 @@ def sim_modbus(
     console.print("Substation simulator stopped.")
 
 
+@sim_app.command("air")
+def sim_air(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port; 0 picks one.")] = 5021,
+    period: Annotated[float, typer.Option(min=0.01, help="Seconds between updates.")] = 1.0,
+    seed: SeedOption = None,
+    site: Annotated[str, typer.Option(help="Site id the profile publishes under.")] = "son-tra-air",
+    out: OutOption = Path(".smartcity/sim"),
+) -> None:
+    """Serve a simulated air-quality monitoring station in Da Nang over Modbus TCP until
+    Ctrl-C.
+
+    PM2.5, PM10, NO2, SO2, CO, O3, air temperature and humidity on the environment field's
+    air-quality-station register map, following the day with noise. Writes
+    --out/air-quality-station.yaml, polled every 5 s. Faults: `smartcity sim fault
+    tcp://HOST:PORT pollution_episode`.
+    """
+    from smartcity.agents.profile import ProfileError
+    from smartcity.agents.sim.air_quality import (
+        DEFAULT_DEVICE,
+        AirQualityStation,
+        serve_air_quality,
+        station_document,
+    )
+
+    try:  # a site id that cannot be a subject token is refused before anything listens
+        station_document(site=site, device=DEFAULT_DEVICE, endpoint=f"tcp://{host}:{port}")
+    except ProfileError as exc:
+        fail(exc, 2)
+    console = Console(soft_wrap=True)
+
+    def ready(station: AirQualityStation) -> None:
+        path = out / "air-quality-station.yaml"
+        _dump(path, station.document(), "Simulated air-quality station (smartcity sim air)")
+        endpoint = f"tcp://{station.host}:{station.port}"
+        console.print(
+            f"[green]Air-quality station simulator ready[/green] on {endpoint}, "
+            f"site {escape(site)}, unit id {station.units[0]}"
+        )
+        console.print(f"  profile:  {escape(str(path))}")
+        console.print(
+            f"  read it:  smartcity agent check --profile {escape(str(path))}", highlight=False
+        )
+        console.print(
+            f"  fault:    smartcity sim fault {endpoint} pollution_episode --seconds 3600 "
+            "(the hourly VN_AQI rules judge it at the end of the hour)",
+            highlight=False,
+        )
+
+    async def main(stop: asyncio.Event) -> None:
+        await serve_air_quality(
+            host, port, period=period, seed=seed, site=site, stop_event=stop, on_ready=ready
+        )
+
+    try:
+        run_until_signalled(main)
+    except OSError as exc:
+        fail(exc)
+    console.print("Air-quality station simulator stopped.")
+
+
 @sim_app.command("opcua")
 def sim_opcua(
     host: HostOption = "127.0.0.1",
@@ -197,12 +260,15 @@ def sim_fault(
     fault: Annotated[
         str,
         typer.Argument(
-            help="Modbus: voltage_sag, frozen, no_answer, clear. OPC-UA: turbidity_spike, "
-            "frozen_sensor[:Var], sensor_failure[:Var], uncertain_sensor[:Var], offline, clear."
+            help="Modbus: voltage_sag (substation), pollution_episode (air-quality station), "
+            "frozen, no_answer, clear. OPC-UA: turbidity_spike, frozen_sensor[:Var], "
+            "sensor_failure[:Var], uncertain_sensor[:Var], offline, clear."
         ),
     ],
     seconds: Annotated[float, typer.Option(min=1, max=65535, help="How long it lasts.")] = 30,
-    unit: Annotated[int, typer.Option(min=1, max=247, help="Modbus unit id (bay).")] = 1,
+    unit: Annotated[
+        int, typer.Option(min=1, max=247, help="Modbus unit id (a substation's bay).")
+    ] = 1,
     cert: Annotated[Path | None, typer.Option(help="OPC-UA: the agent certificate.")] = None,
     key: Annotated[Path | None, typer.Option(help="OPC-UA: the agent private key.")] = None,
 ) -> None:
@@ -220,22 +286,41 @@ def sim_fault(
 
 
 async def _modbus_fault(endpoint: str, fault: str, seconds: float, unit: int) -> str:
+    """Ask the unit which simulator it is (holding register 203), check that it knows
+    ``fault``, then write the fault code and duration to its control block."""
     from pymodbus.client import AsyncModbusTcpClient
     from pymodbus.exceptions import ModbusException
 
     from smartcity.agents.profile import parse_modbus_endpoint
-    from smartcity.agents.sim.substation import CONTROL_ADDRESS, Fault
+    from smartcity.agents.sim.modbus_sim import CONTROL_ADDRESS, KIND_ADDRESS, Fault, SimulatorKind
 
-    try:
-        code = 0 if fault == "clear" else Fault(fault).code
-    except ValueError:
-        known = ", ".join([*(f.value for f in Fault), "clear"])
-        raise ValueError(f"unknown Modbus fault {fault!r}; known: {known}") from None
+    if fault != "clear" and fault not in set(Fault):
+        known = "; ".join(f"{kind.title}: {', '.join(kind.faults)}" for kind in SimulatorKind)
+        raise ValueError(f"unknown Modbus fault {fault!r}; known: {known}; clear on every one")
     where = parse_modbus_endpoint(endpoint)
     client = AsyncModbusTcpClient(where.host, port=where.port, timeout=3, retries=0)
     if not await client.connect():
         raise ConnectionError(f"cannot connect to {endpoint}")
     try:
+        answer = await client.read_holding_registers(KIND_ADDRESS, count=1, device_id=unit)
+        if answer.isError():
+            raise ValueError(
+                f"unit {unit} at {endpoint} is not a smartcity simulator: it refuses to say "
+                f"which one it is (holding register {KIND_ADDRESS}: {answer})"
+            )
+        try:
+            kind = SimulatorKind(answer.registers[0])
+        except ValueError:
+            raise ValueError(
+                f"unit {unit} at {endpoint} is a simulator of a kind this version does not know "
+                f"({answer.registers[0]})"
+            ) from None
+        if fault != "clear" and Fault(fault) not in kind.faults:
+            known = ", ".join([*kind.faults, "clear"])
+            raise ValueError(
+                f"the {kind.title} at {endpoint} has no fault {fault!r}; its faults: {known}"
+            )
+        code = 0 if fault == "clear" else Fault(fault).code
         reply = await client.write_registers(CONTROL_ADDRESS, [code, int(seconds)], device_id=unit)
     except ModbusException as exc:
         raise ConnectionError(
@@ -245,9 +330,9 @@ async def _modbus_fault(endpoint: str, fault: str, seconds: float, unit: int) ->
     finally:
         client.close()
     if reply.isError():
-        raise ValueError(f"the simulator refused the fault: {reply}")
+        raise ValueError(f"the {kind.title} refused the fault: {reply}")
     lasting = "" if fault == "clear" else f" for {seconds:g} s"
-    return f"{fault} on unit {unit} of {endpoint}{lasting}"
+    return f"{fault} on unit {unit} of the {kind.title} at {endpoint}{lasting}"
 
 
 async def _opcua_fault(
@@ -255,8 +340,12 @@ async def _opcua_fault(
 ) -> str:
     from asyncua import Client, ua
 
+    from smartcity.agents.opcua.certificates import application_uri_of
+
     client = Client(endpoint, timeout=5)
     if cert is not None and key is not None:
+        # The station refuses a session whose ApplicationUri is not its certificate's.
+        client.application_uri = application_uri_of(cert)
         await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
     elif cert is not None or key is not None:
         raise ValueError("give both --cert and --key for a secured station")

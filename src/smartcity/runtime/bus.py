@@ -292,6 +292,12 @@ class Bus:
         self._tracer_provider = tracer_provider
         self._tracer = _tracer(tracer_provider)
 
+    @property
+    def tracer_provider(self) -> TracerProvider | None:
+        """The provider this bus traces with (``None``: the process-wide one), for code
+        that handles this bus's messages in spans of its own (:mod:`.consumer`)."""
+        return self._tracer_provider
+
     @classmethod
     async def connect(
         cls,

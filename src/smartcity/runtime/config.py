@@ -156,15 +156,25 @@ class LoggingSettings(_Section):
 
 class TelemetrySettings(_Section):
     """OpenTelemetry. ``exporter`` chooses where traces and metrics go; ``prometheus_port``
-    (when set) also serves metrics for Prometheus to scrape."""
+    (when set) also serves metrics for Prometheus to scrape. ``file`` appends the spans to
+    ``file_path``, one JSON object per line (metrics then go to Prometheus only)."""
 
     service_name: str | None = None
-    exporter: Literal["none", "console", "otlp"] = "none"
+    exporter: Literal["none", "console", "otlp", "file"] = "none"
+    file_path: Path | None = Field(
+        default=None, description="where exporter 'file' appends spans as JSON lines"
+    )
     otlp_endpoint: str = "http://127.0.0.1:4317"
     otlp_insecure: bool = True
     prometheus_host: str = "127.0.0.1"
     prometheus_port: int | None = Field(default=None, ge=0, le=65535)
     metric_interval_seconds: float = Field(default=15.0, gt=0)
+
+    @model_validator(mode="after")
+    def _file_needs_a_path(self) -> TelemetrySettings:
+        if self.exporter == "file" and self.file_path is None:
+            raise ValueError("exporter 'file' needs file_path (the JSON lines file to append to)")
+        return self
 
 
 class PluginSettings(_Section):

@@ -26,6 +26,13 @@ for ingest, alert evaluation and whatever comes next:
 * nothing a message does, and no NATS or storage failure, ends :meth:`JetStreamConsumer.run`;
   only cancellation does. A failed dead-letter publish leaves its message unacknowledged,
   to come back later.
+* each message is handled in a CONSUMER span ``process <subject filter>``, a child of its
+  publisher's span (the trace context its headers carry), from its decoding to its verdict
+  (attribute ``smartcity.consumer.verdict``: ``handled``, ``deadlettered``, ``retried``,
+  ``handed_back``); it is the current span while the handler decodes the message, so a
+  handler that keeps ``opentelemetry.context.get_current()`` then can continue the
+  message's trace later. Each commit is a span ``commit <durable>`` linked to the spans of
+  the messages it makes durable.
 
 Counting contract, tested by counting: every message fetched ends handled (acknowledged
 after a commit), dead-lettered (and acknowledged), or handed back for a later delivery.
@@ -45,10 +52,11 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
-from opentelemetry import metrics
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from smartcity.runtime import subjects
-from smartcity.runtime.bus import Bus
+from smartcity.runtime.bus import Bus, extract_context
 from smartcity.runtime.config import ConsumerSettings
 from smartcity.runtime.logs import get_logger
 
@@ -77,6 +85,8 @@ INFO_INTERVAL_SECONDS = 5.0
 """How often the consumer's JetStream state (lag, ack floor) is refreshed."""
 
 _log = get_logger(__name__)
+_TRACER_NAME = "smartcity.runtime.consumer"
+VERDICT_ATTRIBUTE = "smartcity.consumer.verdict"
 
 
 class Rejected(Exception):  # noqa: N818 - a verdict on a message, not a failure of ours
@@ -87,7 +97,8 @@ class Handler(Protocol[T]):
     """What a service gives the consumer."""
 
     def decode(self, msg: Msg) -> T:
-        """The item ``msg`` carries; :class:`Rejected` when it can never be one."""
+        """The item ``msg`` carries; :class:`Rejected` when it can never be one. The
+        message's span is the current one while this runs."""
         ...
 
     async def commit(self, items: Sequence[T]) -> None:
@@ -150,7 +161,8 @@ class JetStreamConsumer(Generic[T]):
         """The highest stream sequence this replica has fetched."""
         self._backoff = 0.0
         self._resume_at = 0.0
-        self._register_metrics(meter or metrics.get_meter("smartcity.runtime.consumer"))
+        self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=bus.tracer_provider)
+        self._register_metrics(meter or metrics.get_meter(_TRACER_NAME))
 
     @property
     def name(self) -> str:
@@ -191,6 +203,7 @@ class JetStreamConsumer(Generic[T]):
         )
         attempt = 0
         while True:
+            _honour_cancellation()
             try:
                 subscription = await self.bus.js.pull_subscribe(
                     self.subject, durable=settings.durable, stream=self.stream, config=config
@@ -221,6 +234,7 @@ class JetStreamConsumer(Generic[T]):
         failures = 0
         try:
             while True:
+                _honour_cancellation()
                 await self._wait_out_backoff()
                 try:
                     messages = await subscription.fetch(
@@ -253,8 +267,8 @@ class JetStreamConsumer(Generic[T]):
                 with contextlib.suppress(Exception):
                     await asyncio.shield(task)
 
-    async def _decode(self, messages: Sequence[Msg]) -> list[tuple[Msg, T]]:
-        decoded: list[tuple[Msg, T]] = []
+    async def _decode(self, messages: Sequence[Msg]) -> list[tuple[Msg, T, Span]]:
+        decoded: list[tuple[Msg, T, Span]] = []
         decode = self.handler.decode
         for msg in messages:
             self.stats.fetched += 1
@@ -262,20 +276,56 @@ class JetStreamConsumer(Generic[T]):
             self.last_fetched_sequence = max(self.last_fetched_sequence, metadata.sequence.stream)
             if metadata.num_delivered > 1:
                 self.stats.redelivered += 1
+            span = self._message_span(msg)
             try:
-                decoded.append((msg, decode(msg)))
+                with trace.use_span(
+                    span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+                ):
+                    item = decode(msg)
             except Rejected as exc:
-                await self._deadletter(msg, str(exc))
+                await self._deadletter(msg, str(exc), span=span)
             except Exception as exc:  # a bug met by this message: it must not stop the rest
                 _log.exception("decoding raised", consumer=self.name, subject=msg.subject)
-                await self._deadletter(msg, f"decoding raised {type(exc).__name__}: {exc}")
+                reason = f"decoding raised {type(exc).__name__}: {exc}"
+                await self._deadletter(msg, reason, span=span)
+            else:
+                decoded.append((msg, item, span))
         return decoded
 
-    async def _commit(self, items: list[tuple[Msg, T]]) -> None:
+    def _message_span(self, msg: Msg) -> Span:
+        """The span of one message's handling, a child of its publisher's span; ended when
+        the message gets its verdict."""
+        metadata = msg.metadata
+        return self._tracer.start_span(
+            f"process {self.subject}",
+            context=extract_context(msg),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.destination.name": msg.subject,
+                "messaging.operation.name": "process",
+                "messaging.operation.type": "process",
+                "messaging.message.body.size": len(msg.data),
+                "messaging.consumer.group.name": self.name,
+                "messaging.nats.stream": self.stream,
+                "messaging.nats.sequence": metadata.sequence.stream,
+                "messaging.nats.delivered": metadata.num_delivered,
+            },
+        )
+
+    async def _commit(self, items: list[tuple[Msg, T, Span]]) -> None:
         """Commit and acknowledge; on failure, wait out the store or isolate the message
         that fails. Never raises (but for cancellation)."""
         try:
-            await self.handler.commit([item for _, item in items])
+            with self._tracer.start_as_current_span(
+                f"commit {self.name}",
+                links=[Link(span.get_span_context()) for _, _, span in items],
+                attributes={
+                    "messaging.consumer.group.name": self.name,
+                    "messaging.batch.message_count": len(items),
+                },
+            ):
+                await self.handler.commit([item for _, item, _ in items])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -293,8 +343,9 @@ class JetStreamConsumer(Generic[T]):
             _log.info("consumer resumed", consumer=self.name)
             self._backoff = 0.0
             self.problem = None
-        for msg, _ in items:
+        for msg, _, span in items:
             await _ack(msg)
+            _end(span, "handled")
         self.stats.handled += len(items)
 
     def _is_transient(self, exc: Exception) -> bool:
@@ -303,7 +354,7 @@ class JetStreamConsumer(Generic[T]):
         except Exception:
             return False
 
-    async def _store_unavailable(self, items: list[tuple[Msg, T]], exc: Exception) -> None:
+    async def _store_unavailable(self, items: list[tuple[Msg, T, Span]], exc: Exception) -> None:
         settings = self.settings
         self._backoff = min(
             settings.retry_max_seconds, max(settings.retry_initial_seconds, self._backoff * 2)
@@ -320,17 +371,21 @@ class JetStreamConsumer(Generic[T]):
         self.problem = problem
         await self._hand_back(items, self._backoff)
 
-    async def _hand_back(self, items: list[tuple[Msg, T]], delay: float) -> None:
-        for msg, _ in items:
+    async def _hand_back(self, items: list[tuple[Msg, T, Span]], delay: float) -> None:
+        for msg, _, span in items:
             await _nak(msg, delay)
+            _end(span, "handed_back", self.problem)
         self.stats.retried += len(items)
 
-    async def _refused(self, msg: Msg, item: T, exc: Exception) -> None:
+    async def _refused(self, msg: Msg, item: T, span: Span, exc: Exception) -> None:
         deliveries = msg.metadata.num_delivered
         reason = f"{type(exc).__name__}: {exc}"
         if deliveries >= self.settings.max_deliveries:
             await self._deadletter(
-                msg, f"commit refused {deliveries} time(s), giving up: {reason}", deliveries
+                msg,
+                f"commit refused {deliveries} time(s), giving up: {reason}",
+                deliveries,
+                span=span,
             )
             return
         delay = self._delay(deliveries)
@@ -343,10 +398,14 @@ class JetStreamConsumer(Generic[T]):
             error=reason,
         )
         await _nak(msg, delay)
+        _end(span, "retried", f"commit refused: {reason}")
         self.stats.retried += 1
 
-    async def _deadletter(self, msg: Msg, reason: str, deliveries: int | None = None) -> None:
-        """Publish ``msg`` with ``reason`` to the dead-letter stream, then acknowledge it."""
+    async def _deadletter(
+        self, msg: Msg, reason: str, deliveries: int | None = None, *, span: Span
+    ) -> None:
+        """Publish ``msg`` with ``reason`` to the dead-letter stream, then acknowledge it;
+        the dead letter continues the message's trace."""
         metadata = msg.metadata
         reason = " ".join(reason.split())[:MAX_REASON_LENGTH] or "no reason given"
         headers = {
@@ -357,14 +416,15 @@ class JetStreamConsumer(Generic[T]):
             DEADLETTER_DELIVERIES_HEADER: str(deliveries or metadata.num_delivered),
         }
         try:
-            await self.bus.jetstream_publish(
-                self.deadletter_subject,
-                msg.data,
-                headers=headers,
-                # A dead letter published twice (a crash before the acknowledgement) is
-                # stored once.
-                msg_id=f"{self.stream}/{metadata.sequence.stream}",
-            )
+            with trace.use_span(span, end_on_exit=False):
+                await self.bus.jetstream_publish(
+                    self.deadletter_subject,
+                    msg.data,
+                    headers=headers,
+                    # A dead letter published twice (a crash before the acknowledgement) is
+                    # stored once.
+                    msg_id=f"{self.stream}/{metadata.sequence.stream}",
+                )
         except Exception as exc:
             self.stats.deadletter_failures += 1
             _log.error(
@@ -375,12 +435,14 @@ class JetStreamConsumer(Generic[T]):
                 error=repr(exc),
             )
             await _nak(msg, self._delay(2))
+            _end(span, "handed_back", f"dead letter not published: {exc!r}")
             return
         self.stats.deadlettered += 1
         _log.warning(
             "message dead-lettered", consumer=self.name, subject=msg.subject, reason=reason
         )
         await _ack(msg)
+        _end(span, "deadlettered", reason)
 
     async def _wait_out_backoff(self) -> None:
         remaining = self._resume_at - time.monotonic()
@@ -453,6 +515,23 @@ class JetStreamConsumer(Generic[T]):
             unit="{message}",
             description="Messages of the stream not yet acknowledged by the consumer",
         )
+
+
+def _honour_cancellation() -> None:
+    """Raise if this task was asked to stop. Python 3.11's ``asyncio.wait_for`` (inside
+    nats-py's fetch) can lose a cancellation that races with an arriving message, and nats-py
+    turns one into ``ConnectionClosedError`` while the connection closes; the task still
+    counts the request, so the loops honour it here rather than run on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _end(span: Span, verdict: str, problem: str | None = None) -> None:
+    span.set_attribute(VERDICT_ATTRIBUTE, verdict)
+    if problem:
+        span.set_status(Status(StatusCode.ERROR, problem))
+    span.end()
 
 
 async def _ack(msg: Msg) -> None:

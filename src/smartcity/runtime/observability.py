@@ -1,8 +1,9 @@
 """OpenTelemetry traces and metrics for one smartcity process.
 
 One call at start-up builds the SDK providers with the process's identity (service name,
-version and instance id), points them at the configured exporter (nowhere, the
-console, or an OTLP collector over gRPC), optionally serves metrics for Prometheus to scrape,
+version and instance id), points them at the configured exporter (nowhere, the console, an
+OTLP collector over gRPC, or a file of JSON lines), optionally serves metrics for Prometheus
+to scrape,
 and installs them as the process-wide providers with the W3C TraceContext and Baggage
 propagators, so gRPC and NATS instrumentation continue the callers' traces.
 
@@ -15,10 +16,12 @@ process, pass ``install_globals=False`` and hand the providers to what they buil
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
@@ -36,14 +39,19 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from smartcity.runtime.config import TelemetrySettings
 from smartcity.runtime.logs import get_logger
 
-__all__ = ["Observability", "ObservabilityError", "setup_observability"]
+__all__ = ["JsonLinesSpanExporter", "Observability", "ObservabilityError", "setup_observability"]
 
 _log = get_logger(__name__)
 
@@ -53,6 +61,51 @@ _globals_owner: Observability | None = None
 
 class ObservabilityError(RuntimeError):
     """Telemetry cannot be set up as configured (e.g. the Prometheus port is taken)."""
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each finished span to a file as one JSON object per line, in the SDK's own
+    JSON form of a span (what the console exporter prints, on one line): name, context
+    (``trace_id``, ``span_id``), kind, ``parent_id``, times, status, attributes, events,
+    links and resource.
+
+    Each export is one ``write`` to a file opened for appending, so that several processes
+    may share a file without their lines mixing; a file per process is simpler to read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise ObservabilityError(
+                f"cannot write spans to {path}: {exc.strerror or exc}"
+            ) from exc
+        self.path = path
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        data = "".join(span.to_json(indent=None) + "\n" for span in spans).encode("utf-8")
+        with self._lock:
+            if self._fd is None:
+                return SpanExportResult.FAILURE
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError as exc:
+                _log.warning("spans not written", path=str(self.path), error=str(exc))
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True  # every export is written through at once
 
 
 @dataclass
@@ -127,6 +180,8 @@ def _exporters(settings: TelemetrySettings) -> tuple[SpanExporter | None, Metric
             OTLPSpanExporter(endpoint=settings.otlp_endpoint, insecure=settings.otlp_insecure),
             OTLPMetricExporter(endpoint=settings.otlp_endpoint, insecure=settings.otlp_insecure),
         )
+    if settings.exporter == "file" and settings.file_path is not None:
+        return JsonLinesSpanExporter(settings.file_path), None
     return None, None
 
 

@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 
 from smartcity.alerts.v1 import alerts_pb2 as pb
 from smartcity.common.v1 import common_pb2
+from smartcity.readings.decode import TelemetryDecoder
 from smartcity.runtime.consumer import Rejected
 from smartcity.runtime.errors import AlreadyExists, InvalidArgument
 from smartcity.services.alerts.messages import rule_from_message
@@ -23,7 +24,6 @@ from smartcity.services.alerts.model import MICROS, Comparison
 from smartcity.services.alerts.rules import NoData, QualityBad, RateOfChange, Threshold
 from smartcity.services.alerts.service import AlertsService
 from smartcity.services.alerts.store import AlertStore
-from smartcity.services.monitoring.decode import TelemetryDecoder
 from smartcity.telemetry.v1 import telemetry_pb2
 
 PROPERTY = settings(

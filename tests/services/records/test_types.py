@@ -25,6 +25,7 @@ def test_the_city_declares_its_record_types_with_their_fields() -> None:
         ("feedback_ticket", "citizen_services", RecordAccess.OWNER),
         ("food_facility", "food_safety", RecordAccess.PUBLIC),
         ("accommodation_registration", "tourism", RecordAccess.FIELD),
+        ("site", "governance", RecordAccess.PUBLIC),
     }
     assert [i.name for i in city_types().all() if i.spec.sensitive] == ["health_record"]
     flow = city_types().get("feedback_ticket").spec.workflow
@@ -61,6 +62,17 @@ def test_the_city_declares_its_record_types_with_their_fields() -> None:
                     "document_number": "PA1234567",
                 },
                 "check_in": "2026-11-30",
+            },
+        ),
+        (
+            "site",
+            {
+                "site_id": "son-tra-air",
+                "name": "Son Tra air-quality station",
+                "name_vi": "Trạm quan trắc không khí Sơn Trà",
+                "kind": "air_quality_station",
+                "fields": ["environment"],
+                "location": {"lat": 16.0822, "lon": 108.2354},
             },
         ),
     ],

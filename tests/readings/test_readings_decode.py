@@ -10,18 +10,18 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from monitoring_support import city_fields
 from nats.aio.msg import Msg
 
+from smartcity.fields import load_fields
+from smartcity.readings.decode import MAX_SEQUENCE, TelemetryDecoder
 from smartcity.runtime.consumer import Rejected
-from smartcity.services.monitoring.decode import MAX_SEQUENCE, TelemetryDecoder
-from smartcity.services.monitoring.model import MICROS, Quality
+from smartcity.readings.model import MICROS, Quality
 from smartcity.telemetry.v1 import telemetry_pb2
 
 NOW = 1_795_305_600.0  # 2026-11-22T00:00:00Z
 RECEIVED = int(NOW * MICROS)
 SUBJECT = "city.telemetry.water_supply.cau-do.station-1"
-DECODER = TelemetryDecoder(city_fields(), max_future_skew_seconds=300, clock=lambda: NOW)
+DECODER = TelemetryDecoder(load_fields(), max_future_skew_seconds=300, clock=lambda: NOW)
 
 
 def message(readings: list[dict[str, object]], subject: str = SUBJECT, **batch: object) -> Msg:

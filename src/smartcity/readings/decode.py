@@ -25,8 +25,10 @@ What this module adds to ``Metric.check`` is what only the wire can get wrong:
 
 from __future__ import annotations
 
+import gc
 import math
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -41,10 +43,10 @@ from smartcity.fields import Quality as FieldQuality
 from smartcity.fields import Reading as FieldReading
 from smartcity.fields.errors import DeriveError
 from smartcity.fields.model import MAX_NAME_LENGTH, NAME_PATTERN
+from smartcity.readings.model import MICROS, IngestBatch, Quality, StoredReading
 from smartcity.runtime.consumer import Rejected
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.subjects import parse_telemetry_subject
-from smartcity.services.monitoring.model import MICROS, IngestBatch, Quality, StoredReading
 from smartcity.telemetry.v1 import telemetry_pb2
 
 __all__ = ["MAX_SEQUENCE", "TelemetryDecoder", "derived_readings"]
@@ -328,3 +330,23 @@ def _span(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.1f} s"
+
+
+INGEST_SWITCH_INTERVAL = 0.001
+"""Seconds between the interpreter's thread switches in a process that decodes telemetry
+(monitoring, alerts). Storage writes run in their own thread while the event loop decodes
+the next fetch; at Python's default 5 ms that thread waits for the busy loop most of the
+time."""
+
+INGEST_GC_THRESHOLDS = (50_000, 20, 20)
+"""Ingest allocates a few tuples per reading, hundreds of thousands a second, nearly all of
+them gone within one fetch and none of them in reference cycles. With Python's default
+(700 allocations) the cyclic collector runs thousands of times a second for nothing; it
+measured as a fifth of ingest's time."""
+
+
+def tune_for_ingest() -> None:
+    """Interpreter settings for a process whose hot path is decoding telemetry and writing it
+    (see the constants)."""
+    sys.setswitchinterval(INGEST_SWITCH_INTERVAL)
+    gc.set_threshold(*INGEST_GC_THRESHOLDS)
