@@ -174,7 +174,7 @@ async def _setup(context: ServiceContext) -> AsyncIterator[ServiceParts]:
 
         try:
             yield ServiceParts(
-                registrations=[servicer(service)],
+                registrations=[servicer(service, frozenset(options.trusted_proxies))],
                 service_names=[SERVICE_NAME],
                 tasks={
                     "keys": lambda: _key_loop(service, options.key_check_interval_seconds),

@@ -19,6 +19,7 @@ once) may be counted once, so a lockout can come a few failures late, never not 
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 
@@ -64,6 +65,27 @@ def account_key(username: str) -> str:
 
 def source_key(source: str) -> str:
     return f"source:{host_of(source)[:128]}"
+
+
+FORWARDED_FOR = "x-forwarded-for"
+"""gRPC metadata by which a trusted proxy (the IOC console, a gateway) names its client."""
+
+
+def client_source(peer: str, forwarded: str | None, trusted: frozenset[str]) -> str:
+    """Who is logging in, for the lockout and the audit: the gRPC peer, unless the peer is a
+    trusted proxy (``identity.trusted_proxies``) that names its client in ``x-forwarded-for``;
+    then that client, so that one guesser behind the console locks out that guesser, not
+    everyone who logs in through the console. Only the first (client-most) address counts,
+    and only when it is an IP address; anything else leaves the peer as the source."""
+    if not forwarded or host_of(peer) not in trusted:
+        return peer
+    try:
+        address = ipaddress.ip_address(forwarded.split(",", 1)[0].strip())
+    except ValueError:
+        return peer
+    if address.version == 4:
+        return f"ipv4:{address}:0"
+    return f"ipv6:[{address}]:0"
 
 
 def host_of(peer: str) -> str:

@@ -24,6 +24,7 @@ from smartcity.runtime.storage import StoreUnavailable
 from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, Role, RoleBinding
 from smartcity.services.identity.events import KIND_TO_PB, PB_TO_KIND, PB_TO_TYPE, event_pb
 from smartcity.services.identity.events import timestamp as ts
+from smartcity.services.identity.lockout import FORWARDED_FOR, client_source
 from smartcity.services.identity.model import (
     AssuranceLevel,
     AuditFilter,
@@ -128,10 +129,20 @@ def _actor() -> Claims | None:
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, service: IdentityService) -> None:
+    def __init__(
+        self, service: IdentityService, trusted_proxies: frozenset[str] = frozenset()
+    ) -> None:
         self.service = service
+        self.trusted_proxies = trusted_proxies
         self.sessions = service.sessions
         self.logins = service.logins
+
+    def _source(self, context: grpc.aio.ServicerContext) -> str:
+        metadata = dict(context.invocation_metadata() or ())
+        forwarded = metadata.get(FORWARDED_FOR)
+        return client_source(
+            context.peer(), forwarded if isinstance(forwarded, str) else None, self.trusted_proxies
+        )
 
     # -- login and tokens -----------------------------------------------------------------
 
@@ -140,7 +151,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.LoginResponse:
         result = await _answer(
-            self.logins.login(request.username, request.password, request.totp_code, context.peer())
+            self.logins.login(
+                request.username, request.password, request.totp_code, self._source(context)
+            )
         )
         if result.tokens is not None:
             return identity_pb2.LoginResponse(tokens=token_set_pb(result.tokens))
@@ -156,7 +169,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.VerifyTotpRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.VerifyTotpResponse:
         tokens = await _answer(
-            self.logins.verify_totp(request.challenge_id, request.totp_code, context.peer())
+            self.logins.verify_totp(request.challenge_id, request.totp_code, self._source(context))
         )
         return identity_pb2.VerifyTotpResponse(tokens=token_set_pb(tokens))
 
@@ -324,7 +337,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 request.current_password,
                 request.new_password,
                 _actor(),
-                context.peer(),
+                self._source(context),
             )
         )
         return identity_pb2.SetPasswordResponse()
@@ -389,6 +402,11 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         )
 
 
-def servicer(service: IdentityService) -> Registration:
+def servicer(
+    service: IdentityService, trusted_proxies: frozenset[str] = frozenset()
+) -> Registration:
     """The identity API as a registration for a :class:`GrpcServer`."""
-    return (identity_pb2_grpc.add_IdentityServiceServicer_to_server, IdentityServicer(service))
+    return (
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+        IdentityServicer(service, trusted_proxies),
+    )

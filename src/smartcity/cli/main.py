@@ -17,6 +17,7 @@ from smartcity import __version__
 from smartcity.cli.agent import agent_app
 from smartcity.cli.alerts import alerts_app
 from smartcity.cli.bench import bench_app
+from smartcity.cli.console import console_command
 from smartcity.cli.fields import fields_app
 from smartcity.cli.identity import identity_app
 from smartcity.cli.nats import nats_command
@@ -97,6 +98,7 @@ app.add_typer(bench_app, name="bench")
 bench_app.command("records")(bench_records)
 app.add_typer(identity_app, name="identity")
 app.add_typer(operator_app, name="operator")
+app.command("console")(console_command)
 
 
 if __name__ == "__main__":  # pragma: no cover - ``python -m smartcity.cli.main``

@@ -367,6 +367,12 @@ class IdentitySettings(_Section):
     lockout_source_threshold: int = Field(
         default=20, ge=1, description="failures per source address, any login name"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="IP addresses of proxies in front of identity (the IOC console, a gateway) "
+        "whose x-forwarded-for metadata names the client that logs in; lockout and audit then "
+        "count that client, not the proxy. Empty: the gRPC peer is always the client.",
+    )
     lockout_base_seconds: float = Field(default=60, gt=0)
     lockout_max_seconds: float = Field(default=3600, gt=0)
     lockout_reset_seconds: float = Field(default=12 * 3600, gt=0)

@@ -323,3 +323,52 @@ async def test_a_logout_reaches_a_running_monitoring_service_within_a_second(
 
         await eventually(refused, within=5, what="monitoring refusing the logged-out token")
         assert time.monotonic() - started < 1.0
+
+
+async def test_a_trusted_proxy_names_the_client_that_the_lockout_counts(
+    settings: Settings, admin_id: str
+) -> None:
+    # The console logs everyone in from one address: behind it, one guesser must lock out
+    # that guesser only. An untrusted peer's x-forwarded-for is ignored.
+    options = settings.identity.model_copy(
+        update={"trusted_proxies": ["127.0.0.1", "::1"], "lockout_source_threshold": 3}
+    )
+    proxied = settings.model_copy(update={"identity": options})
+    wrong = identity_pb2.LoginRequest(username="ioc.admin", password="not the password")
+    right = identity_pb2.LoginRequest(username="ioc.admin", password=PASSWORD)
+    guesser = (("x-forwarded-for", "203.0.113.9, 10.0.0.1"),)
+    async with (
+        running_identity(proxied) as running,
+        grpc.aio.insecure_channel(running.grpc_address) as channel,
+    ):
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        for _ in range(3):
+            assert await code_of(stub.Login(wrong, metadata=guesser)) == (
+                grpc.StatusCode.UNAUTHENTICATED
+            )
+        assert await code_of(stub.Login(right, metadata=guesser)) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        other = (("x-forwarded-for", "198.51.100.7"),)
+        admin = (await stub.Login(right, metadata=other)).tokens.access_token
+        assert admin
+        audit = await stub.ListAuditEvents(
+            identity_pb2.ListAuditEventsRequest(
+                types=[identity_pb2.IdentityEvent.TYPE_LOGIN_FAILED]
+            ),
+            metadata=bearer(admin),
+        )
+        assert {event.source for event in audit.events} == {"ipv4:203.0.113.9:0"}
+
+
+async def test_an_untrusted_peer_cannot_name_its_client(
+    stub: identity_pb2_grpc.IdentityServiceStub,
+) -> None:
+    wrong = identity_pb2.LoginRequest(username="ioc.admin", password="not the password")
+    await code_of(stub.Login(wrong, metadata=(("x-forwarded-for", "203.0.113.9"),)))
+    admin = (await login(stub, "ioc.admin")).access_token
+    audit = await stub.ListAuditEvents(
+        identity_pb2.ListAuditEventsRequest(types=[identity_pb2.IdentityEvent.TYPE_LOGIN_FAILED]),
+        metadata=bearer(admin),
+    )
+    assert [event.source.startswith("ipv4:127.0.0.1:") for event in audit.events] == [True]

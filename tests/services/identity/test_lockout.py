@@ -3,6 +3,8 @@ long as the one before and never longer than the cap, and old failures are forgo
 
 from __future__ import annotations
 
+import ipaddress
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -10,6 +12,7 @@ from smartcity.services.identity.lockout import (
     Lock,
     LockoutPolicy,
     account_key,
+    client_source,
     host_of,
     source_key,
 )
@@ -49,3 +52,24 @@ def test_sources_count_by_address_and_have_their_own_threshold() -> None:
         lock = POLICY.failed(lock, float(n))
         assert lock.locked(float(n)) == (n == POLICY.source_threshold)
     assert account_key("  Operator.A ") == account_key("operator.a")
+
+
+TRUSTED = frozenset({"127.0.0.1"})
+
+
+def test_a_trusted_proxy_names_its_client_by_the_first_forwarded_address() -> None:
+    peer = "ipv4:127.0.0.1:5000"
+    assert client_source(peer, "203.0.113.9, 10.0.0.1", TRUSTED) == "ipv4:203.0.113.9:0"
+    assert client_source(peer, " 2001:db8::7 ", TRUSTED) == "ipv6:[2001:db8::7]:0"
+    assert host_of(client_source(peer, "2001:db8::7", TRUSTED)) == "2001:db8::7"
+    assert client_source("ipv4:10.9.9.9:1", "203.0.113.9", TRUSTED) == "ipv4:10.9.9.9:1"
+    assert client_source(peer, None, TRUSTED) == peer
+
+
+@given(peer=st.text(max_size=60), forwarded=st.one_of(st.none(), st.text(max_size=200)))
+def test_any_forwarded_value_gives_the_peer_or_an_ip_address(
+    peer: str, forwarded: str | None
+) -> None:
+    source = client_source(peer, forwarded, TRUSTED | {host_of(peer)})
+    if source != peer:
+        ipaddress.ip_address(host_of(source))  # an address, never the header's text
