@@ -27,6 +27,7 @@ from smartcity.cli.records import bench_records, records_app
 from smartcity.cli.serve import serve_app
 from smartcity.cli.sim import sim_app
 from smartcity.cli.streams import streams_app
+from smartcity.cli.up import up_command
 from smartcity.cli.users import login_command, users_app
 
 app = typer.Typer(
@@ -98,6 +99,7 @@ app.add_typer(bench_app, name="bench")
 bench_app.command("records")(bench_records)
 app.add_typer(identity_app, name="identity")
 app.add_typer(operator_app, name="operator")
+app.command("up")(up_command)
 app.command("console")(console_command)
 
 

@@ -110,7 +110,7 @@ os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
-def _die_with_parent(argv: list[str]) -> list[str]:
+def die_with_parent(argv: list[str]) -> list[str]:
     """``argv`` wrapped so the server receives SIGKILL when its owner dies (Linux only)."""
     if not sys.platform.startswith("linux"):
         return argv
@@ -411,7 +411,7 @@ class EmbeddedNats:
 
     def _popen(self, binary: Path, log: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            _die_with_parent(self._arguments(binary)),
+            die_with_parent(self._arguments(binary)),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -226,8 +226,10 @@ _SERVICE_RULES: Mapping[str, _ServiceRule] = {
         subscribe=_MONITORING_OWN,
     ),
     "alerts": _ServiceRule(
-        "alerts service: consumes telemetry, publishes alert events",
+        "alerts service: consumes telemetry and agent heartbeats, publishes alert events",
         publish=(subjects.ALL_ALERTS,),
+        # Other replicas' alert events wake its live watches; heartbeats feed no_data rules.
+        subscribe=(subjects.ALL_ALERTS, f"{subjects.AGENTS}.>"),
     ),
     "console": _ServiceRule(
         "operations console: follows alert events and agent heartbeats",

@@ -1,0 +1,282 @@
+"""The command line, configuration and readiness of every process ``smartcity up`` starts.
+
+Each process is an ordinary ``smartcity`` command (``smartcity serve monitoring``,
+``smartcity agent``, ``smartcity sim modbus``, ...), so what runs under ``up`` is what runs
+on its own. A service or an agent gets its settings from a YAML file written for it in
+``<data>/config/<name>.yaml`` (its NATS URL and credentials file, its gRPC port, its data
+folder, ``auth.mode``): the file documents the process, and it can be started by hand with
+the same ``--config``. Environment variables ``SMARTCITY_<SECTION>__<KEY>`` would override
+the file, so the ones for keys the file sets are taken out of the child's environment;
+the rest (``SMARTCITY_LOGGING__FORMAT=json``, ...) reach every process as usual.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from smartcity.runtime.config import ENV_PREFIX
+from smartcity.runtime.nats_auth.plan import agent_user
+from smartcity.runtime.nats_auth.render import credentials_path
+from smartcity.up.plan import Layout, Site
+from smartcity.up.readiness import AllOf, FileExists, GrpcServing, HttpOk, LogLine, PortOpen
+from smartcity.up.supervisor import ChildSpec
+
+__all__ = [
+    "AIR_PROFILE",
+    "SERVICES",
+    "STAGE_AGENTS",
+    "STAGE_CONSOLE",
+    "STAGE_SERVICES",
+    "STAGE_SOURCES",
+    "Endpoints",
+    "agent_spec",
+    "available_commands",
+    "console_spec",
+    "nats_spec",
+    "service_spec",
+    "sim_spec",
+]
+
+SERVICES = ("identity", "records", "monitoring", "alerts")
+"""Started together; identity's key set makes the others SERVING."""
+
+STAGE_SOURCES, STAGE_SERVICES, STAGE_AGENTS, STAGE_CONSOLE = 0, 1, 2, 3
+"""Start order; stopping goes the other way (the console first, NATS and simulators last)."""
+
+AIR_PROFILE = "air-quality-station.yaml"
+"""The profile ``smartcity sim air`` writes into its ``--out`` folder once it serves."""
+
+_SECRETS = ("SMARTCITY_ADMIN_PASSWORD", "SMARTCITY_OPERATOR_PASSWORD", "SMARTCITY_PASSWORD")
+
+
+class Endpoints:
+    """Where the city listens: the resolved ports on one host."""
+
+    def __init__(self, host: str, ports: Mapping[str, int]) -> None:
+        self.host = host
+        self.ports = dict(ports)
+
+    def address(self, key: str) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.ports[key]}"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://{self.address('nats')}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.address('console')}"
+
+    @property
+    def identity_http_url(self) -> str:
+        return f"http://{self.address('identity_http')}"
+
+    def sim_port(self, site: Site) -> int:
+        return self.ports[f"sim:{site.id}"]
+
+
+def available_commands() -> set[str]:
+    """Every installed ``smartcity`` command, with sub-commands as ``"sim air"``."""
+    import typer
+
+    from smartcity.cli.main import app
+
+    def commands(group: object) -> dict[str, object]:
+        found = getattr(group, "commands", None)  # a group of commands, as click has it
+        return dict(found) if isinstance(found, dict) else {}
+
+    names: set[str] = set()
+    for name, command in commands(typer.main.get_command(app)).items():
+        names.add(name)
+        names.update(f"{name} {sub}" for sub in commands(command))
+    return names
+
+
+def _smartcity(*args: str) -> list[str]:
+    return [sys.executable, "-m", "smartcity.cli.main", *args]
+
+
+def _flatten(document: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    keys: list[tuple[str, ...]] = []
+    for key, value in document.items():
+        if isinstance(value, Mapping):
+            keys += _flatten(value, (*prefix, key))
+        else:
+            keys.append((*prefix, key))
+    return keys
+
+
+def child_environment(settings: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The supervisor's environment for a child whose configuration file sets ``settings``:
+    without the variables that would override them, the configuration file's name and the
+    seeded accounts' passwords; output unbuffered, so that a log shows what just happened."""
+    drop = {"SMARTCITY_CONFIG", *_SECRETS}
+    for key in _flatten(settings or {}):
+        drop.add(ENV_PREFIX + "__".join(key).upper())
+    if settings and "nats" in settings:  # credentials_file excludes user and password
+        drop.update(f"{ENV_PREFIX}NATS__{key}" for key in ("USER", "PASSWORD", "CREDENTIALS_FILE"))
+    env = {name: value for name, value in os.environ.items() if name not in drop}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("COLUMNS", "160")  # one ready line, one line in the log
+    return env
+
+
+def write_config(layout: Layout, name: str, settings: Mapping[str, Any]) -> Path:
+    path = layout.config / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(dict(settings), sort_keys=False, allow_unicode=True)
+    path.write_text(
+        f"# Settings of {name} under `smartcity up`, rewritten at every start.\n{text}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _nats(layout: Layout, endpoints: Endpoints, user: str) -> dict[str, Any]:
+    return {
+        "url": endpoints.nats_url,
+        "credentials_file": str(credentials_path(layout.nats_auth, user)),
+        "reconnect_wait_seconds": 0.5,
+    }
+
+
+# -- the processes ---------------------------------------------------------------------------
+
+
+def nats_spec(layout: Layout, endpoints: Endpoints) -> ChildSpec:
+    """The embedded nats-server under the generated authorization; it creates the platform's
+    streams as the admin user before it says it is ready."""
+    argv = _smartcity(
+        "nats",
+        "--host",
+        endpoints.host,
+        "--port",
+        str(endpoints.ports["nats"]),
+        "--data-dir",
+        str(layout.nats_data),
+        "--auth",
+        str(layout.nats_auth),
+    )
+    # What the flags set; the environment must not say otherwise about these.
+    settings = {
+        "nats": {
+            "host": endpoints.host,
+            "port": endpoints.ports["nats"],
+            "data_dir": str(layout.nats_data),
+        }
+    }
+    return ChildSpec(
+        "nats",
+        argv,
+        env=child_environment(settings),
+        ready=LogLine(r"NATS with JetStream is ready"),
+        stage=STAGE_SOURCES,
+    )
+
+
+def service_spec(name: str, layout: Layout, endpoints: Endpoints) -> ChildSpec:
+    settings: dict[str, Any] = {
+        "data_dir": str(layout.stores),
+        "nats": _nats(layout, endpoints, name),
+        "grpc": {"host": endpoints.host, "port": endpoints.ports[name]},
+    }
+    if name == "identity":
+        # Identity verifies its callers with its own key ring, not with its announcements.
+        settings["identity"] = {
+            "http_host": endpoints.host,
+            "http_port": endpoints.ports["identity_http"],
+            # The console logs people in from this host: identity takes the browser's address
+            # it forwards, so that one guesser locks out that guesser and not the console.
+            "trusted_proxies": sorted({endpoints.host, "127.0.0.1", "::1"}),
+        }
+    else:
+        settings["auth"] = {"mode": "identity"}
+    config = write_config(layout, name, settings)
+    return ChildSpec(
+        name,
+        _smartcity("serve", name, "--config", str(config)),
+        env=child_environment(settings),
+        ready=GrpcServing(endpoints.address(name)),
+        stage=STAGE_SERVICES,
+    )
+
+
+def sim_spec(site: Site, layout: Layout, endpoints: Endpoints) -> ChildSpec:
+    out = layout.sim_dir(site.id)
+    port = endpoints.sim_port(site)
+    argv = _smartcity(
+        *("sim", site.simulator),
+        *("--host", endpoints.host, "--port", str(port)),
+        *("--out", str(out), "--seed", str(site.seed)),
+    )
+    ready: LogLine | AllOf
+    if site.simulator == "modbus":
+        ready = LogLine(r"Substation simulator ready")
+    elif site.simulator == "opcua":
+        ready = LogLine(r"Water station simulator ready")
+    else:
+        # The profile of the last run would say "ready" before this run serves.
+        (out / AIR_PROFILE).unlink(missing_ok=True)
+        ready = AllOf((FileExists(out / AIR_PROFILE), PortOpen(endpoints.host, port)))
+    return ChildSpec(
+        f"sim-{site.id}", argv, env=child_environment(), ready=ready, stage=STAGE_SOURCES
+    )
+
+
+def agent_spec(
+    agent_id: str, profiles: list[Path], layout: Layout, endpoints: Endpoints
+) -> ChildSpec:
+    """An agent for ``profiles`` as NATS user ``agent-<id>``, its disk buffer in its own
+    folder. Write commands stay off: an agent's NATS user may not read the IDENTITY stream
+    that would tell it whose commands to trust."""
+    folder = layout.agent_dir(agent_id)
+    settings = {
+        "data_dir": str(layout.stores),
+        "nats": _nats(layout, endpoints, agent_user(agent_id)),
+        "agent": {"id": agent_id, "buffer_dir": str(folder / "buffer")},
+    }
+    config = write_config(layout, f"agent-{agent_id}", settings)
+    argv = _smartcity("agent", "--config", str(config))
+    for path in profiles:
+        argv += ["--profile", str(path)]
+    return ChildSpec(
+        f"agent-{agent_id}",
+        argv,
+        env=child_environment(settings),
+        ready=LogLine(r"reading \d+ device"),
+        stage=STAGE_AGENTS,
+    )
+
+
+def console_spec(layout: Layout, endpoints: Endpoints) -> ChildSpec:
+    """The IOC console; its NATS user follows alert events and agent heartbeats. It takes
+    its settings from ``SMARTCITY_CONFIG``."""
+    settings = {
+        "data_dir": str(layout.stores),
+        "nats": _nats(layout, endpoints, "console"),
+        "auth": {"mode": "identity"},
+    }
+    config = write_config(layout, "console", settings)
+    env = child_environment(settings)
+    env["SMARTCITY_CONFIG"] = str(config)
+    argv = _smartcity(
+        *("console", "--host", endpoints.host, "--port", str(endpoints.ports["console"])),
+        *("--identity", endpoints.address("identity")),
+        *("--monitoring", endpoints.address("monitoring")),
+        *("--records", endpoints.address("records")),
+        *("--alerts", endpoints.address("alerts")),
+    )
+    return ChildSpec(
+        "console",
+        argv,
+        env=env,
+        ready=HttpOk(f"{endpoints.console_url}/healthz"),
+        stage=STAGE_CONSOLE,
+    )
