@@ -29,7 +29,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from smartcity.cli.errors import fail
-from smartcity.services.monitoring.server import DEFAULT_PORT
 
 __all__ = ["parse_duration", "parse_time", "query_app"]
 
@@ -272,6 +271,8 @@ def _resolve_target(target: str | None, config: Path | None) -> str:
         settings = load_settings(config)
     except ConfigError as exc:
         fail(exc, 2)
+    from smartcity.services.monitoring.server import DEFAULT_PORT
+
     port = settings.grpc.port or DEFAULT_PORT
     host = settings.grpc.host
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
