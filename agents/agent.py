@@ -38,6 +38,7 @@ from smartcity.agents.health import publish_heartbeats, register_metrics
 from smartcity.agents.profile import ModbusDevice, OpcuaDevice
 from smartcity.agents.publisher import TelemetryPublisher
 from smartcity.agents.resilience import Backoff
+from smartcity.agents.workers import siblings
 from smartcity.runtime.auth import Authenticator
 from smartcity.runtime.bus import Bus, BusError, BusPermissionError
 from smartcity.runtime.config import Settings
@@ -69,12 +70,17 @@ def buffer_path(settings: Settings, agent_id: str) -> Path:
     return Path(folder) / f"{agent_id}.buffer.db"
 
 
-def waiting_elsewhere(path: Path) -> dict[Path, int]:
+def waiting_elsewhere(path: Path, agent_id: str = "") -> dict[Path, int]:
     """Other buffers beside ``path`` that hold batches and that no running agent owns:
-    readings of an agent that ran under another id (its devices changed, say)."""
+    readings of an agent that ran under another id (its devices changed, say). The buffers
+    of the other workers of the same agent (``--workers``) are theirs, even while they are
+    still starting."""
+    pool = siblings(agent_id)
     found: dict[Path, int] = {}
     for other in sorted(path.parent.glob("*.buffer.db")):
-        if other == path or holder(other) is not None:
+        if other == path or (pool is not None and pool.match(other.name)):
+            continue
+        if holder(other) is not None:
             continue
         try:
             with contextlib.closing(sqlite3.connect(f"file:{other}?mode=ro", uri=True)) as db:
@@ -153,7 +159,7 @@ class Agent:
                 f"{exc}: two agents cannot share a buffer. Give this agent its own id with "
                 "--id ID (agent.id), or its own folder with agent.buffer_dir"
             ) from None
-        for other, count in waiting_elsewhere(self.buffer_path).items():
+        for other, count in waiting_elsewhere(self.buffer_path, self.agent_id).items():
             log.warning(
                 "agent %s: %s holds %d unsent batch(es) of an agent that is not running; "
                 "start it (--id %s) to send them",

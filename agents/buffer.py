@@ -305,30 +305,43 @@ class DiskBuffer:
             self._batches -= row[0]
             self._bytes -= row[1]
 
-    def merge(self, groups: Sequence[tuple[Sequence[Entry], bytes, int]]) -> list[Entry]:
+    def merge(self, groups: Sequence[tuple[Sequence[Entry], bytes, int]]) -> list[Entry | None]:
         """For each group ``(entries, payload, readings)``: replace consecutive batches of one
         device, never sent, by one batch in the place (and with the id) of the first; all
-        groups in one transaction. Fewer, larger messages for a backlog."""
-        merged: list[Entry] = []
+        groups in one transaction. Fewer, larger messages for a backlog.
+
+        A group whose batches are no longer all on disk as they were read (another merge or
+        a removal got there first) is left alone, and None stands for it."""
+        merged: list[Entry | None] = []
         with self._lock:
+            changes = []
             with self._transaction():
                 for entries, payload, readings in groups:
-                    first, rest = entries[0], [entry.id for entry in entries[1:]]
+                    ids = [entry.id for entry in entries]
+                    marks = ",".join("?" * len(ids))
+                    stored = self._db.execute(
+                        f"SELECT id, length(payload) FROM batches WHERE id IN ({marks})", ids
+                    ).fetchall()
+                    if sorted(stored) != sorted((e.id, len(e.payload)) for e in entries):
+                        merged.append(None)
+                        continue
+                    first = entries[0]
                     self._db.execute(
                         "UPDATE batches SET payload = ?, readings = ? WHERE id = ?",
                         (payload, readings, first.id),
                     )
-                    self._db.execute(
-                        f"DELETE FROM batches WHERE id IN ({','.join('?' * len(rest))})", rest
-                    )
+                    self._db.execute(f"DELETE FROM batches WHERE id IN ({marks[2:]})", ids[1:])
                     merged.append(
                         Entry(
                             first.id, first.subject, first.msg_id, first.headers, readings, payload
                         )
                     )
-            for entries, payload, _ in groups:
-                self._batches -= len(entries) - 1
-                self._bytes += len(payload) - sum(len(entry.payload) for entry in entries)
+                    changes.append(
+                        (len(entries) - 1, len(payload) - sum(length for _, length in stored))
+                    )
+            for batches, size in changes:
+                self._batches -= batches
+                self._bytes += size
         return merged
 
     def quarantine(self, entry: Entry, reason: str) -> None:

@@ -71,6 +71,15 @@ def _seconds(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in ``text`` as a profile writes a duration (``20ms``, ``1s``, ``2m``, or a
+    number of seconds); ValueError when it is none, or not positive."""
+    seconds = float(_seconds(text))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return seconds
+
+
 class DataType(StrEnum):
     INT16 = "int16"
     UINT16 = "uint16"

@@ -26,6 +26,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from opentelemetry import trace
 
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("smartcity.agents")
 _APPEND = "appending readings"
 _BAD = Quality.BAD
+_quality_of = itemgetter(3)
 
 
 @dataclass
@@ -80,7 +82,9 @@ class _BadOnce:
 
     def keep(self, readings: Sequence[Reading]) -> list[Reading]:
         since = self._since
-        if not since and _BAD not in {reading.quality for reading in readings}:
+        # ``in`` over the qualities compares by identity first, in C; a set of them would
+        # hash every enum member in Python.
+        if not since and _BAD not in map(_quality_of, readings):
             return list(readings)  # the common case: nothing is or was BAD
         kept: list[Reading] = []
         keepalive = self.keepalive

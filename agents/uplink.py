@@ -246,9 +246,13 @@ class Uplink:
             self.health.failed(_MERGE, exc)
             return heads
         self.health.recovered(_MERGE)
+        stale: set[int] = set()
         for (index, *_), entry in zip(merges, merged, strict=True):
-            heads[index] = entry
-        return heads
+            if entry is None:  # changed on disk since it was read: looked at next round
+                stale.add(index)
+            else:
+                heads[index] = entry
+        return [head for index, head in enumerate(heads) if index not in stale]
 
     def _mergeable(self, queue: list[Entry], limit: int) -> list[Entry]:
         run: list[Entry] = []

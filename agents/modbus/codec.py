@@ -202,15 +202,34 @@ class BlockDecoder:
             _compile(swapped, endian, fields) for (swapped, endian), fields in layouts.items()
         )
         self._needs_swapped = any(group.swapped for group in self._groups)
+        self._bytes = 2 * request.count
+        # The usual block (every point of one layout, unscaled, in address order) is one
+        # struct call and nothing else.
+        (only,) = self._groups if len(self._groups) == 1 else (None,)
+        self._direct = (
+            only
+            if only is not None
+            and only.positions == tuple(range(self._size))
+            and not self._register_bits
+            and not self._scaled
+            else None
+        )
 
-    def values(self, answer: Sequence[int] | Sequence[bool]) -> list[Value]:
-        """Engineering values of the request's points, in ``request.points`` order."""
+    def values(
+        self, answer: Sequence[int] | Sequence[bool], raw: bytes | None = None
+    ) -> list[Value]:
+        """Engineering values of the request's points, in ``request.points`` order.
+        ``raw``: the answer's register bytes as they came (big-endian words), if known."""
         if self.function.is_bits:
             bits = answer
             return [bool(bits[offset]) for offset in self._bit_offsets]
         registers = answer
+        if raw is None or len(raw) != self._bytes:
+            raw = self._big(*registers)
+        direct = self._direct
+        if direct is not None:
+            return list(direct.unpack(self._little(*registers) if direct.swapped else raw))
         out: list[Value] = [0] * self._size
-        raw = self._big(*registers)
         swapped = self._little(*registers) if self._needs_swapped else raw
         for group in self._groups:
             for position, value in zip(

@@ -57,6 +57,7 @@ from smartcity.agents.reading import Quality, Reading, Value
 from smartcity.agents.resilience import Backoff, BreakerState, CircuitBreaker
 
 log = structlog.stdlib.get_logger(__name__)
+_new_tuple = tuple.__new__
 
 # pymodbus logs every timeout at ERROR with a dump of recent frames; the driver already turns
 # each failure into BAD readings with the reason and logs state changes once, so the
@@ -124,12 +125,21 @@ class _Block:
             or point.offset != 0
             for point in request.points
         )
+        self.any_float = any(self.floats)
         # Engineering values of the request's points, in ``self.points`` order.
         self.values = BlockDecoder(request).values
 
-    def readings(self, answer: Sequence[int] | Sequence[bool], now: float) -> list[Reading]:
-        values = self.values(answer)
+    def readings(
+        self, answer: Sequence[int] | Sequence[bool], now: float, raw: bytes | None = None
+    ) -> list[Reading]:
+        values = self.values(answer, raw)
         good, bad = Quality.GOOD, Quality.BAD
+        if not self.any_float or math.isfinite(sum(values)):
+            # Nothing to judge (a sum is finite only if every term is): the fast path.
+            return [
+                _new_tuple(Reading, (metric, value, unit, good, "", None, now, None))
+                for metric, unit, value in zip(self.metrics, self.units, values, strict=True)
+            ]
         readings = []
         isfinite = math.isfinite
         for metric, unit, value, is_float in zip(
@@ -384,7 +394,8 @@ class ModbusDriver(DeviceDriver):
                 reason = f"short answer: {len(answer)} of {block.count} values"
                 self._error(reason)
                 return self.bad_readings(block.points, reason), False
-            return block.readings(answer, time.time()), True
+            raw = getattr(response, "raw", None)  # kept by the agent's own responses
+            return block.readings(answer, time.time(), raw), True
         code = response.exception_code
         if code == 2:
             return await self._bisect(block, attempts), False

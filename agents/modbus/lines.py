@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
+from smartcity.agents.modbus.responses import RESPONSES
 from smartcity.agents.profile import ModbusEndpoint
 
 Client = AsyncModbusTcpClient | AsyncModbusSerialClient
@@ -97,8 +98,9 @@ def detach(line: Line, owner: object) -> None:
 
 def _client(endpoint: ModbusEndpoint, *, timeout: float, name: str) -> Client:
     # pymodbus' own retries and reconnect loop are off: the drivers own that policy
+    client: Client
     if endpoint.scheme == "tcp":
-        return AsyncModbusTcpClient(
+        client = AsyncModbusTcpClient(
             endpoint.host,
             port=endpoint.port,
             name=name,
@@ -106,6 +108,14 @@ def _client(endpoint: ModbusEndpoint, *, timeout: float, name: str) -> Client:
             retries=0,
             reconnect_delay=0,
         )
+    else:
+        client = _serial(endpoint, timeout)
+    for response in RESPONSES:  # register answers decoded in one step
+        client.register(response)
+    return client
+
+
+def _serial(endpoint: ModbusEndpoint, timeout: float) -> AsyncModbusSerialClient:
     return AsyncModbusSerialClient(
         endpoint.device,
         framer=FramerType.RTU,

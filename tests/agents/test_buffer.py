@@ -205,6 +205,26 @@ def test_a_merge_takes_the_place_and_the_id_of_the_first(tmp_path: Path) -> None
     assert (buffer.stats().batches, buffer.stats().bytes) == (3, 45)
 
 
+def test_a_merge_read_before_another_one_changes_nothing(tmp_path: Path) -> None:
+    """Two merges of the same batches, both read before either ran (an uplink stopped in the
+    middle of one, then drained): the second is refused, and the counts stay true."""
+    buffer = DiskBuffer(tmp_path / "b.db")
+    for tag in ("a1", "a2", "a3", "b1"):
+        buffer.append(tag[0], batch(tag), device=tag[0], count=2)
+    a1, a2, a3, b1 = buffer.peek()
+    buffer.merge([([a1, a2, a3], b"m" * 25, 6)])
+    stale, fresh = buffer.merge([([a1, a2, a3], b"n" * 25, 6), ([b1, b1], b"b" * 10, 2)])
+    assert stale is None
+    assert fresh is None  # a group naming a batch twice is no run of batches either
+    assert [(e.msg_id, e.payload) for e in buffer.peek()] == [("a1", b"m" * 25), ("b1", b"b1" * 5)]
+    assert (buffer.stats().batches, buffer.stats().bytes) == (2, 35)
+    with sqlite3.connect(tmp_path / "b.db") as db:
+        assert db.execute("SELECT count(*), sum(length(payload)) FROM batches").fetchone() == (
+            2,
+            35,
+        )
+
+
 def test_stats_never_wait_for_the_disk(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     buffer = DiskBuffer(path, busy_timeout=5)

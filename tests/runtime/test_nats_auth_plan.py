@@ -70,6 +70,20 @@ def test_an_agent_gets_exactly_its_devices_subjects():
     assert principal.permissions.allow_responses
 
 
+def test_an_agent_run_as_workers_may_publish_each_workers_heartbeats():
+    principal = agent(platform_principals([AgentPlan("north", (STATION,), workers=2)]))
+    assert principal.permissions is not None
+    heartbeats = [s for s in principal.permissions.publish if s.startswith("city.agents.")]
+    # The names smartcity agent --workers 2 gives its workers, written out by hand.
+    assert heartbeats == [
+        "city.agents.cau-do.north",
+        "city.agents.cau-do.north-1of2",
+        "city.agents.cau-do.north-2of2",
+    ]
+    with pytest.raises(NatsAuthError, match="workers"):
+        platform_principals([AgentPlan("north", (STATION,), workers=0)])
+
+
 def test_no_service_may_administer_streams():
     principals = platform_principals([])
     assert [p.user for p in principals] == ["admin", *SERVICES]

@@ -1,25 +1,33 @@
-"""``smartcity bench agent``: how many points per second one agent process reads and publishes.
+"""``smartcity bench agent``: what one agent delivers from many Modbus devices, counted at
+the far end.
 
-Everything is real and local: the substation simulator runs in a process of its own (so the
-agent does not share its interpreter with the server it reads), the embedded ``nats-server``
-with the TELEMETRY stream on disk, and the agent in this process with its SQLite buffer.
+Everything is real, local and in processes of its own: each device is a pyModbusTCP server
+(:mod:`.agent_devices`, a library independent of the agent's pymodbus) on its own port,
+``points`` float32 holding registers whose values change every poll interval; the embedded
+``nats-server`` holds the TELEMETRY stream on disk; the agent is ``smartcity agent`` (with
+``--workers`` when asked), started as a user starts it.
 
-Three figures, measured in the same run so that they are comparable:
+Figures, all from the same run:
 
-1. the ceiling: a plain pymodbus client issuing the very requests the agent plans, as fast
-   as the simulator answers them (requests/s and the points those requests carry);
-2. the agent: points read by the drivers per second and points acknowledged by JetStream per
-   second, over a steady window after a warm-up; after the run the buffer is drained and the
-   stream is checked to hold every reading produced;
-3. the read planner: requests per poll cycle with and without merging.
+1. offered: devices x points / poll interval;
+2. the ceiling: plain pymodbus clients issuing the agent's planned requests to the same
+   devices as fast as they answer (points/s, and the CPU it costs them);
+3. read: readings in the stream that are GOOD and were read in the measured window (a
+   device that does not answer yields BAD readings, which count for nothing);
+4. acknowledged: distinct (device, sequence) pairs JetStream stored during the measured
+   window, after the warm-up, read back from the stream; a replayed batch counts once;
+5. the agent's CPU seconds (its processes' user and system time from ``/proc``) per
+   10,000 points/s acknowledged.
+
+After the window the agent is stopped (it drains its buffer) and the stream is read back
+whole: every device's sequences must be contiguous (nothing lost).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,124 +36,197 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from smartcity.agents.modbus.planner import plan_reads
-from smartcity.agents.profile import ModbusDevice
-from smartcity.agents.sim.substation import load_substation_profile
+import yaml
 
-TARGET_POINTS_PER_SECOND = 100_000
-"""EMQX Neuron, written in C, publishes 100,000 points/s of Modbus TCP on 4 cores."""
+from smartcity.bench.agent_devices import PYMODBUSTCP_MISSING, pymodbustcp_installed
+from smartcity.bench.agent_stream import StreamCount, agent_cpu_seconds, count_stream
+
+TARGET_SHARE = 0.9
+"""The agent must deliver at least this share of the offered points."""
+
+Progress = Callable[[str], None]
+
+
+class BenchError(Exception):
+    """The benchmark cannot run here; the message says what is missing."""
 
 
 @dataclass(frozen=True)
 class AgentBenchResult:
     devices: int
-    points_per_device: int
-    raw_requests_per_second: float
-    raw_points_per_second: float
-    agent_requests_per_second: float
-    read_points_per_second: float
-    published_points_per_second: float
-    requests_per_cycle_planned: int
-    requests_per_cycle_unplanned: int
-    produced: int
-    stored: int
+    points: int
+    poll: float
+    workers: int
     seconds: float
+    ceiling_points_per_second: float
+    ceiling_requests_per_second: float
+    ceiling_cores: float
+    """CPU seconds per second the ceiling's clients used."""
+    read_good_per_second: float
+    acknowledged_per_second: float
+    agent_cores: float
+    """CPU seconds per second the agent's processes used in the measured window."""
+    beside_cores: dict[str, float]
+    """The same for the devices' processes and the nats-server, which share the machine."""
+    stream: StreamCount
+
+    @property
+    def offered_per_second(self) -> float:
+        return self.devices * self.points / self.poll
+
+    @staticmethod
+    def per_10k(cores: float, points_per_second: float) -> float:
+        """CPU seconds (per second of wall time) per 10,000 points/s."""
+        if points_per_second <= 0:
+            return float("nan")
+        return cores / (points_per_second / 10_000)
 
 
-def _bench_profile(profile: ModbusDevice) -> ModbusDevice:
-    """Every point fast and without deadband: the agent reports every value every cycle."""
-    points = [
-        point.model_copy(update={"deadband": None, "poll": "fast", "interval": None})
-        for point in profile.points
-    ]
-    return profile.model_copy(
-        update={"points": points, "poll_interval": 0.001, "timeout": 2.0, "retries": 0}
-    )
-
-
-def _start_simulator(devices: int, out: Path) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "smartcity.cli.main",
-            "sim",
-            "modbus",
-            "--port",
-            "0",
-            "--devices",
-            str(devices),
-            "--out",
-            str(out),
+def _profile(index: int, port: int, points: int, poll: float) -> dict[str, object]:
+    return {
+        "site": "bench",
+        "field": "electricity",
+        "device": f"device-{index:02d}",
+        "protocol": "modbus",
+        "endpoint": f"tcp://127.0.0.1:{port}",
+        "poll_interval": poll,
+        "timeout": 1.0,
+        "retries": 0,
+        "points": [
+            {"name": f"p{point:03d}", "unit": "V", "address": 2 * point, "type": "float32"}
+            for point in range(points)
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        match = re.search(r"tcp://[\d.]+:(\d+)", line)
-        if match:
-            return process, int(match.group(1))
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise RuntimeError("the simulator did not start")
+    }
 
 
-async def _raw_rate(profiles: list[ModbusDevice], seconds: float) -> tuple[float, float]:
-    """Requests/s and points/s of bare pymodbus clients issuing the agent's planned reads."""
+def _start_devices(
+    count: int, points: int, poll: float
+) -> tuple[list[subprocess.Popen[str]], list[int]]:
+    command = [sys.executable, "-m", "smartcity.bench.agent_devices"]
+    processes = [
+        subprocess.Popen(
+            [*command, "--points", str(points), "--period", str(poll)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    ports = []
+    for process in processes:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # the device prints its port once it listens
+        if not line.startswith("listening "):
+            _stop_all(processes)
+            raise BenchError(f"a device process did not start: {line.strip() or 'no output'}")
+        ports.append(int(line.rsplit(":", 1)[1]))
+    return processes, ports
+
+
+def _stop_all(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _ceiling(ports: list[int], points: int, seconds: float) -> tuple[float, float, float]:
+    """Requests/s, points/s and CPU seconds per second (cores) of bare pymodbus clients
+    issuing the agent's planned reads, one client per device, as fast as the devices
+    answer."""
     from pymodbus.client import AsyncModbusTcpClient
 
-    count = 0
-    points = 0
+    from smartcity.agents.modbus.planner import plan_reads
+    from smartcity.agents.profile import ModbusDevice
+
+    requests = read = 0
     stop_at = time.monotonic() + seconds
 
-    async def hammer(profile: ModbusDevice) -> None:
-        nonlocal count, points
+    async def hammer(port: int) -> None:
+        nonlocal requests, read
+        profile = ModbusDevice.model_validate(_profile(0, port, points, 1.0))
         plan = plan_reads(
             profile.points,
             max_gap=profile.max_gap,
             max_registers=profile.max_registers,
             max_bits=profile.max_bits,
         )
-        where = profile.connection
-        client = AsyncModbusTcpClient(where.host, port=where.port, timeout=2, retries=0)
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, retries=0)
         await client.connect()
-        readers = {
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-            "coil": client.read_coils,
-            "discrete": client.read_discrete_inputs,
-        }
         try:
             while time.monotonic() < stop_at:
                 for request in plan:
-                    await readers[request.function.value](
-                        request.address, count=request.count, device_id=profile.unit_id
+                    answer = await client.read_holding_registers(
+                        request.address, count=request.count, device_id=1
                     )
-                    count += 1
-                    points += len(request.points)
+                    if not answer.isError():
+                        requests += 1
+                        read += len(request.points)
         finally:
             client.close()
 
-    started = time.monotonic()
-    await asyncio.gather(*(hammer(profile) for profile in profiles))
+    cpu, started = time.process_time(), time.monotonic()
+    await asyncio.gather(*(hammer(port) for port in ports))
     elapsed = time.monotonic() - started
-    return count / elapsed, points / elapsed
+    return requests / elapsed, read / elapsed, (time.process_time() - cpu) / elapsed
 
 
-async def _agent_rate(
-    profiles: list[ModbusDevice],
+def _start_agent(
+    profiles: list[Path], url: str, workdir: Path, workers: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SMARTCITY_DATA_DIR": str(workdir),
+        "SMARTCITY_AGENT__HEARTBEAT_INTERVAL_SECONDS": "1",
+        "SMARTCITY_AGENT__DRAIN_TIMEOUT_SECONDS": "120",
+        "SMARTCITY_LOGGING__LEVEL": "warning",
+    }
+    command = [sys.executable, "-m", "smartcity.cli.main", "agent", "--nats", url]
+    command += ["--id", "bench"] + (["--workers", str(workers)] if workers > 1 else [])
+    for path in profiles:
+        command += ["--profile", str(path)]
+    log = open(workdir / "agent.log", "ab")  # noqa: SIM115 (the process holds it)
+    try:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    finally:
+        log.close()
+
+
+class _Heartbeats:
+    """The agent's heartbeats: readings produced per device, for progress and warm-up."""
+
+    def __init__(self) -> None:
+        self.readings: dict[str, int] = {}
+        self.buffer_bytes: dict[str, int] = {}
+
+    async def on_message(self, msg: object) -> None:
+        from smartcity.telemetry.v1 import telemetry_pb2
+
+        beat = telemetry_pb2.AgentHeartbeat.FromString(msg.data)  # type: ignore[attr-defined]
+        self.buffer_bytes[beat.agent_id] = beat.buffer_bytes
+        for device in beat.devices:
+            self.readings[device.device] = device.readings_total
+
+    def total(self) -> int:
+        return sum(self.readings.values())
+
+
+async def _measure_agent(
+    profiles: list[Path],
     workdir: Path,
+    *,
+    devices: int,
+    device_pids: list[int],
+    workers: int,
     seconds: float,
     warmup: float,
-    progress: Callable[[str], None],
-) -> tuple[float, float, float, int, int]:
-    from smartcity.agents.agent import Agent
+    progress: Progress,
+) -> tuple[StreamCount, float, float, dict[str, float]]:
     from smartcity.runtime.bus import TELEMETRY_STREAM, Bus
     from smartcity.runtime.config import NatsSettings, load_settings
     from smartcity.runtime.nats_server import EmbeddedNats
@@ -153,116 +234,133 @@ async def _agent_rate(
     async with EmbeddedNats(NatsSettings(data_dir=workdir / "nats", port=0)) as nats:
         bus = await Bus.connect(nats.client_settings(), name="bench")
         await bus.ensure_streams(load_settings().nats.streams)
-        settings = load_settings(
-            data_dir=str(workdir),
-            agent={"id": "bench", "heartbeat_interval_seconds": 60, "drain_timeout_seconds": 60},
-            logging={"level": "WARNING"},
-        )
-        agent = Agent(profiles, settings, nats_url=nats.url)
-        stop = asyncio.Event()
-        running = asyncio.create_task(agent.run(stop))
+        beats = _Heartbeats()
+        await bus.nc.subscribe("city.agents.>", cb=beats.on_message)
 
-        def totals() -> tuple[int, int, int]:
-            read = sum(driver.stats.readings for driver in agent.drivers)
-            requests = sum(driver.stats.requests for driver in agent.drivers)
-            sent = agent.publisher.stats.readings_sent if agent.publisher else 0
-            return read, requests, sent
+        async def last_seq() -> int:
+            return int((await bus.js.stream_info(TELEMETRY_STREAM)).state.last_seq)
 
-        progress(f"agent warming up for {warmup:g} s")
-        await asyncio.sleep(warmup)
-        read0, requests0, sent0 = totals()
-        started = time.monotonic()
-        progress(f"agent measured for {seconds:g} s")
-        await asyncio.sleep(seconds)
-        read1, requests1, sent1 = totals()
-        elapsed = time.monotonic() - started
-        stop.set()
-        progress("stopping the agent and draining its buffer")
-        await running
-        produced = agent.publisher.readings_buffered if agent.publisher else 0
-        info = await bus.js.stream_info(TELEMETRY_STREAM)
-        stored = await _count_readings(bus, info.state.messages)
+        agent = _start_agent(profiles, nats.url, workdir, workers)
+        try:
+            deadline = time.monotonic() + 60
+            while len([n for n in beats.readings.values() if n]) < devices:
+                if agent.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError(f"the agent did not start: {_tail(workdir / 'agent.log')}")
+                await asyncio.sleep(0.2)
+            progress(f"agent reads all {devices} devices; warming up for {warmup:g} s")
+            await _watch(bus, beats, agent.pid, warmup, progress, "warm-up")
+            others = {"devices": device_pids, "nats-server": [nats.pid or 0]}
+            t0, s0, cpu0 = time.time(), await last_seq(), agent_cpu_seconds(agent.pid)
+            used0 = {name: sum(map(agent_cpu_seconds, pids)) for name, pids in others.items()}
+            await _watch(bus, beats, agent.pid, seconds, progress, "measured")
+            t1, s1, cpu1 = time.time(), await last_seq(), agent_cpu_seconds(agent.pid)
+            beside = {
+                name: (sum(map(agent_cpu_seconds, pids)) - used0[name]) / (t1 - t0)
+                for name, pids in others.items()
+            }
+            progress("stopping the agent (it drains its buffer)")
+            agent.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(agent.wait, 180)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+        if agent.returncode != 0:
+            raise BenchError(
+                f"the agent exited with {agent.returncode}: {_tail(workdir / 'agent.log')}"
+            )
+        progress("reading the stream back")
+        counted = await count_stream(bus, window=(t0, t1), stream_window=(s0, s1))
         await bus.close()
-    return (
-        (requests1 - requests0) / elapsed,
-        (read1 - read0) / elapsed,
-        (sent1 - sent0) / elapsed,
-        produced,
-        stored,
-    )
+    return counted, t1 - t0, cpu1 - cpu0, beside
 
 
-async def _count_readings(bus: object, messages: int) -> int:
-    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
+async def _watch(
+    bus: object, beats: _Heartbeats, pid: int, seconds: float, progress: Progress, phase: str
+) -> None:
+    """Wait ``seconds``, with a progress line every second from the heartbeats."""
     from smartcity.runtime.bus import TELEMETRY_STREAM
-    from smartcity.telemetry.v1 import telemetry_pb2
 
-    sub = await bus.js.pull_subscribe(  # type: ignore[attr-defined]
-        "city.telemetry.>",
-        stream=TELEMETRY_STREAM,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
-    )
-    readings = seen = 0
-    while seen < messages:
-        for message in await sub.fetch(min(1000, messages - seen), timeout=10):
-            batch = telemetry_pb2.TelemetryBatch.FromString(message.data)
-            readings += batch.last_sequence - batch.first_sequence + 1
-            seen += 1
-    await sub.unsubscribe()
-    return readings
+    end = time.monotonic() + seconds
+    readings, cpu, at = beats.total(), agent_cpu_seconds(pid), time.monotonic()
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(1.0, left))
+        now = time.monotonic()
+        total, used = beats.total(), agent_cpu_seconds(pid)
+        info = await bus.js.stream_info(TELEMETRY_STREAM)  # type: ignore[attr-defined]
+        progress(
+            f"{phase}: agent produced {(total - readings) / (now - at):,.0f} readings/s "
+            f"(heartbeats), CPU {(used - cpu) / (now - at):.2f} core(s), buffer "
+            f"{sum(beats.buffer_bytes.values()) / 1e6:.1f} MB, stream {info.state.messages:,} "
+            "messages"
+        )
+        readings, cpu, at = total, used, now
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def run_agent_bench(
     *,
-    devices: int = 10,
+    devices: int = 16,
+    points: int = 120,
+    poll: float = 0.02,
+    workers: int = 1,
     seconds: float = 10.0,
-    warmup: float = 3.0,
-    progress: Callable[[str], None] = lambda message: None,
+    warmup: float = 5.0,
+    progress: Progress = lambda message: None,
 ) -> AgentBenchResult:
     """Run the whole benchmark and return its figures."""
-    template = _bench_profile(load_substation_profile())
-    with tempfile.TemporaryDirectory(prefix="smartcity-bench-") as folder:
+    if not pymodbustcp_installed():
+        raise BenchError(PYMODBUSTCP_MISSING)
+    with tempfile.TemporaryDirectory(prefix="smartcity-bench-agent-") as folder:
         workdir = Path(folder)
-        progress(f"starting a simulated substation with {devices} bay(s) in its own process")
-        simulator, port = _start_simulator(devices, workdir / "sim")
+        progress(f"starting {devices} pyModbusTCP device(s), each in its own process")
+        processes, ports = _start_devices(devices, points, poll)
         try:
-            profiles = [
-                template.model_copy(
-                    update={
-                        "endpoint": f"tcp://127.0.0.1:{port}",
-                        "unit_id": unit,
-                        "device": f"bay-{unit}",
-                    }
-                )
-                for unit in range(1, devices + 1)
-            ]
+            profiles = []
+            for index, port in enumerate(ports, start=1):
+                path = workdir / f"device-{index:02d}.yaml"
+                path.write_text(yaml.safe_dump(_profile(index, port, points, poll)), "utf-8")
+                profiles.append(path)
             progress(f"plain pymodbus clients for {seconds:g} s (the ceiling)")
-            raw_requests, raw_points = asyncio.run(_raw_rate(profiles, seconds))
-            requests, read, published, produced, stored = asyncio.run(
-                _agent_rate(profiles, workdir, seconds, warmup, progress)
+            ceiling_requests, ceiling_points, ceiling_cores = asyncio.run(
+                _ceiling(ports, points, seconds)
+            )
+            progress(
+                f"ceiling: {ceiling_points:,.0f} points/s; starting the agent "
+                f"({workers} worker process(es))"
+            )
+            counted, window, cpu, beside = asyncio.run(
+                _measure_agent(
+                    profiles,
+                    workdir,
+                    devices=devices,
+                    device_pids=[process.pid for process in processes],
+                    workers=workers,
+                    seconds=seconds,
+                    warmup=warmup,
+                    progress=progress,
+                )
             )
         finally:
-            simulator.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                simulator.wait(timeout=10)
-    planned = plan_reads(
-        template.points,
-        max_gap=template.max_gap,
-        max_registers=template.max_registers,
-        max_bits=template.max_bits,
-    )
+            _stop_all(processes)
     return AgentBenchResult(
         devices=devices,
-        points_per_device=len(template.points),
-        raw_requests_per_second=raw_requests,
-        raw_points_per_second=raw_points,
-        agent_requests_per_second=requests,
-        read_points_per_second=read,
-        published_points_per_second=published,
-        requests_per_cycle_planned=len(planned),
-        requests_per_cycle_unplanned=len(template.points),
-        produced=produced,
-        stored=stored,
-        seconds=seconds,
+        points=points,
+        poll=poll,
+        workers=workers,
+        seconds=window,
+        ceiling_points_per_second=ceiling_points,
+        ceiling_requests_per_second=ceiling_requests,
+        ceiling_cores=ceiling_cores,
+        read_good_per_second=counted.good_in_window / window,
+        acknowledged_per_second=counted.acknowledged_in_window / window,
+        agent_cores=cpu / window,
+        beside_cores=beside,
+        stream=counted,
     )

@@ -79,6 +79,16 @@ def agent_run(
             "name and a hash of the devices).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Spread the devices over this many processes (one core each), each an agent "
+            "of its own named <id>-<k>of<N>, with its own buffer and heartbeat.",
+        ),
+    ] = 1,
     config: ConfigOption = None,
 ) -> None:
     """Run an agent for the devices of --profile until Ctrl-C or SIGTERM.
@@ -107,6 +117,9 @@ def agent_run(
         agent = Agent(profiles, settings, nats_url=nats)
     except AgentError as exc:
         fail(exc, 2)
+    if workers > 1:
+        _run_workers(agent, profile, workers, nats, config)
+        return
     telemetry = setup_observability(
         settings.telemetry, service_name="smartcity-agent", service_version=__version__
     )
@@ -116,6 +129,35 @@ def agent_run(
         fail(exc, 2)
     finally:
         telemetry.shutdown()
+
+
+def _run_workers(
+    agent: Any, paths: list[Path], count: int, nats: str | None, config: Path | None
+) -> None:
+    """The devices spread over ``count`` agent processes under one supervisor."""
+    from smartcity.agents.workers import Supervisor, Worker, split, worker_id
+
+    groups = split(agent.profiles, count)
+    pool = [
+        Worker(worker_id(agent.agent_id, index, len(groups)), [paths[i] for i in group])
+        for index, group in enumerate(groups, start=1)
+    ]
+    arguments = ["--nats", agent.url]
+    if config is not None:
+        arguments += ["--config", str(config)]
+    log.info(
+        "agent %s: %d device(s) in %d worker process(es): %s",
+        agent.agent_id,
+        len(paths),
+        len(pool),
+        ", ".join(f"{worker.agent_id} ({len(worker.profiles)})" for worker in pool),
+    )
+    supervisor = Supervisor(
+        pool, arguments, drain_timeout=agent.settings.agent.drain_timeout_seconds
+    )
+    run_until_signalled(supervisor.run)
+    if supervisor.failure is not None:
+        fail(supervisor.failure, 2)
 
 
 @agent_app.command("cert")

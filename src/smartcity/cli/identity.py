@@ -14,6 +14,7 @@ to the agent named after its site (one agent per station, the usual deployment).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -121,6 +122,16 @@ def nats_config_command(
             "--rotate", help="New passwords for every user (default: keep the existing ones)."
         ),
     ] = False,
+    agent_workers: Annotated[
+        int,
+        typer.Option(
+            "--agent-workers",
+            min=1,
+            max=64,
+            help="The agents run with `smartcity agent --workers N`: let each worker publish "
+            "its heartbeats under its own id.",
+        ),
+    ] = 1,
     rounds: Annotated[
         int,
         typer.Option("--bcrypt-rounds", min=4, max=16, help="bcrypt cost of the stored hashes."),
@@ -148,6 +159,7 @@ def nats_config_command(
     durables = {**DEFAULT_DURABLES, "monitoring": settings.monitoring.ingest.durable}
     try:
         agents = agents_from_profiles(profiles) if profiles is not None else []
+        agents = [replace(agent, workers=agent_workers) for agent in agents]
         principals = platform_principals(agents, services=_services(services), durables=durables)
     except InvalidArgument as exc:
         fail(exc, 2)

@@ -88,6 +88,18 @@ def identity_subject(event: str) -> str:
     return ".".join((IDENTITY, token(event, "event")))
 
 
+MAX_AGENT_ID = 63
+
+
+def worker_agent_id(base: str, index: int, count: int) -> str:
+    """The agent id of worker ``index`` (from 1) of ``count`` of agent ``base``
+    (``smartcity agent --workers``): ``<base>-<index>of<count>``, the base shortened to keep
+    the id a valid subject token of at most 63 characters. One rule for the agent that names
+    its workers and the NATS authorization that lets them publish their heartbeats."""
+    suffix = f"-{index}of{count}"
+    return base[: MAX_AGENT_ID - len(suffix)].rstrip("-_") + suffix
+
+
 def agent_subject(site: str, agent: str) -> str:
     """``city.agents.<site>.<agent>``: an edge agent's status and heartbeats."""
     return ".".join((AGENTS, token(site, "site"), token(agent, "agent")))

@@ -110,6 +110,9 @@ class AgentPlan:
 
     id: str
     devices: tuple[DeviceRef, ...] = field(default_factory=tuple)
+    workers: int = 1
+    """Processes it runs as (``smartcity agent --workers``): each worker publishes its
+    heartbeats under its own id, which the agent's user may then do too."""
 
 
 # -- names -----------------------------------------------------------------------------------
@@ -259,6 +262,8 @@ def _agent(plan: AgentPlan) -> Principal:
     user = agent_user(plan.id)
     if not plan.devices:
         raise NatsAuthError(f"agent {plan.id!r} serves no device")
+    if plan.workers < 1:
+        raise NatsAuthError(f"agent {plan.id!r}: workers must be 1 or more")
     devices = sorted(
         {
             DeviceRef(
@@ -269,7 +274,11 @@ def _agent(plan: AgentPlan) -> Principal:
     )
     sites = sorted({ref.site for ref in devices})
     publish = [subjects.telemetry_subject(d.field, d.site, d.device) for d in devices]
-    publish += [subjects.agent_subject(site, plan.id) for site in sites]
+    ids = [plan.id]
+    if plan.workers > 1:
+        count = plan.workers
+        ids += [subjects.worker_agent_id(plan.id, k, count) for k in range(1, count + 1)]
+    publish += [subjects.agent_subject(site, agent) for site in sites for agent in ids]
     publish += [subjects.audit_command_subject(d.site, d.device) for d in devices]
     # Whether the streams it publishes into exist (it never creates them).
     publish += _stream_lookup((TELEMETRY_STREAM, AUDIT_STREAM))
