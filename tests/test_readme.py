@@ -174,15 +174,35 @@ def test_every_command_in_the_table_answers_help(
 # -- the set-up line -------------------------------------------------------------------------
 
 
-def test_the_set_up_line_lists_the_sixteen_fields(runner: CliRunner) -> None:
-    lines = [
-        line
-        for block in fenced(section(README, "Set up"), "sh")
-        for line in block.splitlines()
-        if "pip install ." in line
-    ]
-    assert len(lines) == 1, lines
-    program, *arguments = shlex.split(lines[0].split("&&")[-1])
+def set_up_lines() -> list[str]:
+    blocks = fenced(section(README, "Set up"), "sh")
+    return [line for block in blocks for line in block.splitlines()]
+
+
+def test_the_first_command_installs_and_starts_the_city(runner: CliRunner) -> None:
+    # `smartcity up` itself is run end to end by tests/up/test_up_city.py; here, that the
+    # README's first command is that one, as a newcomer types it.
+    first = set_up_lines()[0]
+    assert "pip install ." in first
+    program, *arguments = shlex.split(first.split("&&")[-1])
+    assert Path(program).name == "smartcity"
+    assert arguments == ["up"]
+    result = runner.invoke(app, [*arguments, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "--ports" in result.output
+
+
+def test_the_second_command_installs_the_development_tools_and_runs_the_tests() -> None:
+    second = set_up_lines()[1]
+    assert "pip install -e '.[dev]'" in second
+    assert second.split("&&")[-1].split() == [".venv/bin/python", "-m", "pytest"]
+    run = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert second.strip() in run, "CI runs the README's test command verbatim"
+
+
+def test_the_fields_line_lists_the_sixteen_fields(runner: CliRunner) -> None:
+    (line,) = [line for line in set_up_lines() if line.split()[-1:] == ["fields"]]
+    program, *arguments = shlex.split(line)
     assert Path(program).name == "smartcity"
     result = runner.invoke(app, arguments)
     assert result.exit_code == 0, result.output
@@ -191,6 +211,14 @@ def test_the_set_up_line_lists_the_sixteen_fields(runner: CliRunner) -> None:
     assert "16 smart fields" in result.output
     listed = {row.split("│")[2].strip() for row in result.output.splitlines() if "│" in row}
     assert set(ours) <= listed
+
+
+def test_the_screenshot_it_shows_is_in_the_repository() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section(README, "Set up"))
+    assert images
+    for image in images:
+        data = (ROOT / image).read_bytes()
+        assert data.startswith(b"\x89PNG"), image
 
 
 # -- docs/architecture.md --------------------------------------------------------------------

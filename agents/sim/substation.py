@@ -76,6 +76,8 @@ FEEDERS = 12
 RATING_MVA = 63.0
 NOMINAL_HV_KV = 115.0
 SETPOINT_LIMITS = {"voltage_setpoint": (20.0, 25.0), "oil_temperature_limit": (40.0, 120.0)}
+VOLTAGE_SETPOINT_KV = 23.0
+"""Where the tap changer holds the 22 kV busbar at start (line to line)."""
 """What the device itself accepts; outside it answers exception 3 (illegal data value)."""
 
 # Hourly load of a Vietnamese distribution substation, as a fraction of the evening peak.
@@ -103,7 +105,7 @@ class Bay(SimulatedUnit):
         self, unit: int, profile: ModbusDevice, clock: Callable[[], float], rng: random.Random
     ) -> None:
         super().__init__(unit, profile, clock, rng)
-        self.voltage_setpoint = 23.0
+        self.voltage_setpoint = VOLTAGE_SETPOINT_KV
         self.oil_temperature_limit = 90.0
         self.breakers = {p.name: True for p in profile.points if p.function is Function.COIL}
         self.breaker_operations = 0

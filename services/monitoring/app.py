@@ -33,6 +33,7 @@ __all__ = ["MONITORING", "store_url"]
 
 _log = get_logger(__name__)
 
+
 def store_url(settings: Settings) -> str:
     """The configured storage URL, or SQLite in the data folder."""
     return default_store_url(settings.monitoring.store_url, settings.data_dir, "monitoring")

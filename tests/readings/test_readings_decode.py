@@ -14,8 +14,8 @@ from nats.aio.msg import Msg
 
 from smartcity.fields import load_fields
 from smartcity.readings.decode import MAX_SEQUENCE, TelemetryDecoder
-from smartcity.runtime.consumer import Rejected
 from smartcity.readings.model import MICROS, Quality
+from smartcity.runtime.consumer import Rejected
 from smartcity.telemetry.v1 import telemetry_pb2
 
 NOW = 1_795_305_600.0  # 2026-11-22T00:00:00Z
