@@ -45,6 +45,7 @@ from smartcity.agents.batches import (
 from smartcity.agents.buffer import BufferHealth, DiskBuffer, Entry
 from smartcity.agents.resilience import Backoff
 from smartcity.runtime.bus import Bus
+from smartcity.runtime.cancellation import raise_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class Uplink:
         """Send until cancelled; never raises for a NATS outage or a buffer error."""
         backoff = Backoff(initial=0.1, maximum=5.0)
         while True:
+            raise_if_cancelled()  # a publish may have swallowed the request to stop
             if not bus.nc.is_connected:
                 self.stats.connected = False
                 await asyncio.sleep(backoff.next_delay())
@@ -117,7 +119,8 @@ class Uplink:
                 outcome = False
             if outcome is None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._wake.wait()
             elif outcome:
                 backoff.reset()
             else:

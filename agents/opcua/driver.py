@@ -467,7 +467,8 @@ class OpcuaDriver(DeviceDriver):
         delivered = False
         while True:
             try:
-                data = await asyncio.wait_for(feed.backlog.get(), check_every)
+                async with asyncio.timeout(check_every):
+                    data = await feed.backlog.get()
             except TimeoutError:
                 if not delivered and feed.last_publish_at is not None:  # a keep-alive
                     delivered = True

@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 from smartcity.runtime.bus import Bus
+from smartcity.runtime.cancellation import raise_if_cancelled
 from smartcity.runtime.errors import InvalidArgument
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.subjects import alert_subject
@@ -136,8 +137,10 @@ class Outbox:
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelled()  # a publish may have swallowed the request to stop
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.drain()
@@ -147,7 +150,7 @@ class Outbox:
     async def drain(self) -> None:
         """Hand on everything waiting now."""
         while await self._publish() or await self._submit():
-            pass
+            raise_if_cancelled()
 
     async def _publish(self) -> int:
         if self.bus is None:

@@ -247,7 +247,8 @@ class AlertsService:
                 yield event
             if not events:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), WATCH_POLL_SECONDS)
+                    async with asyncio.timeout(WATCH_POLL_SECONDS):
+                        await changed.wait()
 
 
 def _ack(user: str, comment: str, alert: Alert, now: int) -> list[Event]:

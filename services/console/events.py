@@ -111,7 +111,8 @@ class LiveEvents:
                     yield _end(self._closed)
                     return
                 try:
-                    await asyncio.wait_for(self._ready.wait(), self._hub.settings.keepalive_seconds)
+                    async with asyncio.timeout(self._hub.settings.keepalive_seconds):
+                        await self._ready.wait()
                 except TimeoutError:
                     session.last_seen = self._hub.now()
                     yield ": keepalive\n\n"

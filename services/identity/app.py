@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 
 from nats.aio.msg import Msg
 
+from smartcity.runtime.cancellation import raise_if_cancelled
 from smartcity.runtime.config import Settings
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.service import ServiceContext, ServiceParts, ServiceSpec
@@ -129,6 +130,7 @@ async def _key_loop(service: IdentityService, interval: float) -> None:
 
 async def _outbox_loop(service: IdentityService) -> None:
     while True:
+        raise_if_cancelled()  # a publish may have swallowed the request to stop
         await asyncio.sleep(OUTBOX_INTERVAL_SECONDS)
         try:
             await service.recorder.flush()

@@ -36,6 +36,7 @@ from nats.aio.subscription import Subscription
 
 from smartcity.runtime import subjects
 from smartcity.runtime.bus import Bus
+from smartcity.runtime.cancellation import raise_if_cancelled
 from smartcity.runtime.logs import get_logger
 from smartcity.services.monitoring.live import (
     DevicePattern,
@@ -83,8 +84,10 @@ class LiveFanout:
         try:
             await self._send({"replica": self.replica, "query": True})  # others: announce now
             while True:
+                raise_if_cancelled()  # a publish may have swallowed the request to stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), ANNOUNCE_INTERVAL_SECONDS)
+                    async with asyncio.timeout(ANNOUNCE_INTERVAL_SECONDS):
+                        await self._changed.wait()
                 self._changed.clear()
                 try:
                     await self._follow_local_interest()

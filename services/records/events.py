@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 
 from smartcity.runtime.bus import RECORDS_STREAM, Bus
+from smartcity.runtime.cancellation import raise_if_cancelled
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.subjects import record_subject
 from smartcity.services.records.convert import event
@@ -83,6 +84,7 @@ class OutboxPublisher:
     async def run(self) -> None:
         delay = 0.1
         while True:
+            raise_if_cancelled()  # a publish may have swallowed the request to stop
             self._wake.clear()
             try:
                 count = await self.publish_pending()
@@ -97,4 +99,5 @@ class OutboxPublisher:
             delay = 0.1
             if count < self._batch:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._idle)
+                    async with asyncio.timeout(self._idle):
+                        await self._wake.wait()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from smartcity.runtime.config import AlertsSettings, ConsumerSettings
+from smartcity.runtime.config import AlertsSettings
 
 TARGET_P99_MS = 100.0
 FIELD = "water_supply"
@@ -213,6 +213,7 @@ async def run_alerts_bench(
     progress: Progress = lambda message: None,
 ) -> AlertsFigures:
     from smartcity.alerts.v1 import alerts_pb2
+    from smartcity.bench.postgres import temporary_schema
     from smartcity.fields import load_fields
     from smartcity.readings.decode import tune_for_ingest
     from smartcity.runtime.bus import Bus
@@ -230,9 +231,11 @@ async def run_alerts_bench(
 
     tune_for_ingest()  # as the alerts process does
     devices = max(1, rules // len(METRICS))
-    with tempfile.TemporaryDirectory(prefix="smartcity-bench-alerts-") as folder:
-        root = Path(folder)
+    async with contextlib.AsyncExitStack() as scope:
+        root = Path(scope.enter_context(tempfile.TemporaryDirectory(prefix="smartcity-bench-")))
         url = store_url or f"sqlite:///{root / 'alerts.db'}"
+        if url.startswith("postgres"):  # a schema of this run's own, dropped afterwards
+            url = await scope.enter_async_context(temporary_schema(url, "bench_alerts"))
         figures = AlertsFigures(store=url.split(":", 1)[0], rules=rules, rate=rate)
         server = EmbeddedNats(NatsSettings(data_dir=root / "nats", port=0))
         await server.astart()
@@ -258,10 +261,11 @@ async def run_alerts_bench(
                     Rule("probe", "probe", FIELD, Threshold(Comparison.GT, PROBE_LIMIT),
                          Severity.WARNING, device="probe", metric="flow_rate")
                 )  # fmt: skip
+            # The service's own consumer settings; a short fetch timeout only makes the
+            # bench's stop prompt (a fetch returns what is there at once anyway).
+            defaults = AlertsSettings().evaluation
             options = AlertsSettings(
-                evaluation=ConsumerSettings(
-                    durable="alerts", fetch_batch=32, fetch_timeout_seconds=0.05
-                ),
+                evaluation=defaults.model_copy(update={"fetch_timeout_seconds": 0.05}),
                 group_wait_seconds=3600,
             )
             outbox_ready: list[Outbox] = []

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smartcity.bench.ceilings import point_rows, postgres_copy_rate, sqlite_executemany_rate
+from smartcity.bench.postgres import temporary_schema
 from smartcity.bench.publisher import write_messages
 from smartcity.runtime.config import MonitoringSettings
 from smartcity.services.monitoring.model import (
@@ -345,23 +346,6 @@ async def _latency(store: TimeSeriesStore, end: int) -> tuple[tuple, tuple, tupl
     return percentiles(latest), percentiles(day), percentiles(hour)
 
 
-async def _postgres_schema(base: str) -> tuple[str, Callable[[], object]]:
-    import asyncpg
-
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(base)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    await admin.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(base)
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
-
-    separator = "&" if "?" in base else "?"
-    return f"{base}{separator}search_path={schema}", drop
-
-
 async def run_monitoring_bench_async(
     *,
     devices: int,
@@ -381,30 +365,27 @@ async def run_monitoring_bench_async(
         result = MonitoringBenchResult(
             len(payloads), readings, await _ceiling(payloads, messages, per_batch, workdir)
         )
-        backends: list[tuple[str, str, Callable[[], object] | None]] = [
-            ("sqlite", f"sqlite:///{workdir / 'ingest.db'}", None)
-        ]
+        backends = [("sqlite", f"sqlite:///{workdir / 'ingest.db'}")]
         if postgres:
-            url, drop = await _postgres_schema(postgres)
-            backends.append(("postgresql", url, drop))
+            backends.append(("postgresql", postgres))
         rows = point_rows(payloads)
         per_transaction = MonitoringSettings().ingest.fetch_batch * per_batch
-        for name, url, drop in backends:
+        for name, base in backends:
             figures = BackendFigures(name)
-            try:
+            async with contextlib.AsyncExitStack() as scope:
+                url = base
+                if name == "postgresql":
+                    url = await scope.enter_async_context(temporary_schema(base))
                 progress(f"{name}: the engine alone, {len(rows):,} rows")
                 if name == "sqlite":
                     figures.engine_readings_per_second = await sqlite_executemany_rate(
                         workdir / "raw.db", rows, per_transaction
                     )
                 else:
-                    raw_url, drop_raw = await _postgres_schema(postgres or "")
-                    try:
+                    async with temporary_schema(base) as raw_url:
                         figures.engine_readings_per_second = await postgres_copy_rate(
                             raw_url, rows, per_transaction
                         )
-                    finally:
-                        await drop_raw()  # type: ignore[misc]
                 progress(f"{name}: ingest of {readings:,} readings")
                 figures.ingest_readings_per_second, figures.streamed = await _ingest_rate(
                     url, payloads, messages, per_batch, workdir
@@ -419,8 +400,5 @@ async def run_monitoring_bench_async(
                     figures.latest_ms, figures.range_day_ms, figures.range_hour_ms = await _latency(
                         store, end
                     )
-            finally:
-                if drop is not None:
-                    await drop()  # type: ignore[misc]
             result.backends.append(figures)
     return result

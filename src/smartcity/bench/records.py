@@ -22,13 +22,13 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
+from smartcity.bench.postgres import temporary_schema
 from smartcity.fields import load_fields
 from smartcity.services.records.bulk import import_file
 from smartcity.services.records.schemas import TypeRegistry
@@ -84,12 +84,7 @@ async def _timed(calls: int, call: Callable[[int], object]) -> list[float]:
 async def _bench(
     url: str, rows: int, samples: int, chunk: int, schools: int, progress: Callable[[str], None]
 ) -> RecordsBenchResult:
-    schema = f"bench_records_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(url)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in url else "?"
-    scoped = f"{url}{separator}search_path={schema}"
-    try:
+    async with temporary_schema(url, "bench_records") as scoped:
         with tempfile.TemporaryDirectory() as folder:
             source = Path(folder) / "records.jsonl"
             progress(f"writing {rows:,} rows")
@@ -141,9 +136,6 @@ async def _bench(
                 )
             finally:
                 await store.close()
-    finally:
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
     return RecordsBenchResult(
         rows=rows,
         copy_rows_per_second=rows / copy_seconds,

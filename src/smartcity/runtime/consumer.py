@@ -57,6 +57,7 @@ from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from smartcity.runtime import subjects
 from smartcity.runtime.bus import Bus, extract_context
+from smartcity.runtime.cancellation import raise_if_cancelled
 from smartcity.runtime.config import ConsumerSettings
 from smartcity.runtime.logs import get_logger
 
@@ -203,7 +204,7 @@ class JetStreamConsumer(Generic[T]):
         )
         attempt = 0
         while True:
-            _honour_cancellation()
+            raise_if_cancelled()
             try:
                 subscription = await self.bus.js.pull_subscribe(
                     self.subject, durable=settings.durable, stream=self.stream, config=config
@@ -234,7 +235,7 @@ class JetStreamConsumer(Generic[T]):
         failures = 0
         try:
             while True:
-                _honour_cancellation()
+                raise_if_cancelled()
                 await self._wait_out_backoff()
                 try:
                     messages = await subscription.fetch(
@@ -515,16 +516,6 @@ class JetStreamConsumer(Generic[T]):
             unit="{message}",
             description="Messages of the stream not yet acknowledged by the consumer",
         )
-
-
-def _honour_cancellation() -> None:
-    """Raise if this task was asked to stop. Python 3.11's ``asyncio.wait_for`` (inside
-    nats-py's fetch) can lose a cancellation that races with an arriving message, and nats-py
-    turns one into ``ConnectionClosedError`` while the connection closes; the task still
-    counts the request, so the loops honour it here rather than run on."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _end(span: Span, verdict: str, problem: str | None = None) -> None:

@@ -130,7 +130,8 @@ class IdentityFeed:
                 )
             )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._have_keys.wait(), wait)
+            async with asyncio.timeout(wait):
+                await self._have_keys.wait()
         if not self._have_keys.is_set():
             _log.warning(
                 "identity has not published a key set: every token is refused until it does",

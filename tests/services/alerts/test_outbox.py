@@ -4,6 +4,10 @@ retried, a dispatcher that cannot take it now gets it again later."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+import pytest
 from alerts_support import T0, Clock, batch, evaluator, install, reading, rule
 
 from smartcity.runtime.errors import InvalidArgument, Unavailable
@@ -67,3 +71,38 @@ async def test_a_receiver_nobody_configured_is_recorded_not_retried(store: Alert
     await outbox.drain()
     assert dispatcher.taken == []
     assert await store.pending_notifications(10) == []
+
+
+class SwallowingBus:
+    """Publishes as nats-py may on Python 3.11: a cancellation that arrives while it waits
+    for the acknowledgement is lost (the call returns as if acknowledged)."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    async def jetstream_publish(self, subject: str, data: bytes, **_: object) -> None:
+        self.published += 1
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.01)
+
+
+async def test_the_outbox_stops_when_cancelled_even_if_a_publish_swallows_it(
+    store: AlertStore,
+) -> None:
+    await install(store, rule())
+    ev = evaluator(store, Clock())
+    devices = [f"d{n}" for n in range(40)]
+    await ev.evaluate([batch([reading("turbidity", 3.0, T0, 1)], device=d) for d in devices])
+    await ev.tick()
+    bus = SwallowingBus()
+    outbox = Outbox(store, bus, encode=lambda e: event_message(e).SerializeToString())  # type: ignore[arg-type]
+    task = asyncio.create_task(outbox.run())
+    deadline = asyncio.get_running_loop().time() + 5
+    while bus.published == 0:
+        assert asyncio.get_running_loop().time() < deadline, "nothing published"
+        await asyncio.sleep(0.005)
+    task.cancel()  # lands inside a publish, which swallows it
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(task), 5)
+    assert task.cancelled()
+    assert bus.published < 2 * len(devices)  # it stopped, rather than drained on and waited
