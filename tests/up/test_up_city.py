@@ -152,6 +152,15 @@ async def test_up_runs_the_city_heals_it_stops_it_and_resumes(tmp_path: Path) ->
         admin = await login(services["identity"]["grpc"], "ioc.admin", ADMIN_PASSWORD)
         operator = await login(services["identity"]["grpc"], "ioc.operator", OPERATOR_PASSWORD)
 
+        # Every simulated site in one process, listed once; NATS is nats-server itself.
+        assert {entry["process"] for entry in info["simulators"].values()} == {"sim"}
+        assert all("pid" not in entry for entry in info["simulators"].values())
+        assert info["sim"]["ready"]
+        assert alive(info["sim"]["pid"])
+        assert os.readlink(f"/proc/{info['nats']['pid']}/exe").endswith("/nats-server")
+        assert "alert rule(s) for the simulated sites" in city.text()  # seeded by a step
+        assert "site record(s)" in city.text()
+
         # Readings of every simulated device reach monitoring.
         expected = simulated_devices(info)
         assert {site for site, _ in expected} >= {WATER_SITE, "hoa-khanh-110kv"}
@@ -263,7 +272,7 @@ async def test_up_runs_the_city_heals_it_stops_it_and_resumes(tmp_path: Path) ->
         running = city.info
         pids = [entry["pid"] for entry in running["services"].values()]
         pids += [entry["pid"] for entry in running["agents"].values()]
-        pids += [running["nats"]["pid"], killed]
+        pids += [running["nats"]["pid"], running["sim"]["pid"], killed]
     finally:
         code = await city.stop()
     output = city.text()

@@ -33,7 +33,7 @@ async def test_missing_commands_are_skipped_and_an_early_stop_cleans_up(
     )
     output = text.getvalue()
     assert code == 1
-    assert "sim-son-tra-air          skipped: `smartcity sim air` is not installed" in output
+    assert "son-tra-air              skipped: `smartcity sim air` is not installed" in output
     assert "console                  skipped: `smartcity console` is not installed" in output
     assert "interrupted while starting" in output
     assert "stopped; nothing left running" in output

@@ -17,7 +17,9 @@ import pytest
 from support import eventually
 from up_support import alive
 
-from smartcity.up.readiness import LogLine
+from smartcity.runtime.config import NatsSettings
+from smartcity.runtime.nats_server import EmbeddedNats
+from smartcity.up.readiness import JetStreamServing, LogLine
 from smartcity.up.supervisor import (
     Child,
     ChildEvent,
@@ -171,3 +173,49 @@ async def test_a_log_line_is_found_when_written_in_pieces(tmp_path: Path) -> Non
         file.write("Stream is ready\n")
         file.flush()
         assert await condition.check(child)
+
+
+async def test_a_part_of_a_child_is_waited_for_on_its_own(tmp_path: Path) -> None:
+    """One process serving several sites: each site's line is enough for that site, before
+    the whole child is ready; once it is, every part is; a child that ends first fails."""
+    supervisor = Supervisor(tmp_path / "logs", backoff_initial=5)
+    go = tmp_path / "go"
+    code = (
+        "import os, time; print('a: ready', flush=True)\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        "print('b: ready', flush=True); time.sleep(60)"
+    )
+    spec = ChildSpec("sites", python(code), ready=LogLine("^b: ready$"))
+    try:
+        await supervisor.start(spec)
+        await supervisor.wait_condition("sites", LogLine("^a: ready$"), 10)
+        assert not supervisor.children["sites"].ready
+        with pytest.raises(ChildFailedError, match=r"not ready within 0.2 s .*'\^c: ready\$'"):
+            await supervisor.wait_condition("sites", LogLine("^c: ready$"), 0.2)
+        go.touch()
+        await supervisor.wait_ready("sites", 10)
+        await supervisor.wait_condition("sites", LogLine("^c: ready$"), 0.2)  # the whole is
+        gone = ChildSpec("gone", python("import sys; sys.exit(4)"), ready=LogLine("never"))
+        await supervisor.start(gone)
+        with pytest.raises(ChildFailedError, match="exit status 4"):
+            await supervisor.wait_condition("gone", LogLine("never"), 10)
+    finally:
+        await supervisor.stop()
+
+
+async def test_nats_counts_as_ready_once_its_greeting_says_jetstream(tmp_path: Path) -> None:
+    child = Child(ChildSpec("nats", ["true"]), tmp_path / "nats.log")
+
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'INFO {"server_id":"x","jetstream":false}\r\n')
+        await writer.drain()
+        writer.close()
+
+    plain = await asyncio.start_server(greet, "127.0.0.1", 0)
+    port = plain.sockets[0].getsockname()[1]
+    async with plain:
+        assert not await JetStreamServing("127.0.0.1", port).check(child)
+    assert not await JetStreamServing("127.0.0.1", port).check(child)  # nothing listens
+    settings = NatsSettings(data_dir=tmp_path / "nats", port=0)
+    async with EmbeddedNats(settings) as server:
+        assert await JetStreamServing("127.0.0.1", server.port).check(child)

@@ -7,11 +7,11 @@ user starts it. Measured in that run:
    command's own figure, printed beside it, runs from its start inside the process; the
    difference is the interpreter's and the command's imports);
 2. **idle cost**: after ``settle`` seconds, for a window of ``seconds``, the CPU time of the
-   supervisor and every process below it (services, nats-server, simulators, agents,
-   console), as cores (CPU seconds / wall seconds), and their memory (proportional set size,
-   see :mod:`.processes`) at the end of the window, in total and per process. The city's
-   polling, heartbeats and scheduled faults run during the window, as they do in a control
-   room;
+   supervisor and every process below it (services, nats-server, the one process of all the
+   simulators, agents, console), as cores (CPU seconds / wall seconds), and their memory
+   (proportional set size, see :mod:`.processes`) at the end of the window, in total and per
+   process. The city's polling, heartbeats and scheduled faults run during the window, as
+   they do in a control room;
 3. a clean stop: SIGINT, as Ctrl-C sends it, and the time until the command exits with every
    process it started gone.
 
@@ -74,16 +74,18 @@ def _city(path: Path) -> dict[str, Any] | None:
 def _named_pids(city: dict[str, Any]) -> dict[int, str]:
     """The pid of each process city.json names, with its name."""
     named: dict[int, str] = {}
-    if isinstance(city.get("nats"), dict) and city["nats"].get("pid"):
-        named[int(city["nats"]["pid"])] = "nats"
-    for group in ("services", "simulators", "agents"):
+    for group in ("services", "agents"):
         for name, entry in (city.get(group) or {}).items():
             if isinstance(entry, dict) and entry.get("pid"):
-                prefix = {"simulators": "sim-", "agents": "agent-"}.get(group, "")
+                prefix = "agent-" if group == "agents" else ""
                 named[int(entry["pid"])] = f"{prefix}{name}"
-    console = city.get("console") or {}
-    if isinstance(console, dict) and console.get("pid"):
-        named[int(console["pid"])] = "console"
+    sites = len(city.get("simulators") or {})
+    # Every simulated site runs in the one process "sim".
+    alone = {"nats": "nats", "console": "console", "sim": f"sim ({sites} sites)"}
+    for key, name in alone.items():
+        entry = city.get(key)
+        if isinstance(entry, dict) and entry.get("pid"):
+            named[int(entry["pid"])] = name
     return named
 
 

@@ -3,30 +3,35 @@
 ``sim modbus`` serves a 110/22 kV substation over Modbus TCP (and RTU on a serial port),
 ``sim air`` an air-quality monitoring station over Modbus TCP, ``sim opcua`` a water station
 over OPC-UA with Basic256Sha256; each writes, next to its data, a ready device profile for
-``smartcity agent``. ``sim fault`` injects a fault into a running simulator through its own
-protocol, exactly as a test or a drill would.
+``smartcity agent``. ``sim many`` serves several of them in one process, from a plan file
+(:mod:`smartcity.agents.sim.sites`). ``sim fault`` injects a fault into a running simulator
+through its own protocol, exactly as a test or a drill would.
 """
 
 from __future__ import annotations
 
 import asyncio
-from importlib import resources
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-import yaml
 from rich.console import Console
-from rich.markup import escape
 
 from smartcity.cli.errors import fail
 from smartcity.runtime.foreground import run_until_signalled
+
+if TYPE_CHECKING:
+    from smartcity.agents.sim.sites import AirSite, SubstationSite, WaterSite
+
+_Site = TypeVar("_Site", "SubstationSite", "AirSite", "WaterSite")
 
 sim_app = typer.Typer(
     name="sim",
     help="Simulated substations and air-quality stations (Modbus) and water stations (OPC-UA) "
     "with faults on command.",
     no_args_is_help=True,
+    add_completion=False,
 )
 
 HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
@@ -41,10 +46,34 @@ OutOption = Annotated[
 SeedOption = Annotated[int | None, typer.Option(help="Random seed, for a reproducible simulation.")]
 
 
-def _dump(path: Path, document: dict[str, Any], header: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-    path.write_text(f"# {header}\n{text}", encoding="utf-8")
+def _say(console: Console) -> Callable[[str], None]:
+    return lambda text: console.print(text, highlight=False)
+
+
+def _serve_one(spec: SubstationSite | AirSite | WaterSite, stopped: str) -> None:
+    """Serve one simulated site in the foreground until Ctrl-C."""
+    from smartcity.agents.sim.sites import serve_site
+
+    console = Console(soft_wrap=True)
+
+    async def main(stop: asyncio.Event) -> None:
+        await serve_site(spec, stop, _say(console))
+
+    try:
+        run_until_signalled(main)
+    except OSError as exc:
+        fail(exc)
+    console.print(stopped)
+
+
+def _site(kind: type[_Site], **fields: Any) -> _Site:
+    """The site ``kind`` with ``fields`` (the options, already in range)."""
+    from pydantic import ValidationError
+
+    try:
+        return kind(**fields)
+    except ValidationError as exc:
+        fail(exc, 2)
 
 
 @sim_app.command("modbus")
@@ -58,7 +87,7 @@ def sim_modbus(
         str | None,
         typer.Option(help="Also serve Modbus RTU on this serial device (e.g. a socat pty)."),
     ] = None,
-    baudrate: Annotated[int, typer.Option(help="Serial speed for RTU.")] = 19200,
+    baudrate: Annotated[int, typer.Option(min=1, help="Serial speed for RTU.")] = 19200,
     period: Annotated[float, typer.Option(min=0.01, help="Seconds between updates.")] = 1.0,
     seed: SeedOption = None,
     out: OutOption = Path(".smartcity/sim"),
@@ -68,54 +97,21 @@ def sim_modbus(
     Values follow a daily load curve with noise; every data type and byte/word order is on
     the register map. Faults: `smartcity sim fault tcp://HOST:PORT voltage_sag`.
     """
-    from smartcity.agents.sim.substation import Substation, serve_substation
+    from smartcity.agents.sim.sites import SubstationSite
 
-    console = Console(soft_wrap=True)
-
-    def ready(simulator: Substation) -> None:
-        written = []
-        for unit in simulator.units:
-            profile = simulator.profile_for(unit)
-            document = profile.model_dump(mode="json", exclude_defaults=True)
-            document["protocol"] = "modbus"
-            path = out / f"substation-unit{unit}.yaml"
-            _dump(path, document, f"Simulated substation bay on unit id {unit}")
-            written.append(path)
-        console.print(
-            f"[green]Substation simulator ready[/green] on tcp://{simulator.host}:"
-            f"{simulator.port}, unit ids {simulator.units[0]}..{simulator.units[-1]}"
-        )
-        if serial_port:
-            console.print(f"  Modbus RTU on {escape(serial_port)} at {baudrate} baud")
-        console.print(f"  profiles: {escape(str(written[0].parent))}/substation-unit*.yaml")
-        console.print(
-            f"  read it:  smartcity agent check --profile {escape(str(written[0]))}",
-            highlight=False,
-        )
-        console.print(
-            "  fault:    smartcity sim fault "
-            f"tcp://{simulator.host}:{simulator.port} voltage_sag --seconds 30",
-            highlight=False,
-        )
-
-    async def main(stop: asyncio.Event) -> None:
-        await serve_substation(
-            host,
-            port,
-            devices=devices,
-            serial_port=serial_port,
-            baudrate=baudrate,
-            period=period,
-            seed=seed,
-            stop_event=stop,
-            on_ready=ready,
-        )
-
-    try:
-        run_until_signalled(main)
-    except OSError as exc:
-        fail(exc)
-    console.print("Substation simulator stopped.")
+    spec = _site(
+        SubstationSite,
+        name="substation",
+        host=host,
+        port=port,
+        out=out,
+        seed=seed,
+        devices=devices,
+        serial_port=serial_port,
+        baudrate=baudrate,
+        period=period,
+    )
+    _serve_one(spec, "Substation simulator stopped.")
 
 
 @sim_app.command("air")
@@ -135,48 +131,17 @@ def sim_air(
     --out/air-quality-station.yaml, polled every 5 s. Faults: `smartcity sim fault
     tcp://HOST:PORT pollution_episode`.
     """
-    from smartcity.agents.profile import ProfileError
-    from smartcity.agents.sim.air_quality import (
-        DEFAULT_DEVICE,
-        AirQualityStation,
-        serve_air_quality,
-        station_document,
+    from smartcity.agents.sim.sites import AirSite, check_site
+    from smartcity.runtime.errors import InvalidArgument
+
+    spec = _site(
+        AirSite, name="air", host=host, port=port, out=out, seed=seed, site=site, period=period
     )
-
     try:  # a site id that cannot be a subject token is refused before anything listens
-        station_document(site=site, device=DEFAULT_DEVICE, endpoint=f"tcp://{host}:{port}")
-    except ProfileError as exc:
-        fail(exc, 2)
-    console = Console(soft_wrap=True)
-
-    def ready(station: AirQualityStation) -> None:
-        path = out / "air-quality-station.yaml"
-        _dump(path, station.document(), "Simulated air-quality station (smartcity sim air)")
-        endpoint = f"tcp://{station.host}:{station.port}"
-        console.print(
-            f"[green]Air-quality station simulator ready[/green] on {endpoint}, "
-            f"site {escape(site)}, unit id {station.units[0]}"
-        )
-        console.print(f"  profile:  {escape(str(path))}")
-        console.print(
-            f"  read it:  smartcity agent check --profile {escape(str(path))}", highlight=False
-        )
-        console.print(
-            f"  fault:    smartcity sim fault {endpoint} pollution_episode --seconds 3600 "
-            "(the hourly VN_AQI rules judge it at the end of the hour)",
-            highlight=False,
-        )
-
-    async def main(stop: asyncio.Event) -> None:
-        await serve_air_quality(
-            host, port, period=period, seed=seed, site=site, stop_event=stop, on_ready=ready
-        )
-
-    try:
-        run_until_signalled(main)
-    except OSError as exc:
-        fail(exc)
-    console.print("Air-quality station simulator stopped.")
+        check_site(spec)
+    except InvalidArgument as exc:
+        fail(exc.message.removeprefix("air: "), 2)
+    _serve_one(spec, "Air-quality station simulator stopped.")
 
 
 @sim_app.command("opcua")
@@ -197,59 +162,49 @@ def sim_opcua(
     Creates the station's certificate and an agent certificate the station trusts in
     --out, with a profile that uses them. Faults: `smartcity sim fault opc.tcp://... NAME`.
     """
-    from smartcity.agents.opcua.certificates import default_application_uri, generate_certificate
-    from smartcity.agents.sim.water_station import CERT_FILE, WaterStation, serve_water_station
+    from smartcity.agents.sim.sites import WaterSite
 
-    shipped = resources.files("smartcity.agents.sim.profiles") / "water_station.yaml"
+    spec = _site(
+        WaterSite, name="water", host=host, port=port, out=out, seed=seed, allow_none=allow_none
+    )
+    _serve_one(spec, "Water station simulator stopped.")
+
+
+@sim_app.command("many")
+def sim_many(
+    plan: Annotated[
+        Path,
+        typer.Option(
+            "--plan",
+            exists=True,
+            dir_okay=False,
+            help="YAML or JSON: `simulators:`, a list of sites, each with name, kind (modbus, "
+            "air, opcua), host, port, out and the options of its command.",
+        ),
+    ],
+) -> None:
+    """Serve several simulated sites in one process until Ctrl-C, each on its own port.
+
+    Each site is what its own command serves (`sim modbus`, `sim air`, `sim opcua`), with
+    its files in its own `out` folder and faults through its own protocol; each line it
+    prints starts with its name, then `N simulators ready`. One that fails ends them all.
+    """
+    from smartcity.agents.sim.sites import SiteError, load_plan, serve_sites
+    from smartcity.runtime.errors import InvalidArgument
 
     console = Console(soft_wrap=True)
-    certs = out / "certs"
-    certs.mkdir(parents=True, exist_ok=True)
-    agent_cert, agent_key = certs / "agent.der", certs / "agent.pem"
-    if not agent_cert.exists():
-        generate_certificate(
-            agent_cert, agent_key, application_uri=default_application_uri("agent"), role="client"
-        )
-    modes = ("None", "Sign", "SignAndEncrypt") if allow_none else ("Sign", "SignAndEncrypt")
-
-    def ready(station: WaterStation) -> None:
-        trusted = out / "trusted-servers"  # the profile's trust folder: the agent trusts it
-        trusted.mkdir(parents=True, exist_ok=True)
-        (trusted / CERT_FILE).write_bytes((certs / CERT_FILE).read_bytes())
-        document = yaml.safe_load(shipped.read_text(encoding="utf-8"))
-        document["endpoint"] = station.url
-        document["security"].update(cert="certs/agent.der", key="certs/agent.pem")
-        path = out / "water-station.yaml"
-        _dump(path, document, "Simulated water station (smartcity sim opcua)")
-        console.print(f"[green]Water station simulator ready[/green] at {station.url}")
-        console.print(f"  security: Basic256Sha256 {' and '.join(modes)}", highlight=False)
-        console.print(f"  profile:  {escape(str(path))} (agent certificate in {certs})")
-        console.print(
-            f"  read it:  smartcity agent check --profile {escape(str(path))}", highlight=False
-        )
-        console.print(
-            f"  fault:    smartcity sim fault {station.url} turbidity_spike --seconds 60 "
-            f"--cert {agent_cert} --key {agent_key}",
-            highlight=False,
-        )
-
-    async def main(stop: asyncio.Event) -> None:
-        await serve_water_station(
-            host,
-            port,
-            stop_event=stop,
-            on_ready=ready,
-            modes=modes,
-            certificate_dir=certs,
-            trusted_certificates=[agent_cert],
-            seed=seed,
-        )
-
     try:
+        sites = load_plan(plan).simulators
+
+        async def main(stop: asyncio.Event) -> None:
+            await serve_sites(sites, stop, _say(console))
+
         run_until_signalled(main)
-    except OSError as exc:
+    except InvalidArgument as exc:
+        fail(exc, 2)
+    except (SiteError, OSError) as exc:
         fail(exc)
-    console.print("Water station simulator stopped.")
+    console.print(f"{len(sites)} simulators stopped.")
 
 
 @sim_app.command("fault")
@@ -280,3 +235,7 @@ def sim_fault(
     except (ValueError, OSError, ConnectionError, TimeoutError) as exc:
         fail(exc)
     Console().print(result, highlight=False)
+
+
+if __name__ == "__main__":  # `python -m smartcity.cli.sim`: these commands alone, quicker to load
+    sim_app(prog_name="smartcity sim")

@@ -110,6 +110,18 @@ os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
+def says_jetstream(greeting: bytes) -> bool:
+    """Whether a nats-server's first line (its ``INFO {...}`` greeting) says JetStream runs:
+    the server's own sign that it is ready for the platform."""
+    if not greeting.startswith(b"INFO "):
+        return False
+    try:
+        info = json.loads(greeting[5:])
+    except ValueError:
+        return False
+    return isinstance(info, dict) and info.get("jetstream") is True
+
+
 def die_with_parent(argv: list[str]) -> list[str]:
     """``argv`` wrapped so the server receives SIGKILL when its owner dies (Linux only)."""
     if not sys.platform.startswith("linux"):
@@ -464,13 +476,7 @@ class EmbeddedNats:
                 greeting = stream.readline(64 * 1024)
         except OSError:
             return False
-        if not greeting.startswith(b"INFO "):
-            return False
-        try:
-            info = json.loads(greeting[5:])
-        except ValueError:
-            return False
-        return isinstance(info, dict) and info.get("jetstream") is True
+        return says_jetstream(greeting)
 
     def _healthy(self) -> bool:
         # Loopback must not go through an HTTP proxy configured in the environment.

@@ -5,13 +5,16 @@ each process is started and when it counts as ready):
 
 1. the plan: the sites, every port (a taken one is an error before anything starts), the
    NATS authorization with one user per service and per agent (passwords kept across runs),
-   and on the first run the accounts (:mod:`smartcity.up.seed`);
-2. NATS, which creates the streams, and the simulators, together;
-3. identity, records, monitoring and alerts, together, once NATS is ready; the others serve
-   once identity has announced its key set;
-4. each site's agent once its simulator is ready (its profile needs the simulator's
+   and on the first run the accounts (:mod:`smartcity.up.seed`, in a short-lived process:
+   :mod:`smartcity.up.seeding`);
+2. ``nats-server`` and the simulators (one process for every site), together; once NATS
+   serves, a short-lived ``smartcity streams ensure`` makes the streams;
+3. identity, records, monitoring and alerts, together, once NATS has its streams; the
+   others serve once identity has announced its key set;
+4. each site's agent once its site says it is ready (its profile needs the simulator's
    certificates or register map), the agents of ``--profiles`` once NATS is;
-5. on the first run, the alert rules and site records; then the console;
+5. the console once the services are; on the first run, the alert rules and site records
+   (:mod:`smartcity.up.seeding` again) once every site's profile is known;
 6. "ready", the endpoints, ``city.json``; the fault schedule; then the supervisor keeps
    everything running until Ctrl-C, SIGTERM or ``--duration``, and stops it in reverse.
 """
@@ -27,16 +30,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc.aio
 from rich.console import Console
 
 from smartcity.runtime.errors import FailedPrecondition, InvalidArgument
 from smartcity.runtime.nats_auth.plan import platform_principals
 from smartcity.runtime.nats_auth.render import write_authorization
-from smartcity.up import faults, processes, profiles, seed
+from smartcity.runtime.nats_server import NatsServerError, find_nats_server
+from smartcity.up import faults, processes, profiles, seed, seeding, steps
 from smartcity.up.plan import SIM_COMMANDS, SITES, Layout, Site, resolve_ports, wanted_ports
 from smartcity.up.report import CityReport, Reporter
-from smartcity.up.supervisor import ChildEvent, ChildFailedError, ChildSpec, EventKind, Supervisor
+from smartcity.up.supervisor import (
+    ChildEvent,
+    ChildFailedError,
+    ChildSpec,
+    EventKind,
+    Readiness,
+    Supervisor,
+)
 
 __all__ = ["StartError", "UpOptions", "run_city"]
 
@@ -112,6 +122,8 @@ class _City:
         self.external: list[profiles.AgentFiles] = []
         self.targets: list[faults.FaultTarget] = []
         self.air_metrics: list[str] = []
+        self.profiled: dict[str, asyncio.Event] = {}
+        """Per simulated site: set once its profile is written, or its agent skipped."""
         self.accounts: list[seed.Account] = []
         self.notes: list[str] = []
         self.report: CityReport
@@ -129,7 +141,7 @@ class _City:
                 command = SIM_COMMANDS[site.simulator]
                 if command in optional_missing:
                     reason = f"`smartcity {command}` is not installed"
-                    self.reporter.skipped(f"sim-{site.id}", reason)
+                    self.reporter.skipped(site.id, reason)
                     continue
                 self.sites.append(site)
         if options.profiles is not None:
@@ -140,6 +152,10 @@ class _City:
                     f"agent id(s) {', '.join(sorted(clash))} of --profiles are simulated sites; "
                     "rename their folders, or run with --no-sim"
                 )
+        try:
+            self.nats_binary = find_nats_server()
+        except NatsServerError as exc:
+            raise FailedPrecondition(str(exc)) from None
         with_console = "console" not in optional_missing
         ports = resolve_ports(
             options.host,
@@ -168,7 +184,7 @@ class _City:
         layout.stores.mkdir(parents=True, exist_ok=True)
         self.state = seed.SeedState.load(layout.seed_file)
         if self.state.first_run:
-            self.accounts = await seed.seed_accounts(layout.stores)
+            self.accounts = await seeding.make_accounts(layout.stores)
             self.state.accounts = [account.username for account in self.accounts]
             self.state.save()
         else:
@@ -180,7 +196,7 @@ class _City:
 
     async def _start(self) -> None:
         layout, endpoints, supervisor = self.layout, self.endpoints, self.supervisor
-        names = ["nats", *(f"sim-{site.id}" for site in self.sites), *processes.SERVICES]
+        names = ["nats", *([processes.SIM] if self.sites else []), *processes.SERVICES]
         names += [f"agent-{site.id}" for site in self.sites]
         names += [f"agent-{agent.id}" for agent in self.external]
         if "console" not in self.report.skipped:
@@ -188,12 +204,17 @@ class _City:
         self.reporter.expect(names)
         # The agents' profiles need the field plugins: loaded meanwhile, off the event loop.
         self.fields = asyncio.create_task(asyncio.to_thread(profiles.installed_fields))
-        await supervisor.start(processes.nats_spec(layout, endpoints))
-        for site in self.sites:
-            await supervisor.start(processes.sim_spec(site, layout, endpoints))
+        await supervisor.start(processes.nats_spec(layout, endpoints, self.nats_binary))
+        if self.sites:
+            await supervisor.start(processes.sims_spec(self.sites, layout, endpoints))
         await self._ready("nats")
+        try:
+            await steps.ensure_streams(layout, endpoints, self.options.ready_timeout)
+        except steps.StepError as exc:
+            raise StartError(str(exc)) from None
         for name in processes.SERVICES:
             await supervisor.start(processes.service_spec(name, layout, endpoints))
+        self.profiled = {site.id: asyncio.Event() for site in self.sites}
         work = [asyncio.create_task(self._site(site)) for site in self.sites]
         for agent in self.external:
             self.report.agents[agent.id] = [str(path) for path in agent.profiles]
@@ -205,16 +226,23 @@ class _City:
             if "console" not in self.report.skipped:
                 spec = processes.console_spec(layout, endpoints)
                 work.append(asyncio.create_task(self._run(spec, optional=True)))
-            await asyncio.gather(*work[: len(self.sites)])
-            await self._seed()  # the air station's rule depends on what its profile reads
+            work.append(asyncio.create_task(self._seed_once_profiled()))
             await asyncio.gather(*work)
         finally:
             for task in work:
                 task.cancel()
 
-    async def _ready(self, name: str, *, optional: bool = False) -> bool:
+    async def _ready(
+        self, name: str, *, optional: bool = False, part: Readiness | None = None
+    ) -> bool:
+        """Wait until child ``name`` is ready (or only ``part`` of it); ``False`` when an
+        ``optional`` one failed and was retired."""
+        timeout = self.options.ready_timeout
         try:
-            await self.supervisor.wait_ready(name, self.options.ready_timeout)
+            if part is None:
+                await self.supervisor.wait_ready(name, timeout)
+            else:
+                await self.supervisor.wait_condition(name, part, timeout)
         except ChildFailedError as exc:
             tail = "\n".join(f"  {line}" for line in exc.child.tail().splitlines())
             message = f"{exc}; last lines of {exc.child.log}:\n{tail or '  (nothing)'}"
@@ -235,9 +263,7 @@ class _City:
         """The site's agent, once its simulator serves (and wrote what the agent needs)."""
         optional = site.simulator == "air"  # `sim air` is young: the city starts without it
         host, port = self.endpoints.host, self.endpoints.sim_port(site)
-        if not await self._ready(f"sim-{site.id}", optional=optional):
-            self.reporter.drop(f"agent-{site.id}")
-            return
+        await self._ready(processes.SIM, part=processes.site_ready(site))
         endpoint = f"opc.tcp://{host}:{port}/station" if site.simulator == "opcua" else None
         endpoint = endpoint or f"tcp://{host}:{port}"
         await self.fields
@@ -250,13 +276,21 @@ class _City:
             self.report.skipped[f"agent-{site.id}"] = str(exc)
             self.reporter.drop(f"agent-{site.id}")
             self.reporter.skipped(f"agent-{site.id}", str(exc))
+            self.profiled[site.id].set()
             return
         if site.simulator == "air":
             self.air_metrics = [str(point.get("name")) for point in document.get("points", [])]
+        self.profiled[site.id].set()
         self.targets += faults.fault_targets([site], self.layout, {site.id: endpoint})
         self.report.agents[site.id] = [str(path) for path in files.profiles]
         spec = processes.agent_spec(site.id, list(files.profiles), self.layout, self.endpoints)
         await self._run(spec, optional=optional)
+
+    async def _seed_once_profiled(self) -> None:
+        """Seed once every site's profile is known (the air station's rule depends on what
+        its profile reads), while the agents start."""
+        await asyncio.gather(*(event.wait() for event in self.profiled.values()))
+        await self._seed()
 
     async def _seed(self) -> None:
         """The first run's alert rules and site records, as the administrator."""
@@ -277,18 +311,17 @@ class _City:
         endpoints = self.endpoints
         sites = [s for s in self.sites if f"agent-{s.id}" not in self.report.skipped]
         try:
-            token = await seed.login(endpoints.address("identity"), seed.ADMIN.username, password)
-            done = await seed.seed_city(
-                token,
+            done = await seeding.seed_rules_and_sites(
+                password,
+                identity=endpoints.address("identity"),
                 alerts=endpoints.address("alerts"),
                 records=endpoints.address("records"),
-                rules=seed.city_rules(sites, self.air_metrics),
                 sites=sites,
+                air_metrics=self.air_metrics,
             )
-        except (grpc.aio.AioRpcError, InvalidArgument) as exc:
+        except seeding.SeedError as exc:
             # The city runs without them; the next run tries again.
-            reason = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else exc.message
-            self.notes.append(f"alert rules and sites not seeded: {reason}")
+            self.notes.append(f"alert rules and sites not seeded: {exc}")
             return
         self.notes += done
         self.state.city = True

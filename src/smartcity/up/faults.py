@@ -4,23 +4,25 @@ Each simulated site has one fault that its field's rules notice: a voltage sag a
 substation (the 22 kV busbar drops to 70..80 %, past the +-5 % band held for a minute), a
 turbidity spike at a water station (about 8 NTU decaying back under the 2 NTU limit), a
 pollution episode at the air station (PM2.5 of about 300 ug/m3). Every ``interval`` seconds
-the next site in turn gets its fault, through the simulator's own protocol exactly as
-``smartcity sim fault`` sends it (Modbus registers, an OPC-UA method call), so a drill from
-the command line and the schedule do the same thing. The faults last long enough to pass the
+the next site in turn gets its fault, through the simulator's own protocol (Modbus registers,
+an OPC-UA method call) from ``smartcity sim fault`` itself, so a drill from the command line
+and the schedule do the same thing. The faults last long enough to pass the
 rules' hold times and end by themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from smartcity.up.plan import Layout, Site
+from smartcity.up.steps import run_once
 
-__all__ = ["FAULTS", "FaultTarget", "fault_targets", "inject", "run_schedule"]
+__all__ = ["FAULTS", "FaultError", "FaultTarget", "fault_targets", "inject", "run_schedule"]
 
 FAULTS: dict[str, tuple[str, float]] = {
     "modbus": ("voltage_sag", 90.0),
@@ -68,26 +70,41 @@ def fault_targets(
     return targets
 
 
+class FaultError(RuntimeError):
+    """``smartcity sim fault`` did not inject the fault; the message is what it said."""
+
+
 async def inject(
-    target: FaultTarget, fault: str | None = None, seconds: float | None = None
+    target: FaultTarget,
+    fault: str | None = None,
+    seconds: float | None = None,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109
 ) -> str:
-    """Send ``fault`` (default: the target's own) to the simulator; what it said.
+    """Send ``fault`` (default: the target's own) to the simulator with ``smartcity sim
+    fault``, in a process of its own; what it said.
 
-    Raises ``ValueError``, ``OSError``, ``ConnectionError`` or ``TimeoutError`` as
-    ``smartcity sim fault`` reports them.
+    A process of its own, because a supervisor that injected faults itself would carry the
+    OPC-UA client and its cryptography for the rest of its life, for a few seconds' work
+    every few minutes. Raises :class:`FaultError`.
     """
-    from smartcity.agents.sim.faults import inject_fault
-
-    # asyncua warns of every server-side adjustment (a shorter session timeout) on its own
-    # logger, which would land among the city's lines.
-    logging.getLogger("asyncua").setLevel(logging.ERROR)
-    return await inject_fault(
-        target.endpoint,
+    argv = [sys.executable, "-m", "smartcity.cli.sim", "fault", target.endpoint]
+    argv += [
         fault or target.fault,
-        seconds if seconds is not None else target.seconds,
-        cert=target.cert,
-        key=target.key,
-    )
+        "--seconds",
+        f"{target.seconds if seconds is None else seconds:g}",
+    ]
+    if target.cert is not None and target.key is not None:
+        argv += ["--cert", str(target.cert), "--key", str(target.key)]
+    env = {**os.environ, "COLUMNS": "1000"}  # what it says on one line, as it is reported
+    finished = await run_once(argv, env=env, timeout=timeout)
+    if finished.status is None:
+        raise FaultError(f"no answer within {timeout:g} s")
+    if finished.status != 0:
+        # Its one "error:" line; libraries may have warned before it.
+        said = finished.err.decode("utf-8", errors="replace").rpartition("error:")[2]
+        raise FaultError(" ".join(said.split()) or finished.describe())
+    return " ".join(finished.out.decode("utf-8", errors="replace").split())
 
 
 async def run_schedule(
@@ -95,7 +112,7 @@ async def run_schedule(
     interval: float,
     report: Callable[[str, bool], None],
     *,
-    timeout: float = 10.0,  # noqa: ASYNC109
+    timeout: float = 30.0,  # noqa: ASYNC109
 ) -> None:
     """Every ``interval`` seconds, the next target's fault; ``report(line, ok)`` says what
     happened. Runs until cancelled; a simulator that does not take a fault is reported and
@@ -108,8 +125,8 @@ async def run_schedule(
         target = targets[turn % len(targets)]
         turn += 1
         try:
-            said = await asyncio.wait_for(inject(target), timeout)
-        except (ValueError, OSError, ConnectionError, TimeoutError) as exc:
+            said = await inject(target, timeout=timeout)
+        except (FaultError, OSError) as exc:
             report(f"fault {target.fault} at {target.site} not injected: {exc}", False)
             continue
         report(f"fault at {target.site}: {said}", True)

@@ -10,12 +10,12 @@ import asyncio
 import re
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from smartcity.runtime.nats_server import says_jetstream
 from smartcity.up.supervisor import Child
 
-__all__ = ["AllOf", "FileExists", "GrpcServing", "HttpOk", "LogLine", "PortOpen"]
+__all__ = ["GrpcServing", "HttpOk", "JetStreamServing", "LogLine"]
 
 _PROBE_SECONDS = 1.0
 _LINE_BYTES = 4096
@@ -59,41 +59,31 @@ class LogLine:
 
 
 @dataclass(frozen=True)
-class PortOpen:
-    """A TCP port that accepts connections."""
+class JetStreamServing:
+    """A NATS server whose greeting (its ``INFO`` line) says JetStream runs."""
 
     host: str
     port: int
-    interval: float = 0.1
+    interval: float = 0.05
 
     @property
     def description(self) -> str:
-        return f"port {self.port} accepting connections"
+        return f"NATS with JetStream on port {self.port}"
 
     async def check(self, child: Child) -> bool:
         try:
-            _, writer = await asyncio.wait_for(
+            reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), _PROBE_SECONDS
             )
         except (OSError, TimeoutError):
             return False
-        writer.close()
-        return True
-
-
-@dataclass(frozen=True)
-class FileExists:
-    """A file the child writes once it is ready (a simulator's device profile)."""
-
-    path: Path
-    interval: float = 0.1
-
-    @property
-    def description(self) -> str:
-        return f"{self.path}"
-
-    async def check(self, child: Child) -> bool:
-        return self.path.is_file()
+        try:
+            greeting = await asyncio.wait_for(reader.readline(), _PROBE_SECONDS)
+        except (OSError, TimeoutError, ValueError):
+            return False
+        finally:
+            writer.close()
+        return says_jetstream(greeting)
 
 
 class GrpcServing:
@@ -154,21 +144,3 @@ class HttpOk:
                 return bool(response.status == 200)
         except OSError:
             return False
-
-
-@dataclass(frozen=True)
-class AllOf:
-    """Every one of ``conditions``, checked in order."""
-
-    conditions: tuple[LogLine | PortOpen | FileExists | GrpcServing | HttpOk, ...]
-    interval: float = 0.1
-
-    @property
-    def description(self) -> str:
-        return " and ".join(condition.description for condition in self.conditions)
-
-    async def check(self, child: Child) -> bool:
-        for condition in self.conditions:
-            if not await condition.check(child):
-                return False
-        return True

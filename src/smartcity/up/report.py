@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from smartcity.runtime.nats_auth.render import credentials_path
 from smartcity.up.faults import FaultTarget
 from smartcity.up.plan import Layout, Site
-from smartcity.up.processes import Endpoints
+from smartcity.up.processes import SIM, Endpoints
 from smartcity.up.seed import Account
 from smartcity.up.supervisor import Child, ChildEvent, EventKind, describe_status
 
@@ -68,9 +68,14 @@ class CityReport:
         if "console" in endpoints.ports:
             console["url"] = endpoints.console_url
         by_site = {target.site: target for target in self.faults}
+        # Every site's simulator runs in the one process ``sim``, listed once.
+        sim: dict[str, Any] | None = None
+        if self.sites:
+            sim = {"plan": str(layout.config / f"{SIM}.yaml"), **process(SIM)}
         simulators = {}
         for site in self.sites:
-            entry = {"protocol": site.simulator, **process(f"sim-{site.id}")}
+            entry: dict[str, Any] = {"protocol": site.simulator, "process": SIM}
+            entry["port"] = endpoints.sim_port(site)
             target = by_site.get(site.id)
             if target is not None:
                 entry["fault_endpoint"] = target.endpoint
@@ -100,6 +105,7 @@ class CityReport:
             },
             "services": services,
             "console": console,
+            "sim": sim,
             "simulators": simulators,
             "agents": agents,
             "sites": [

@@ -216,6 +216,36 @@ class Supervisor:
                 await asyncio.wait_for(child.changed.wait(), remaining)
         return time.monotonic() - child.started_at
 
+    async def wait_condition(
+        self,
+        name: str,
+        condition: Readiness,
+        timeout: float,  # noqa: ASYNC109
+    ) -> None:
+        """Wait until ``condition`` holds for child ``name``, or the child is ready: a part of
+        what its readiness covers (one site of a process that serves several).
+
+        Raises :class:`ChildFailedError` as :meth:`wait_ready` does.
+        """
+        child = self.children[name]
+        deadline = time.monotonic() + timeout
+        while not child.ready:
+            if child.last_status is not None and not child.ever_ready:
+                raise ChildFailedError(child, f"ended ({describe_status(child.last_status)})")
+            try:
+                if child.pid is not None and await condition.check(child):
+                    return
+            except Exception:  # a probe that fails is "not yet"
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ChildFailedError(
+                    child,
+                    f"was not ready within {timeout:g} s (waiting for {condition.description})",
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.changed.wait(), min(condition.interval, remaining))
+
     async def _spawn(self, child: Child) -> None:
         spec = child.spec
         with child.log.open("ab") as log:
