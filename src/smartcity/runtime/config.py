@@ -304,12 +304,7 @@ class AlertsSettings(_Section):
         description="sqlite:///path/alerts.db or postgresql://user@host/db; "
         "sqlite in <data_dir>/alerts.db if unset",
     )
-    evaluation: ConsumerSettings = Field(
-        default=ConsumerSettings(durable="alerts", fetch_batch=8),
-        description="the evaluation consumer; a fetch is one transaction, and a reading that "
-        "arrives waits for the one in progress, so alerts fetch fewer messages than ingest "
-        "does: latency, not throughput, is what alerting is judged by",
-    )
+    evaluation: ConsumerSettings = ConsumerSettings(durable="alerts", fetch_batch=32)
     tick_seconds: float = Field(
         default=1.0, gt=0, le=60, description="how often timers (for, no data, reminders) run"
     )
