@@ -16,7 +16,7 @@ from typing import Any
 
 from console_fakes import PASSWORD, Services
 
-from smartcity.services.console.app import build_app
+from smartcity.services.console.app import ConsoleServer, build_app
 from smartcity.services.console.settings import ConsoleSettings, Targets
 
 TARGETS = Targets("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
@@ -177,3 +177,16 @@ async def console(
 
 
 __all__ = ["AsgiClient", "Clock", "Reply", "console", "settings"]
+
+
+@contextlib.asynccontextmanager
+async def serving(server: ConsoleServer) -> AsyncIterator[str]:
+    """``server`` listening on its port for the block; its base URL."""
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(server.run(stop, on_ready=ready.set_result))
+    try:
+        yield await asyncio.wait_for(ready, 10)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)

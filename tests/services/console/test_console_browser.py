@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from console_city import PASSWORD, City, running_city
+from console_support import serving
 
 from smartcity.services.console.app import ConsoleServer
 from smartcity.services.console.settings import ConsoleSettings
@@ -25,17 +26,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 VALUE = "[data-testid=device-value][data-metric=turbidity]"
 
 
-@contextlib.asynccontextmanager
-async def _console(city: City) -> AsyncIterator[str]:
-    server = ConsoleServer(ConsoleSettings(targets=city.targets), "127.0.0.1", 0)
-    stop = asyncio.Event()
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(server.run(stop, on_ready=ready.set_result))
-    try:
-        yield await asyncio.wait_for(ready, 10)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
+def _console(city: City) -> contextlib.AbstractAsyncContextManager[str]:
+    return serving(ConsoleServer(ConsoleSettings(targets=city.targets), "127.0.0.1", 0))
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from console_city import FIELD, PASSWORD, SITE, City, running_city
+from console_support import serving
 from support import eventually
 
 from smartcity.services.console.app import ConsoleServer
@@ -32,13 +33,8 @@ async def city(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[City]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def url(city: City) -> AsyncIterator[str]:
-    server = ConsoleServer(ConsoleSettings(targets=city.targets), "127.0.0.1", 0)
-    stop = asyncio.Event()
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(server.run(stop, on_ready=ready.set_result))
-    yield await asyncio.wait_for(ready, 10)
-    stop.set()
-    await asyncio.wait_for(task, 15)
+    async with serving(ConsoleServer(ConsoleSettings(targets=city.targets), "127.0.0.1", 0)) as u:
+        yield u
 
 
 class Browser:

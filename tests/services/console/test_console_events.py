@@ -6,7 +6,6 @@ in-process; the HTTP side runs on a real uvicorn on loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import aiohttp
 import grpc
 from console_fakes import PASSWORD, Services, reading, rpc_error
-from console_support import settings
+from console_support import serving, settings
 from support import eventually
 
 from smartcity.alerts.v1 import alerts_pb2
@@ -130,17 +129,8 @@ async def test_a_failing_source_is_reported_and_reopened() -> None:
 # -- over HTTP ----------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _serving(services: Services, **overrides: Any) -> AsyncIterator[str]:
-    server = ConsoleServer(settings(**overrides), "127.0.0.1", 0, backend=services.backend)
-    stop = asyncio.Event()
-    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(server.run(stop, on_ready=ready.set_result))
-    try:
-        yield await asyncio.wait_for(ready, 10)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
+def _serving(services: Services, **overrides: Any) -> contextlib.AbstractAsyncContextManager[str]:
+    return serving(ConsoleServer(settings(**overrides), "127.0.0.1", 0, backend=services.backend))
 
 
 @contextlib.asynccontextmanager
