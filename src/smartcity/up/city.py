@@ -13,7 +13,7 @@ each process is started and when it counts as ready):
    others serve once identity has announced its key set;
 4. each site's agent once its site says it is ready (its profile needs the simulator's
    certificates or register map), the agents of ``--profiles`` once NATS is;
-5. the console once the services are; on the first run, the alert rules and site records
+5. the console alongside the services; on the first run, the alert rules and site records
    (:mod:`smartcity.up.seeding` again) once every site's profile is known;
 6. "ready", the endpoints, ``city.json``; the fault schedule; then the supervisor keeps
    everything running until Ctrl-C, SIGTERM or ``--duration``, and stops it in reverse.
@@ -216,6 +216,11 @@ class _City:
             await supervisor.start(processes.service_spec(name, layout, endpoints))
         self.profiled = {site.id: asyncio.Event() for site in self.sites}
         work = [asyncio.create_task(self._site(site)) for site in self.sites]
+        if "console" not in self.report.skipped:
+            # Alongside the services: it dials them only when a browser asks, and its own
+            # start (seconds of imports on a busy machine) is then off the critical path.
+            spec = processes.console_spec(layout, endpoints)
+            work.append(asyncio.create_task(self._run(spec, optional=True)))
         for agent in self.external:
             self.report.agents[agent.id] = [str(path) for path in agent.profiles]
             spec = processes.agent_spec(agent.id, list(agent.profiles), layout, endpoints)
@@ -223,9 +228,6 @@ class _City:
         try:
             for name in processes.SERVICES:
                 await self._ready(name)
-            if "console" not in self.report.skipped:
-                spec = processes.console_spec(layout, endpoints)
-                work.append(asyncio.create_task(self._run(spec, optional=True)))
             work.append(asyncio.create_task(self._seed_once_profiled()))
             await asyncio.gather(*work)
         finally:
