@@ -10,6 +10,7 @@ answer; answering on time is what residents judge the city by.
 from __future__ import annotations
 
 from smartcity.fields import (
+    GEO_POINT_SCHEMA,
     Aggregation,
     Direction,
     FieldInfo,
@@ -185,15 +186,7 @@ def record_types() -> list[RecordType]:
                     "title": {"type": "string", "minLength": 1, "maxLength": 200},
                     "description": {"type": "string", "maxLength": 10_000},
                     "district": {"enum": DISTRICTS},
-                    "location": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["lat", "lon"],
-                        "properties": {
-                            "lat": {"type": "number", "minimum": -90, "maximum": 90},
-                            "lon": {"type": "number", "minimum": -180, "maximum": 180},
-                        },
-                    },
+                    "location": GEO_POINT_SCHEMA,
                     "status": {"enum": ["new", "assigned", "in_progress", "resolved", "closed"]},
                     "assignee": {"type": "string", "maxLength": 200},
                     "due_time": {"type": "string", "format": "date-time"},

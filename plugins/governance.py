@@ -17,6 +17,7 @@ fields it serves and a point on the map.
 from __future__ import annotations
 
 from smartcity.fields import (
+    GEO_POINT_SCHEMA,
     Aggregation,
     Direction,
     FieldInfo,
@@ -211,15 +212,7 @@ def record_types() -> list[RecordType]:
                         "uniqueItems": True,
                         "items": {"type": "string", "pattern": FIELD_ID_PATTERN},
                     },
-                    "location": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["lat", "lon"],
-                        "properties": {
-                            "lat": {"type": "number", "minimum": -90, "maximum": 90},
-                            "lon": {"type": "number", "minimum": -180, "maximum": 180},
-                        },
-                    },
+                    "location": GEO_POINT_SCHEMA,
                     "address": {"type": "string", "minLength": 1, "maxLength": 500},
                 },
             },

@@ -13,6 +13,7 @@ from smartcity.fields.errors import DeriveError, FieldHostError, FieldLoadError,
 from smartcity.fields.manager import Field, FieldHost, PluginOrigin, load_fields
 from smartcity.fields.markers import ENTRY_POINT_GROUP, hookimpl, hookspec
 from smartcity.fields.model import (
+    GEO_POINT_SCHEMA,
     Aggregation,
     AlertRuleTemplate,
     Comparison,
@@ -38,6 +39,7 @@ from smartcity.fields.tracing import TRACE_LOGGER
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "GEO_POINT_SCHEMA",
     "TRACE_LOGGER",
     "Aggregation",
     "AlertRuleTemplate",

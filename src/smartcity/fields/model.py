@@ -563,6 +563,19 @@ class RecordWorkflow:
         return before == after or after in self.transitions.get(before, ())
 
 
+GEO_POINT_SCHEMA: Mapping[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["lat", "lon"],
+    "properties": {
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180},
+    },
+}
+"""The JSON Schema of a place on the map (WGS 84 degrees), for record types that have one:
+one spelling, so that every type's location reads alike (the console draws them)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecordType:
     """A kind of record the records service stores for this field.
