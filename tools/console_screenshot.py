@@ -12,33 +12,16 @@ the page as ``docs/console.png`` (or the path given). Needs the development extr
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-
-
-def _wait_ready(city_file: Path, process: subprocess.Popen[bytes], within: float = 180) -> dict:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"smartcity up exited with {process.returncode}")
-        try:
-            city = json.loads(city_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            city = {}
-        if city.get("ready_seconds") is not None:
-            return city
-        time.sleep(0.2)
-    sys.exit(f"smartcity up was not ready within {within:g} s")
 
 
 def _fault(simulator: dict, fault: str, seconds: int) -> None:
@@ -54,6 +37,8 @@ def _fault(simulator: dict, fault: str, seconds: int) -> None:
 def main(out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
+    from smartcity.bench.up import wait_until_ready
+
     password = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="smartcity-screenshot-") as folder:
         root = Path(folder) / "city"
@@ -65,7 +50,7 @@ def main(out: Path) -> None:
             start_new_session=True,
         )  # fmt: skip
         try:
-            city = _wait_ready(root / "city.json", process)
+            city = wait_until_ready(process, root / "city.json")
             simulators = city["simulators"]
             for site, fault in (
                 ("cau-do-water", "turbidity_spike"),

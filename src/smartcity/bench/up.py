@@ -131,7 +131,7 @@ def run_up_bench(
             env={**os.environ, "COLUMNS": "160"},
         )  # fmt: skip
         try:
-            city = _wait_ready(process, city_file, Path(folder) / "up.log")
+            city = wait_until_ready(process, city_file, Path(folder) / "up.log")
             ready = time.perf_counter() - started
             progress(f"ready after {ready:.1f} s; settling for {settle:g} s")
             time.sleep(settle)  # the measurement's own window, not a wait for a condition
@@ -170,15 +170,20 @@ def run_up_bench(
         )
 
 
-def _wait_ready(process: subprocess.Popen[bytes], city_file: Path, log: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + 180
+def wait_until_ready(
+    process: subprocess.Popen[bytes], city_file: Path, log: Path | None = None, within: float = 180
+) -> dict[str, Any]:
+    """``city.json`` once the ``smartcity up`` in ``process`` has recorded that it is ready;
+    a ``RuntimeError`` (with the end of its ``log``) if it exits first or takes longer than
+    ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         city = _city(city_file)
         if city is not None and city.get("ready_seconds") is not None:
             return city
         if process.poll() is not None:
-            tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            tail = log.read_text(encoding="utf-8", errors="replace")[-3000:] if log else ""
             raise RuntimeError(f"smartcity up exited with {process.returncode}:\n{tail}")
         if time.monotonic() > deadline:
-            raise RuntimeError("smartcity up was not ready within 180 s")
+            raise RuntimeError(f"smartcity up was not ready within {within:g} s")
         time.sleep(0.1)
