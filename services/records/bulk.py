@@ -17,11 +17,12 @@ same rows again changes nothing: a row identical to its record's latest version 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,12 +45,14 @@ from smartcity.services.records.model import (
     RecordVersion,
     VersionConflict,
 )
-from smartcity.services.records.schemas import TypeInfo, encode
+from smartcity.services.records.schemas import TypeInfo
 from smartcity.services.records.search import Search
 from smartcity.services.records.service import MAX_ID, PageRequest, RecordsService, actor_of
 
 CHUNK_ROWS = 500
 CONFLICT_RETRIES = 3
+YIELD_ROWS = 32
+"""Rows prepared between two turns of the event loop while a chunk is being written."""
 _IDS = uuid.UUID("6f1d1c3e-7a8e-4f0e-9a55-2f4a1b7c9d10")
 """Namespace of the ids derived from a row's content."""
 
@@ -90,6 +93,7 @@ class _Prepared:
     row: ImportRow
     info: TypeInfo
     doc: dict[str, Any]
+    text: str
     owner: str
     declared: bool
     record_id: str
@@ -105,24 +109,22 @@ class Importer:
         self.caller = caller
         self.actor = actor or actor_of(caller)
 
-    def _prepare(self, row: ImportRow) -> _Prepared:
+    def prepare_row(self, row: ImportRow) -> _Prepared:
         """A row checked on its own (type, schema, owner, id); refusals raise."""
         info = self.service.types.get(row.type)
-        doc = self.service.document(info, row.data)
+        doc, text = self.service.document(info, row.data)
         declared = info.owner_in(doc)
         owner = row.owner_id or declared or ""
         if not owner or len(owner) > MAX_ID:
             raise DomainError(f"owner_id: required (1 to {MAX_ID} characters)")
         if declared is not None and declared != owner:
             raise DomainError(f"owner_id {owner!r} differs from the data's owner {declared!r}")
-        record_id = row.id or derived_id(info.name, owner, encode(doc))
+        record_id = row.id or derived_id(info.name, owner, text)
         if len(record_id) > MAX_ID or not record_id.isprintable():
             raise DomainError(f"id: 1 to {MAX_ID} printable characters")
-        return _Prepared(row, info, doc, owner, declared is not None, record_id)
+        return _Prepared(row, info, doc, text, owner, declared is not None, record_id)
 
-    def _change(
-        self, item: _Prepared, current: dict[str, RecordVersion], now: int
-    ) -> Change | None:
+    def change(self, item: _Prepared, current: dict[str, RecordVersion], now: int) -> Change | None:
         """The change a row makes given its record's latest version (``None``: the record
         holds this content already); refusals raise."""
         info, doc, row = item.info, item.doc, item.row
@@ -170,18 +172,7 @@ class Importer:
             event = EventType.UPDATED
         current[item.record_id] = version
         expected = 0 if latest is None else latest.version
-        return Change(version, expected, event, uuid.uuid4().hex, info.keys(doc))
-
-    def prepare(self, rows: Sequence[ImportRow]) -> tuple[list[_Prepared], list[tuple[int, str]]]:
-        """Check rows on their own (no storage): the prepared rows and the refused ones."""
-        prepared: list[_Prepared] = []
-        errors: list[tuple[int, str]] = []
-        for row in rows:
-            try:
-                prepared.append(self._prepare(row))
-            except DomainError as exc:
-                errors.append((row.number, exc.message))
-        return prepared, errors
+        return Change(version, expected, event, uuid.uuid4().hex, info.keys(doc), text=item.text)
 
     async def write_chunk(
         self,
@@ -200,7 +191,7 @@ class Importer:
             unchanged = 0
             for item in prepared:
                 try:
-                    change = self._change(item, current, now)
+                    change = self.change(item, current, now)
                 except DomainError as exc:
                     refused.append((item.row.number, exc.message))
                     continue
@@ -241,47 +232,84 @@ async def import_file(
     """Import ``path`` (see the module docstring); row errors are appended to ``report`` as
     JSON Lines (``{"row": n, "error": "..."}``); ``actor`` is who the versions say wrote
     them (the caller by default). ``on_total(rows, already_done)`` is called
-    once the file is read, ``on_progress(rows)`` after each committed chunk."""
+    once the file is read, ``on_progress(rows)`` after each committed chunk.
+
+    Rows are read and checked while the chunk before them is written: the database works
+    on one chunk while this process prepares the next. Chunks are still written one after
+    the other, in file order, so the checkpoint only ever moves forward over committed
+    rows."""
     scanned = scan(path, fmt)
     done = await service.store.import_progress(scanned.fingerprint)
     if on_total is not None:
         on_total(scanned.rows, done)
     stats = ImportStats(skipped=done)
     importer = Importer(service, caller, actor)
-    pending: list[ImportRow] = []
-    unreadable: list[tuple[int, str]] = []
-    position = 0
     with path.open("rb") as stream, report.open("a", encoding="utf-8") as errors_out:
 
-        async def flush() -> None:
-            if not pending and not unreadable:
-                return
-            prepared, early = importer.prepare(pending)
-            checkpoint = (scanned.fingerprint, position)
-            errors = await importer.write_chunk(prepared, early, checkpoint, stats)
-            stats.refused += len(unreadable)
-            stats.errors.extend(unreadable)
+        async def write(part: _Chunk) -> None:
+            errors = await importer.write_chunk(
+                part.prepared, part.early, (scanned.fingerprint, part.end), stats
+            )
+            stats.refused += len(part.unreadable)
+            stats.errors.extend(part.unreadable)
             # Written once the chunk has committed, so a resumed import reports a row once.
-            for number, message in sorted(errors + unreadable):
+            for number, message in sorted(errors + part.unreadable):
                 errors_out.write(json.dumps({"row": number, "error": message}) + "\n")
             errors_out.flush()
             if on_progress is not None:
-                on_progress(len(pending) + len(unreadable))
-            pending.clear()
-            unreadable.clear()
+                on_progress(part.rows)
 
-        for item in reader(fmt, stream):
-            position += 1
-            if position <= done:
-                continue
-            if isinstance(item, RowError):
-                unreadable.append((item.number, item.message))
-            else:
-                pending.append(item)
-            if len(pending) + len(unreadable) >= chunk:
-                await flush()
-        await flush()
+        writing: asyncio.Task[None] | None = None
+        part = _Chunk()
+        position = 0
+        try:
+            for item in reader(fmt, stream):
+                position += 1
+                if position <= done:
+                    continue
+                part.add(importer, item)
+                if writing is not None and part.rows % YIELD_ROWS == 0:
+                    await asyncio.sleep(0)  # the chunk being written goes on meanwhile
+                if part.rows >= chunk:
+                    if writing is not None:
+                        await writing
+                    part.end = position
+                    writing = asyncio.create_task(write(part))
+                    part = _Chunk()
+            if writing is not None:
+                await writing
+            writing = None
+            if part.rows:
+                part.end = position
+                await write(part)
+        finally:
+            if writing is not None:
+                # Interrupted: the chunk in flight commits whole or not at all.
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
     return stats
+
+
+@dataclass
+class _Chunk:
+    """Rows read for one transaction: prepared, refused on their own, or unreadable."""
+
+    prepared: list[_Prepared] = field(default_factory=list)
+    early: list[tuple[int, str]] = field(default_factory=list)
+    unreadable: list[tuple[int, str]] = field(default_factory=list)
+    rows: int = 0
+    end: int = 0
+    """The file position after the chunk's last row: its checkpoint."""
+
+    def add(self, importer: Importer, item: ImportRow | RowError) -> None:
+        self.rows += 1
+        if isinstance(item, RowError):
+            self.unreadable.append((item.number, item.message))
+            return
+        try:
+            self.prepared.append(importer.prepare_row(item))
+        except DomainError as exc:
+            self.early.append((item.number, exc.message))
 
 
 async def export_records(

@@ -74,6 +74,9 @@ class Change:
     request_key: str | None = None
     purge_after: int | None = None
     """For a tombstone: when the retention period ends and the record is purged."""
+    text: str | None = None
+    """``version.data``'s text (:func:`~smartcity.services.records.schemas.encode`) when the
+    writer has it already; the store encodes the data itself otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

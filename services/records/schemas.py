@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import fastjsonschema
@@ -60,10 +61,58 @@ def pointer(parts: Iterable[Any]) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
 
 
-def canonical(value: Any, limits: Limits, path: tuple[Any, ...] = ()) -> Any:
+class _Refer(Exception):  # noqa: N818 - a signal, not an error
+    """The fast walk met something it leaves to the careful one."""
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """:func:`canonical` of the JSON a parser or a form produces, without tracking the path:
+    exact built-in types only, and :class:`_Refer` on anything else or anything wrong, so that
+    the careful walk can name the place. ``depth`` is how many levels may still nest."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if -SAFE_INTEGER <= value <= SAFE_INTEGER:
+            return value
+        raise _Refer
+    if kind is float:
+        if value - value != 0.0:  # inf - inf and nan - nan are nan
+            raise _Refer
+        if value.is_integer() and -SAFE_INTEGER <= value <= SAFE_INTEGER:
+            return int(value)
+        return value
+    if kind is dict:
+        if depth == 0 and value:
+            raise _Refer
+        result = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Refer
+            # Text, the most common value, is taken without a call.
+            result[key] = item if type(item) is str else _plain(item, depth - 1)
+        return result
+    if kind is list or kind is tuple:
+        if depth == 0 and value:
+            raise _Refer
+        return [item if type(item) is str else _plain(item, depth - 1) for item in value]
+    raise _Refer
+
+
+def canonical(value: Any, limits: Limits) -> Any:
     """``value`` as plain JSON with whole numbers as ``int``; a non-finite number, a key that
     is not text, a value of another type or nesting deeper than ``limits.max_depth`` is a
     :class:`SchemaViolation` naming its place."""
+    if limits.max_depth >= 0:
+        try:
+            return _plain(value, limits.max_depth)
+        except _Refer:
+            pass  # a mapping or number of another type, or a refusal to explain
+    return _careful(value, limits, ())
+
+
+def _careful(value: Any, limits: Limits, path: tuple[Any, ...]) -> Any:
+    """:func:`canonical` for any input, tracking where it is to name the place it refuses."""
     if len(path) > limits.max_depth:
         raise SchemaViolation(
             [Violation(pointer(path), f"nested deeper than {limits.max_depth} levels")]
@@ -85,10 +134,10 @@ def canonical(value: Any, limits: Limits, path: tuple[Any, ...] = ()) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise SchemaViolation([Violation(pointer(path), "object keys must be text")])
-            result[key] = canonical(item, limits, (*path, key))
+            result[key] = _careful(item, limits, (*path, key))
         return result
     if isinstance(value, list | tuple):
-        return [canonical(item, limits, (*path, index)) for index, item in enumerate(value)]
+        return [_careful(item, limits, (*path, index)) for index, item in enumerate(value)]
     raise SchemaViolation([Violation(pointer(path), f"not a JSON value ({type(value).__name__})")])
 
 
@@ -220,20 +269,20 @@ class TypeInfo:
     def keys(self, data: Mapping[str, Any]) -> list[tuple[str, str]]:
         """``(path, text)`` of the indexed paths that hold a scalar in ``data``."""
         keys = []
-        for path in self.spec.indexed:
-            value = lookup(data, path)
-            if value is not None and not isinstance(value, Mapping | list):
+        for path, parts in self.indexed_parts:
+            value: Any = data
+            for part in parts:
+                value = value.get(part) if isinstance(value, Mapping) else None
+            if type(value) is str:
+                keys.append((path, value))
+            elif value is not None and not isinstance(value, Mapping | list):
                 keys.append((path, as_text(value)))
         return keys
 
-
-def lookup(data: Any, path: str) -> Any:
-    """The value at a dotted path, ``None`` when there is none."""
-    for part in path.split("."):
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(part)
-    return data
+    @cached_property
+    def indexed_parts(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The indexed paths with their parts, split once."""
+        return tuple((path, tuple(path.split("."))) for path in self.spec.indexed)
 
 
 def as_text(value: Any) -> str:

@@ -120,16 +120,18 @@ class RecordsService:
 
     # -- documents -------------------------------------------------------------------------
 
-    def document(self, info: TypeInfo, data: Mapping[str, Any]) -> dict[str, Any]:
-        """``data`` in canonical form, within the limits and valid against the type."""
+    def document(self, info: TypeInfo, data: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+        """``data`` in canonical form, within the limits and valid against the type, with
+        its text (:func:`encode`), which the store writes as it is."""
         doc = canonical(data, self.limits)
-        size = len(encode(doc).encode())
+        text = encode(doc)
+        size = len(text.encode())
         if size > self.limits.max_bytes:
             raise SchemaViolation(
                 [Violation("", f"{size} bytes, more than the {self.limits.max_bytes} allowed")]
             )
         info.validate(doc)
-        return doc
+        return doc, text
 
     def check_workflow(self, info: TypeInfo, doc: Mapping[str, Any], before: Any) -> None:
         flow = info.spec.workflow
@@ -159,7 +161,7 @@ class RecordsService:
         request_id: str = "",
     ) -> RecordVersion:
         info = self.types.get(type_name)
-        doc = self.document(info, data)
+        doc, text = self.document(info, data)
         declared = info.owner_in(doc)
         if owner_id and declared and owner_id != declared:
             where = pointer([info.spec.owner_property])
@@ -190,7 +192,9 @@ class RecordsService:
             reason=_check_reason(reason),
         )
         key = f"{me.id}\n{request_id}" if request_id else None
-        change = Change(version, 0, EventType.CREATED, uuid.uuid4().hex, info.keys(doc), key)
+        change = Change(
+            version, 0, EventType.CREATED, uuid.uuid4().hex, info.keys(doc), key, text=text
+        )
         (outcome,) = await self.store.write([change])
         if not outcome.repeated:
             self._on_commit()
@@ -240,7 +244,7 @@ class RecordsService:
         latest, info = await self._current(record_id)
         self.policy.check_write(caller, info, latest.owner.id, creating=False)
         self._precondition(latest, expected_version)
-        doc = self.document(info, data)
+        doc, text = self.document(info, data)
         declared = info.owner_in(doc)
         if declared is not None and declared != latest.owner.id:
             where = pointer([info.spec.owner_property])
@@ -257,7 +261,14 @@ class RecordsService:
             reason=_check_reason(reason),
         )
         return await self._append(
-            Change(version, latest.version, EventType.UPDATED, uuid.uuid4().hex, info.keys(doc))
+            Change(
+                version,
+                latest.version,
+                EventType.UPDATED,
+                uuid.uuid4().hex,
+                info.keys(doc),
+                text=text,
+            )
         )
 
     async def delete(

@@ -20,6 +20,7 @@ from smartcity.services.records.model import (
     RecordVersion,
     SearchQuery,
 )
+from smartcity.services.records.schemas import encode
 
 VERSION_COLUMNS = (
     "id",
@@ -78,6 +79,14 @@ def upsert_record_sql(placeholders: Sequence[str]) -> str:
         f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES ({', '.join(placeholders)}) "
         f"ON CONFLICT (id) DO UPDATE SET {updates}"
     )
+
+
+def data_text(change: Change) -> str | None:
+    """The text a change's data is stored as (``None`` for a tombstone)."""
+    if change.text is not None:
+        return change.text
+    data = change.version.data
+    return None if data is None else encode(data)
 
 
 def version_row(version: RecordVersion, data: str | None) -> tuple[Any, ...]:

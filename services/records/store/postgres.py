@@ -26,7 +26,6 @@ from smartcity.services.records.model import (
     VersionConflict,
     WriteOutcome,
 )
-from smartcity.services.records.schemas import encode
 from smartcity.services.records.store import common
 from smartcity.services.records.store.base import RecordStore
 
@@ -85,10 +84,6 @@ class _Dialect(common.Dialect):
         )
 
 
-def _data(version: RecordVersion) -> str | None:
-    return None if version.data is None else encode(version.data)
-
-
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [[row[index] for row in rows] for index in range(width)]
 
@@ -132,7 +127,7 @@ async def _write(
         outcomes.append(WriteOutcome(version))
     if not written and checkpoint is None:
         return outcomes
-    data = [_data(change.version) for change in written]
+    data = [common.data_text(change) for change in written]
     last = {change.version.id: (change, text) for change, text in zip(written, data, strict=True)}
     try:
         if written:

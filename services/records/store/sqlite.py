@@ -72,10 +72,6 @@ class _Dialect(common.Dialect):
         )
 
 
-def _data(version: RecordVersion) -> str | None:
-    return None if version.data is None else encode(version.data)
-
-
 def _write(
     db: sqlite3.Connection, changes: Sequence[Change], checkpoint: tuple[str, int] | None, now: int
 ) -> list[WriteOutcome]:
@@ -99,7 +95,7 @@ def _write(
             actual = 0 if row is None else int(row[0])
             if actual != change.expected_version:
                 raise VersionConflict(version.id, change.expected_version, actual)
-            data = _data(version)
+            data = common.data_text(change)
             db.execute(_INSERT_VERSION, common.version_row(version, data))
             db.execute(_UPSERT_RECORD, common.record_row(change, data))
             db.execute("DELETE FROM record_keys WHERE record_id = ?", (version.id,))

@@ -113,6 +113,35 @@ async def test_the_same_file_again_resumes_past_what_was_imported(
     assert await store.count() == 7
 
 
+async def test_a_write_that_fails_mid_import_stops_it_at_the_last_committed_chunk(
+    service: RecordsService, store: RecordStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are written while the next ones are read: a failed write ends the import with
+    its error, the chunks before it stay committed and counted, and the run after resumes
+    there, so every row is imported once."""
+    rows = [{"type": "food_facility", "owner_id": f"o-{n}", "data": facility()} for n in range(50)]
+    source = jsonl(tmp_path / "in.jsonl", rows)
+    write = store.write
+    calls = 0
+
+    async def failing_third(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ConnectionError("database went away")
+        return await write(*args, **kwargs)
+
+    monkeypatch.setattr(store, "write", failing_third)
+    with pytest.raises(ConnectionError, match="database went away"):
+        await import_file(service, None, source, "jsonl", report=tmp_path / "r", chunk=7)
+    assert await store.count() == 14
+    monkeypatch.setattr(store, "write", write)
+    again = await import_file(service, None, source, "jsonl", report=tmp_path / "r", chunk=7)
+    assert (again.skipped, again.created) == (14, 36)
+    assert await store.count() == 50
+    assert len(await store.pending_events(100)) == 50
+
+
 def csv_text(*lines: str) -> str:
     return "\r\n".join(lines) + "\r\n"
 

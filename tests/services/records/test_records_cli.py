@@ -88,6 +88,7 @@ def test_bench_records_prints_each_figure_next_to_the_raw_copy() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     for row in (
         "raw COPY of the same rows (ceiling)",
+        "COPY of the import's rows into the service's tables",
         "import",
         "get, p50 / p99",
         "search by indexed field",

@@ -4,6 +4,7 @@ accepted or refused with a reason, never an internal error, and a refusal writes
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,7 +67,7 @@ def test_any_document_is_accepted_or_refused_with_paths(document: Any) -> None:
     service = RecordsService(None, city_types(), limits=Limits(max_depth=6))  # type: ignore[arg-type]
     refusal: InvalidArgument | None = None
     try:
-        accepted = service.document(
+        accepted, text = service.document(
             info, document if isinstance(document, dict) else {"v": document}
         )
     except InvalidArgument as exc:
@@ -74,6 +75,7 @@ def test_any_document_is_accepted_or_refused_with_paths(document: Any) -> None:
     if refusal is None:
         # What is accepted is valid by the reference implementation too.
         assert info.validator.is_valid(accepted)
+        assert json.loads(text) == accepted
         return
     assert refusal.message
     violations = getattr(refusal, "violations", [])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from records_support import city_types, facility, health, ticket
 
 from smartcity.fields import RecordAccess, RecordType, RecordWorkflow
@@ -117,3 +119,61 @@ def test_a_wrong_declaration_is_refused_saying_why(changes: dict[str, Any], mess
 def test_a_workflow_must_start_from_its_own_states() -> None:
     with pytest.raises(ValueError, match="initial states"):
         RecordWorkflow("status", ("closed",), {"open": ("done",)})
+
+
+JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats()
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=3)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=JSONISH, depth=st.integers(0, 4))
+def test_canonical_gives_the_careful_walks_verdict(value: Any, depth: int) -> None:
+    """The fast walk and the careful one (which names the place) agree on every input: the
+    same document, or the same refusal."""
+    from smartcity.services.records.schemas import Limits, _careful, canonical
+
+    limits = Limits(max_depth=depth)
+    try:
+        expected: Any = _careful(value, limits, ())
+    except SchemaViolation as exc:
+        expected = [str(v) for v in exc.violations]
+        with pytest.raises(SchemaViolation) as caught:
+            canonical(value, limits)
+        assert [str(v) for v in caught.value.violations] == expected
+    else:
+        assert canonical(value, limits) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "depth", "verdict"),
+    [
+        ({"a": {"b": 1}}, 2, {"a": {"b": 1}}),
+        ({"a": {"b": 1}}, 1, "/a/b: nested deeper than 1 levels"),
+        ({"a": {}}, 1, {"a": {}}),
+        ([2**53, -(2**53), 9007199254740992.0], 3, [2**53, -(2**53), 2**53]),
+        ([2**53 + 1], 3, "/0: integer too large (beyond 2^53)"),
+        ({"x": [0.5, float("-inf")]}, 3, "/x/1: not a finite number"),
+        ({"k": {1: "v"}}, 3, "/k: object keys must be text"),
+        ({"k": {1, 2}}, 3, "/k: not a JSON value (set)"),
+    ],
+)
+def test_canonical_by_hand(value: Any, depth: int, verdict: Any) -> None:
+    from smartcity.services.records.schemas import Limits, canonical
+
+    if isinstance(verdict, str):
+        with pytest.raises(SchemaViolation) as caught:
+            canonical(value, Limits(max_depth=depth))
+        assert [str(v) for v in caught.value.violations] == [verdict]
+    else:
+        assert canonical(value, Limits(max_depth=depth)) == verdict
