@@ -18,7 +18,7 @@ The values follow the day of a roadside urban station by the sea, local time UTC
 * every value carries a little noise and the pollutants a slow shared random walk (the
   weather), all from one seedable generator.
 
-Faults through the shared control block (:mod:`.modbus_sim`), holding registers 200..203:
+Faults through the shared control block (:mod:`.modbus_control`), holding registers 200..203:
 ``pollution_episode`` (code 4: PM2.5 jumps to about 280..340 ug/m3 and PM10 to about 1.5
 times that, smoke from open burning; an hour of it drives the hourly VN_AQI into "very bad" or
 "hazardous", past every default alert rule of the environment field), ``frozen`` (2, the
@@ -36,15 +36,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from smartcity.agents.profile import ModbusDevice, parse_profile
-from smartcity.agents.sim.modbus_sim import (
-    UTC_OFFSET,
-    Fault,
-    ModbusSimulator,
-    SimulatedUnit,
-    SimulatorKind,
-    Values,
-    local_hour,
-)
+from smartcity.agents.sim.modbus_control import Fault, SimulatorKind
+from smartcity.agents.sim.modbus_sim import ModbusSimulator
+from smartcity.agents.sim.modbus_unit import UTC_OFFSET, SimulatedUnit, Values, local_hour
 
 __all__ = [
     "DEFAULT_DEVICE",

@@ -1,7 +1,7 @@
 """Faults injected into a running simulator through its own protocol, as a drill would.
 
 A Modbus simulator (substation, air-quality station) takes a fault code and a duration in
-its control block (holding registers 200..203, :mod:`.modbus_sim`); the OPC-UA water station
+its control block (holding registers 200..203, :mod:`.modbus_control`); the OPC-UA water station
 through its ``InjectFault`` method. ``smartcity sim fault`` and the fault schedule of
 ``smartcity up`` both send them from here.
 """
@@ -42,7 +42,12 @@ async def modbus_fault(endpoint: str, fault: str, seconds: float, unit: int) -> 
     from pymodbus.exceptions import ModbusException
 
     from smartcity.agents.profile import parse_modbus_endpoint
-    from smartcity.agents.sim.modbus_sim import CONTROL_ADDRESS, KIND_ADDRESS, Fault, SimulatorKind
+    from smartcity.agents.sim.modbus_control import (
+        CONTROL_ADDRESS,
+        KIND_ADDRESS,
+        Fault,
+        SimulatorKind,
+    )
 
     if fault != "clear" and fault not in set(Fault):
         known = "; ".join(f"{kind.title}: {', '.join(kind.faults)}" for kind in SimulatorKind)

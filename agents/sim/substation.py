@@ -16,7 +16,7 @@ a two-hour time constant; energy counters integrate power. Opening the 110 kV br
 
 Faults are injected on command, through the protocol itself or from Python
 (:meth:`Substation.inject`), through the control block every simulator shares
-(:mod:`.modbus_sim`), per unit id, in holding registers:
+(:mod:`.modbus_control`), per unit id, in holding registers:
 
 * ``200`` fault code: 0 clear all faults, 1 voltage sag (phase voltages drop to 70..80 %),
   2 frozen sensors (measurements stop changing), 3 stop answering (no response at all);
@@ -43,18 +43,15 @@ from pymodbus.constants import ExcCodes
 
 from smartcity.agents.modbus.codec import decode
 from smartcity.agents.profile import Function, ModbusDevice, load_profile
-from smartcity.agents.sim.modbus_sim import (
+from smartcity.agents.sim.modbus_control import (
     CONTROL_ADDRESS,
     DEFAULT_FAULT_SECONDS,
-    UTC_OFFSET,
     Fault,
-    ModbusSimulator,
-    RegisterTable,
-    SimulatedUnit,
     SimulatorKind,
-    Values,
-    local_hour,
 )
+from smartcity.agents.sim.modbus_sim import ModbusSimulator
+from smartcity.agents.sim.modbus_unit import UTC_OFFSET, SimulatedUnit, Values, local_hour
+from smartcity.agents.sim.registers import RegisterTable
 
 __all__ = [
     "CONTROL_ADDRESS",

@@ -33,7 +33,7 @@ from smartcity.agents.modbus.driver import ModbusDriver
 from smartcity.agents.profile import Function, ModbusDevice, load_profile
 from smartcity.agents.reading import Quality
 from smartcity.agents.sim.air_quality import EPISODE_PM25, AirQualityStation
-from smartcity.agents.sim.modbus_sim import (
+from smartcity.agents.sim.modbus_control import (
     CONTROL_ADDRESS,
     KIND_ADDRESS,
     Fault,

@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smartcity.agents.sim.sites import SimPlan, load_plan
+from smartcity.agents.sim.plan import SimPlan, load_plan
 from smartcity.runtime.errors import InvalidArgument
 from smartcity.up.faults import FaultError, FaultTarget, inject
 

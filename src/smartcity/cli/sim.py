@@ -4,8 +4,9 @@
 ``sim air`` an air-quality monitoring station over Modbus TCP, ``sim opcua`` a water station
 over OPC-UA with Basic256Sha256; each writes, next to its data, a ready device profile for
 ``smartcity agent``. ``sim many`` serves several of them in one process, from a plan file
-(:mod:`smartcity.agents.sim.sites`). ``sim fault`` injects a fault into a running simulator
-through its own protocol, exactly as a test or a drill would.
+(:mod:`smartcity.agents.sim.plan`; :mod:`smartcity.agents.sim.sites` serves them). ``sim
+fault`` injects a fault into a running simulator through its own protocol, exactly as a test
+or a drill would.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from smartcity.cli.errors import fail
 from smartcity.runtime.foreground import run_until_signalled
 
 if TYPE_CHECKING:
-    from smartcity.agents.sim.sites import AirSite, SubstationSite, WaterSite
+    from smartcity.agents.sim.plan import AirSite, SubstationSite, WaterSite
 
 _Site = TypeVar("_Site", "SubstationSite", "AirSite", "WaterSite")
 
@@ -97,7 +98,7 @@ def sim_modbus(
     Values follow a daily load curve with noise; every data type and byte/word order is on
     the register map. Faults: `smartcity sim fault tcp://HOST:PORT voltage_sag`.
     """
-    from smartcity.agents.sim.sites import SubstationSite
+    from smartcity.agents.sim.plan import SubstationSite
 
     spec = _site(
         SubstationSite,
@@ -131,7 +132,7 @@ def sim_air(
     --out/air-quality-station.yaml, polled every 5 s. Faults: `smartcity sim fault
     tcp://HOST:PORT pollution_episode`.
     """
-    from smartcity.agents.sim.sites import AirSite, check_site
+    from smartcity.agents.sim.plan import AirSite, check_site
     from smartcity.runtime.errors import InvalidArgument
 
     spec = _site(
@@ -162,7 +163,7 @@ def sim_opcua(
     Creates the station's certificate and an agent certificate the station trusts in
     --out, with a profile that uses them. Faults: `smartcity sim fault opc.tcp://... NAME`.
     """
-    from smartcity.agents.sim.sites import WaterSite
+    from smartcity.agents.sim.plan import WaterSite
 
     spec = _site(
         WaterSite, name="water", host=host, port=port, out=out, seed=seed, allow_none=allow_none
@@ -189,7 +190,8 @@ def sim_many(
     its files in its own `out` folder and faults through its own protocol; each line it
     prints starts with its name, then `N simulators ready`. One that fails ends them all.
     """
-    from smartcity.agents.sim.sites import SiteError, load_plan, serve_sites
+    from smartcity.agents.sim.plan import load_plan
+    from smartcity.agents.sim.sites import SiteError, serve_sites
     from smartcity.runtime.errors import InvalidArgument
 
     console = Console(soft_wrap=True)

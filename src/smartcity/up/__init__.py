@@ -5,8 +5,13 @@
 * :mod:`.profiles`: the agents' device profiles;
 * :mod:`.supervisor` and :mod:`.readiness`: children in their own process groups, restarted
   with back-off, stopped in reverse order;
-* :mod:`.seed`: the first run's accounts, alert rules and site records;
+* :mod:`.seed`: the first run's accounts, alert rules and site records, each made in a
+  short-lived process (:mod:`.seeding`);
+* :mod:`.steps`: short-lived commands run to their end (the streams, seeding, a fault);
 * :mod:`.faults`: faults on a schedule;
 * :mod:`.report`: the progress display, the summary and ``city.json``;
-* :mod:`.city`: the order it all starts in.
+* :mod:`.prepare`: the options, and what a run decides before anything starts;
+* :mod:`.resume`: what a data folder keeps across runs, so that nothing is seeded twice;
+* :mod:`.startup`: the order it all starts in;
+* :mod:`.city`: :func:`~.city.run_city`, which prepares, starts, keeps running and stops it.
 """
