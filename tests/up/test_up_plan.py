@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from smartcity.agents.profile import parse_profile
 from smartcity.cli.main import app
 from smartcity.runtime.errors import InvalidArgument
-from smartcity.up import processes, profiles, seed
-from smartcity.up.plan import SITES, Layout, PortTaken, resolve_ports, wanted_ports
+from smartcity.up import child_config, processes, profiles, seed
+from smartcity.up.plan import SITES, Layout
+from smartcity.up.ports import PortTaken, resolve_ports, wanted_ports
 
 HOST = "127.0.0.1"
 
@@ -137,7 +138,7 @@ def test_children_keep_the_environment_but_what_their_file_sets(
     monkeypatch.setenv("SMARTCITY_LOGGING__FORMAT", "json")
     monkeypatch.setenv("SMARTCITY_CONFIG", "/etc/city.yaml")
     monkeypatch.setenv("SMARTCITY_ADMIN_PASSWORD", "secret-of-up")
-    env = processes.child_environment({"nats": {"url": "nats://127.0.0.1:1"}})
+    env = child_config.child_environment({"nats": {"url": "nats://127.0.0.1:1"}})
     assert env["SMARTCITY_LOGGING__FORMAT"] == "json"
     assert env["PYTHONUNBUFFERED"] == "1"
     for gone in (

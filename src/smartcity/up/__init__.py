@@ -1,10 +1,13 @@
 """``smartcity up``: the whole city on one machine, supervised.
 
-* :mod:`.plan`: the sites, the ports and the data folder's layout;
+* :mod:`.plan`: the sites and the data folder's layout;
+* :mod:`.ports`: the ports, checked or picked before anything starts, and the addresses;
 * :mod:`.processes`: how each process starts, with which settings, and when it is ready;
+  :mod:`.child_config`: the configuration file and environment each child gets;
 * :mod:`.profiles`: the agents' device profiles;
-* :mod:`.supervisor` and :mod:`.readiness`: children in their own process groups, restarted
-  with back-off, stopped in reverse order;
+* :mod:`.supervisor` and :mod:`.readiness`: children restarted with back-off, stopped in
+  reverse order; :mod:`.child`: one child's state and log; :mod:`.process_group`: a child
+  in a process group of its own, stopped with it;
 * :mod:`.seed`: the first run's accounts, alert rules and site records, each made in a
   short-lived process (:mod:`.seeding`);
 * :mod:`.steps`: short-lived commands run to their end (the streams, seeding, a fault);

@@ -16,7 +16,8 @@ from smartcity.runtime.nats_auth.plan import platform_principals
 from smartcity.runtime.nats_auth.render import write_authorization
 from smartcity.runtime.nats_server import NatsServerError, find_nats_server
 from smartcity.up import processes, profiles
-from smartcity.up.plan import SIM_COMMANDS, SITES, Layout, Site, resolve_ports, wanted_ports
+from smartcity.up.plan import SIM_COMMANDS, SITES, Layout, Site
+from smartcity.up.ports import Endpoints, resolve_ports, wanted_ports
 from smartcity.up.report import CityReport, Reporter
 from smartcity.up.resume import CityState
 
@@ -56,7 +57,7 @@ class Prepared:
     external: list[profiles.AgentFiles]
     """The agents of ``--profiles``."""
     nats_binary: Path
-    endpoints: processes.Endpoints
+    endpoints: Endpoints
     report: CityReport
     state: CityState
 
@@ -104,7 +105,7 @@ async def prepare(options: UpOptions, layout: Layout, reporter: Reporter) -> Pre
             with_console=with_console,
         ),
     )
-    endpoints = processes.Endpoints(options.host, ports)
+    endpoints = Endpoints(options.host, ports)
     report = CityReport(layout, endpoints, tuple(sites))
     if not with_console:
         report.skipped["console"] = "`smartcity console` is not installed"

@@ -4,29 +4,25 @@ Each process is an ordinary command (``smartcity serve monitoring``, ``smartcity
 ``smartcity sim many``, ``nats-server``, ...), so what runs under ``up`` is what runs on its
 own. A service or an agent gets its settings from a YAML file written for it in
 ``<data>/config/<name>.yaml`` (its NATS URL and credentials file, its gRPC port, its data
-folder, ``auth.mode``): the file documents the process, and it can be started by hand with
-the same ``--config``. Environment variables ``SMARTCITY_<SECTION>__<KEY>`` would override
-the file, so the ones for keys the file sets are taken out of the child's environment;
-the rest (``SMARTCITY_LOGGING__FORMAT=json``, ...) reach every process as usual.
+folder, ``auth.mode``); how that file and the child's environment are made is in
+:mod:`smartcity.up.child_config`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from smartcity.runtime.config import ENV_PREFIX
 from smartcity.runtime.nats_auth.plan import ADMIN_USER, agent_user
 from smartcity.runtime.nats_auth.render import AUTHORIZATION_FILE, credentials_path
+from smartcity.up.child import ChildSpec
+from smartcity.up.child_config import child_environment, nats_settings, write_config
 from smartcity.up.plan import Layout, Site
+from smartcity.up.ports import Endpoints
 from smartcity.up.readiness import GrpcServing, HttpOk, JetStreamServing, LogLine
-from smartcity.up.supervisor import ChildSpec
 
 __all__ = [
     "AIR_PROFILE",
@@ -36,7 +32,6 @@ __all__ = [
     "STAGE_CONSOLE",
     "STAGE_SERVICES",
     "STAGE_SOURCES",
-    "Endpoints",
     "agent_spec",
     "available_commands",
     "console_spec",
@@ -64,35 +59,6 @@ NATS_SERVER_NAME = "smartcity"
 """As ``smartcity nats`` names it (``nats.name``), so that a data folder's JetStream store
 reads the same under either."""
 
-_SECRETS = ("SMARTCITY_ADMIN_PASSWORD", "SMARTCITY_OPERATOR_PASSWORD", "SMARTCITY_PASSWORD")
-
-
-class Endpoints:
-    """Where the city listens: the resolved ports on one host."""
-
-    def __init__(self, host: str, ports: Mapping[str, int]) -> None:
-        self.host = host
-        self.ports = dict(ports)
-
-    def address(self, key: str) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.ports[key]}"
-
-    @property
-    def nats_url(self) -> str:
-        return f"nats://{self.address('nats')}"
-
-    @property
-    def console_url(self) -> str:
-        return f"http://{self.address('console')}"
-
-    @property
-    def identity_http_url(self) -> str:
-        return f"http://{self.address('identity_http')}"
-
-    def sim_port(self, site: Site) -> int:
-        return self.ports[f"sim:{site.id}"]
-
 
 def available_commands() -> set[str]:
     """Every installed ``smartcity`` command, with sub-commands as ``"sim air"``."""
@@ -113,53 +79,6 @@ def available_commands() -> set[str]:
 
 def _smartcity(*args: str) -> list[str]:
     return [sys.executable, "-m", "smartcity.cli.main", *args]
-
-
-def _flatten(document: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    keys: list[tuple[str, ...]] = []
-    for key, value in document.items():
-        if isinstance(value, Mapping):
-            keys += _flatten(value, (*prefix, key))
-        else:
-            keys.append((*prefix, key))
-    return keys
-
-
-def child_environment(settings: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """The supervisor's environment for a child whose configuration file sets ``settings``:
-    without the variables that would override them, the configuration file's name and the
-    seeded accounts' passwords; output unbuffered, so that a log shows what just happened."""
-    drop = {"SMARTCITY_CONFIG", *_SECRETS}
-    for key in _flatten(settings or {}):
-        drop.add(ENV_PREFIX + "__".join(key).upper())
-    if settings and "nats" in settings:  # credentials_file excludes user and password
-        drop.update(f"{ENV_PREFIX}NATS__{key}" for key in ("USER", "PASSWORD", "CREDENTIALS_FILE"))
-    env = {name: value for name, value in os.environ.items() if name not in drop}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("COLUMNS", "160")  # one ready line, one line in the log
-    return env
-
-
-def write_config(layout: Layout, name: str, settings: Mapping[str, Any]) -> Path:
-    path = layout.config / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(dict(settings), sort_keys=False, allow_unicode=True)
-    path.write_text(
-        f"# Settings of {name} under `smartcity up`, rewritten at every start.\n{text}",
-        encoding="utf-8",
-    )
-    return path
-
-
-def _nats(layout: Layout, endpoints: Endpoints, user: str) -> dict[str, Any]:
-    return {
-        "url": endpoints.nats_url,
-        "credentials_file": str(credentials_path(layout.nats_auth, user)),
-        "reconnect_wait_seconds": 0.5,
-    }
-
-
-# -- the processes ---------------------------------------------------------------------------
 
 
 def nats_spec(layout: Layout, endpoints: Endpoints, binary: Path) -> ChildSpec:
@@ -200,7 +119,7 @@ def streams_command(layout: Layout, endpoints: Endpoints) -> tuple[list[str], di
 def service_spec(name: str, layout: Layout, endpoints: Endpoints) -> ChildSpec:
     settings: dict[str, Any] = {
         "data_dir": str(layout.stores),
-        "nats": _nats(layout, endpoints, name),
+        "nats": nats_settings(layout, endpoints, name),
         "grpc": {"host": endpoints.host, "port": endpoints.ports[name]},
     }
     if name == "identity":
@@ -273,7 +192,7 @@ def agent_spec(
     folder = layout.agent_dir(agent_id)
     settings = {
         "data_dir": str(layout.stores),
-        "nats": _nats(layout, endpoints, agent_user(agent_id)),
+        "nats": nats_settings(layout, endpoints, agent_user(agent_id)),
         "agent": {"id": agent_id, "buffer_dir": str(folder / "buffer")},
     }
     config = write_config(layout, f"agent-{agent_id}", settings)
@@ -294,7 +213,7 @@ def console_spec(layout: Layout, endpoints: Endpoints) -> ChildSpec:
     its settings from ``SMARTCITY_CONFIG``."""
     settings = {
         "data_dir": str(layout.stores),
-        "nats": _nats(layout, endpoints, "console"),
+        "nats": nats_settings(layout, endpoints, "console"),
         "auth": {"mode": "identity"},
     }
     config = write_config(layout, "console", settings)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smartcity.runtime.nats_server import says_jetstream
-from smartcity.up.supervisor import Child
+from smartcity.up.child import Child
 
 __all__ = ["GrpcServing", "HttpOk", "JetStreamServing", "LogLine"]
 

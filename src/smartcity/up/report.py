@@ -15,11 +15,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from smartcity.runtime.nats_auth.render import credentials_path
+from smartcity.up.child import Child
 from smartcity.up.faults import FaultTarget
 from smartcity.up.plan import Layout, Site
-from smartcity.up.processes import SIM, Endpoints
+from smartcity.up.ports import Endpoints
+from smartcity.up.process_group import describe_status
+from smartcity.up.processes import SIM
 from smartcity.up.seed import Account
-from smartcity.up.supervisor import Child, ChildEvent, EventKind, describe_status
+from smartcity.up.supervisor import ChildEvent, EventKind
 
 __all__ = ["CityReport", "Reporter"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from smartcity.runtime.errors import FailedPrecondition
 from smartcity.up import seed, seeding
 from smartcity.up.plan import Layout, Site
-from smartcity.up.processes import Endpoints
+from smartcity.up.ports import Endpoints
 
 __all__ = ["CityState", "locked"]
 

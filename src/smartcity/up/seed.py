@@ -146,7 +146,7 @@ async def seed_accounts(
 
 def city_rules(sites: Sequence[Site], air_metrics: Sequence[str] = ()) -> list[Any]:
     """The alert rules (``smartcity.alerts.v1.Rule``) the simulated ``sites`` need."""
-    from smartcity.agents.sim.substation import VOLTAGE_SETPOINT_KV as BUSBAR_SETPOINT_KV
+    from smartcity.agents.sim.substation_bay import VOLTAGE_SETPOINT_KV as BUSBAR_SETPOINT_KV
     from smartcity.fields import AlertRuleTemplate, Comparison, ConditionKind, Severity
     from smartcity.plugins.electricity import PHASE_VOLTAGES, voltage_band_rules
     from smartcity.services.alerts.defaults import rule_from_template

@@ -14,10 +14,11 @@ import asyncio
 
 from smartcity.runtime.errors import InvalidArgument
 from smartcity.up import faults, processes, profiles, steps
+from smartcity.up.child import ChildSpec, Readiness
 from smartcity.up.plan import Layout, Site
 from smartcity.up.prepare import Prepared
 from smartcity.up.report import Reporter
-from smartcity.up.supervisor import ChildFailedError, ChildSpec, Readiness, Supervisor
+from smartcity.up.supervisor import ChildFailedError, Supervisor
 
 __all__ = ["StartError", "Startup"]
 

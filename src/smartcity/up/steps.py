@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from smartcity.runtime.nats_server import die_with_parent
+from smartcity.up.child import TAIL_LINES
 from smartcity.up.plan import Layout
-from smartcity.up.processes import Endpoints, streams_command
-from smartcity.up.supervisor import describe_status
+from smartcity.up.ports import Endpoints
+from smartcity.up.process_group import describe_status, spawn_in_group
+from smartcity.up.processes import streams_command
 
 __all__ = ["Finished", "StepError", "ensure_streams", "run_once"]
-
-_TAIL_LINES = 15
 
 
 @dataclass(frozen=True)
@@ -61,14 +60,7 @@ async def run_once(
             output = files.enter_context(log.open("ab"))
             output.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(argv)}\n".encode())
             output.flush()
-        process = await asyncio.create_subprocess_exec(
-            *die_with_parent(list(argv)),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-            env=dict(env),
-            process_group=0,
-        )
+        process = await spawn_in_group(argv, output, env=env, cwd=None)
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
@@ -93,7 +85,7 @@ async def ensure_streams(layout: Layout, endpoints: Endpoints, timeout: float) -
     with log.open("rb") as written:
         written.seek(offset)
         lines = written.read().decode("utf-8", errors="replace").splitlines()[1:]
-    tail = "\n".join(f"  {line}" for line in lines[-_TAIL_LINES:]) or "  (nothing)"
+    tail = "\n".join(f"  {line}" for line in lines[-TAIL_LINES:]) or "  (nothing)"
     raise StepError(
         f"the streams could not be made on NATS ({finished.describe()}); "
         f"last lines of {log}:\n{tail}"

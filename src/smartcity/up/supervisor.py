@@ -1,11 +1,9 @@
 """Children in their own processes, kept running, and stopped without leaving anything behind.
 
-Every child runs in its own process group (so a signal reaches it and whatever it forks,
-and Ctrl-C in the terminal reaches only ``smartcity up``, which then stops the children in
-order) and writes its stdout and stderr to ``<log_dir>/<name>.log``, appended across restarts
-under a header line. On Linux a child also gets SIGKILL from the kernel if the supervisor
-itself is killed outright (the same trampoline as the embedded nats-server), so not even a
-``kill -9`` of ``smartcity up`` leaves children behind.
+Every child runs in its own process group (:mod:`smartcity.up.process_group`: a signal reaches
+it and whatever it forks, and it dies with ``smartcity up``) and writes its stdout and stderr
+to ``<log_dir>/<name>.log``, appended across restarts under a header line (what the
+supervisor knows of a child, its log included, is in :mod:`smartcity.up.child`).
 
 A child is *ready* when its condition says so (:mod:`smartcity.up.readiness`). A child that
 exits while the supervisor is not stopping is reported with its exit status and the last
@@ -20,16 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import os
 import shlex
-import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from smartcity.runtime.nats_server import die_with_parent
+from smartcity.up.child import Child, ChildSpec, Readiness
+from smartcity.up.process_group import describe_status, spawn_in_group, sweep, terminate_group
 
 __all__ = [
     "Child",
@@ -41,32 +37,6 @@ __all__ = [
     "Supervisor",
     "describe_status",
 ]
-
-_TAIL_LINES = 15
-_TAIL_BYTES = 32 * 1024
-
-
-class Readiness(Protocol):
-    """A condition that says a child is ready; polled every ``interval`` seconds."""
-
-    description: str
-    interval: float
-
-    async def check(self, child: Child) -> bool: ...
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    name: str
-    """Also the log's name: ``<log_dir>/<name>.log``."""
-    argv: Sequence[str]
-    env: Mapping[str, str] | None = None
-    """The child's whole environment (``None``: the supervisor's own)."""
-    ready: Readiness | None = None
-    """``None``: ready as soon as it runs."""
-    stage: int = 0
-    """Children stop by stage, highest first; within a stage, together."""
-    cwd: Path | None = None
 
 
 class EventKind(enum.StrEnum):
@@ -96,63 +66,6 @@ class ChildFailedError(RuntimeError):
         super().__init__(f"{child.name} {reason}")
         self.child = child
         self.reason = reason
-
-
-def describe_status(status: int | None) -> str:
-    """``exit status 3`` or ``killed by SIGKILL`` for an exit status."""
-    if status is None:
-        return "still running"
-    if status < 0:
-        try:
-            return f"killed by {signal.Signals(-status).name}"
-        except ValueError:
-            return f"killed by signal {-status}"
-    return f"exit status {status}"
-
-
-@dataclass(eq=False)
-class Child:
-    """One supervised child: its spec, its current process and what happened to it."""
-
-    spec: ChildSpec
-    log: Path
-    process: asyncio.subprocess.Process | None = None
-    log_offset: int = 0
-    """Where the current run's output starts in the log."""
-    starts: int = 0
-    ready: bool = False
-    ever_ready: bool = False
-    last_status: int | None = None
-    started_at: float = 0.0
-    retired: bool = False
-    """Stopped for good by :meth:`Supervisor.retire`: not restarted."""
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def pid(self) -> int | None:
-        process = self.process
-        return process.pid if process is not None and process.returncode is None else None
-
-    def output(self) -> str:
-        """What the current run wrote to its log so far (at most the last 32 KiB)."""
-        try:
-            with self.log.open("rb") as file:
-                size = file.seek(0, os.SEEK_END)
-                file.seek(max(self.log_offset, size - _TAIL_BYTES))
-                return file.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def tail(self, lines: int = _TAIL_LINES) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
-
-    def _notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
 
 
 class Supervisor:
@@ -253,15 +166,7 @@ class Supervisor:
             log.write(f"{header}{shlex.join(spec.argv)}\n".encode())
             log.flush()
             child.log_offset = log.tell()
-            child.process = await asyncio.create_subprocess_exec(
-                *die_with_parent(list(spec.argv)),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=dict(spec.env) if spec.env is not None else None,
-                cwd=spec.cwd,
-                process_group=0,
-            )
+            child.process = await spawn_in_group(spec.argv, log, env=spec.env, cwd=spec.cwd)
         child.starts += 1
         child.ready = False
         child.last_status = None
@@ -279,11 +184,11 @@ class Supervisor:
                 status = await process.wait()
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
-                _sweep(process.pid)  # anything the child left in its group goes with it
+                sweep(process.pid)  # anything the child left in its group goes with it
             child.ready = False
             child.last_status = status if status is not None else 127
             if self._stopping or child.retired:
-                child._notify()
+                child.notify()
                 return
             ran = time.monotonic() - child.started_at
             crashes = 1 if ran >= self._stable_seconds else crashes + 1
@@ -291,7 +196,7 @@ class Supervisor:
             self._emit(
                 ChildEvent(EventKind.EXITED, child, status=child.last_status, tail=child.tail())
             )
-            child._notify()
+            child.notify()
             self._emit(ChildEvent(EventKind.RESTARTING, child, status=status, delay=delay))
             await asyncio.sleep(delay)
             if self._stopping or child.retired:
@@ -317,7 +222,7 @@ class Supervisor:
             return
         child.ready = child.ever_ready = True
         self._emit(ChildEvent(EventKind.READY, child))
-        child._notify()
+        child.notify()
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -349,41 +254,11 @@ class Supervisor:
             if task is not None:
                 task.cancel()  # waiting out a back-off: nothing runs
             if process is not None:
-                _sweep(process.pid)
+                sweep(process.pid)
             return
-        group = process.pid
-        _signal_group(group, signal.SIGTERM)
-        deadline = time.monotonic() + self._stop_timeout
-        while time.monotonic() < deadline:
-            if process.returncode is not None and not _group_alive(group):
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), 0.05)
-        else:
-            _signal_group(group, signal.SIGKILL)
-        await process.wait()
-        _sweep(group)
+        await terminate_group(process, self._stop_timeout)
         self._emit(ChildEvent(EventKind.STOPPED, child, status=process.returncode))
 
     def _emit(self, event: ChildEvent) -> None:
         if self._on_event is not None:
             self._on_event(event)
-
-
-def _signal_group(group: int, signum: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signum)
-
-
-def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _sweep(group: int) -> None:
-    """SIGKILL whatever is left in the process group of a child that has ended."""
-    if _group_alive(group):
-        _signal_group(group, signal.SIGKILL)
