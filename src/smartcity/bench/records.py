@@ -38,8 +38,9 @@ import asyncpg
 
 from smartcity.bench.postgres import temporary_schema
 from smartcity.fields import load_fields
-from smartcity.services.records.bulk import Importer, import_file
+from smartcity.services.records.bulk import import_file
 from smartcity.services.records.files import reader
+from smartcity.services.records.importer import Importer
 from smartcity.services.records.model import ImportRow
 from smartcity.services.records.schemas import TypeRegistry
 from smartcity.services.records.search import Search
