@@ -11,23 +11,21 @@ Std 1366 (SAIDI, SAIFI), counting sustained interruptions per customer served.
 
 Voltage unbalance is derived from each batch (see ``derive``): the IEC 61000-4-30 measure
 from the line voltages where a meter reads them, and the NEMA MG 1 deviation from the mean
-for the phase-to-neutral voltages every bay meter reads.
+for the phase-to-neutral voltages every bay meter reads; the arithmetic is in
+:mod:`smartcity.plugins.voltage_unbalance`.
 
 Default alert rules watch the grid frequency against Circular 05/2025/TT-BCT; voltage limits
-depend on a measuring point's nominal voltage and come from :func:`voltage_band_rules`.
+depend on a measuring point's nominal voltage and come from :func:`voltage_band_rules`. Both
+are in :mod:`smartcity.plugins.electricity_rules`, importable from here too.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 
 from smartcity.fields import (
     Aggregation,
     AlertRuleTemplate,
-    Comparison,
-    ConditionKind,
     DeviceProfileTemplate,
     Direction,
     FieldInfo,
@@ -35,21 +33,41 @@ from smartcity.fields import (
     Metric,
     MetricKind,
     Pillar,
-    Quality,
     Reading,
-    Severity,
     ValueType,
     hookimpl,
 )
 from smartcity.plugins import profiles
+from smartcity.plugins.electricity_rules import (
+    LINE_VOLTAGES,
+    PHASE_VOLTAGES,
+    frequency_rules,
+    voltage_band_rules,
+)
+from smartcity.plugins.voltage_unbalance import (
+    deviation_unbalance,
+    negative_sequence_unbalance,
+    unbalance_readings,
+)
+
+__all__ = [
+    "DEVICE_PROFILES",
+    "FIELD_ID",
+    "LINE_VOLTAGES",
+    "PHASE_VOLTAGES",
+    "YEAR",
+    "alert_rules",
+    "derive",
+    "derive_inputs",
+    "device_profiles",
+    "field_info",
+    "kpis",
+    "metrics",
+    "voltage_band_rules",
+]
 
 FIELD_ID = "electricity"
 YEAR = 365 * 24 * 3600
-PHASE_VOLTAGES = ("voltage_an", "voltage_bn", "voltage_cn")
-LINE_VOLTAGES = ("voltage_ab", "voltage_bc", "voltage_ca")
-DEAD_BUS_KV = 0.05
-"""Below this average voltage (50 V, a fifth of the lowest phase voltage the city
-distributes, 230 V) a bay is de-energised and has no unbalance to speak of."""
 
 
 @hookimpl
@@ -248,197 +266,9 @@ def kpis() -> list[Kpi]:
     ]
 
 
-# -- default alert rules -----------------------------------------------------------------
-# Frequency is one value for the whole national grid, so its limits hold for every meter:
-# 50 Hz, +-0.2 Hz in normal operation (Circular 05/2025/TT-BCT, Article 4(1), as the
-# replaced Circular 39/2015/TT-BCT, Article 4, had it). The hold time and hysteresis are
-# operating choices: a governor swing of a few seconds is not an event for the IOC.
-#
-# Voltage limits are a share of the nominal voltage of the measuring point (110, 22 or
-# 0.4 kV), which a reading does not carry; so they are no default rule. A deployment that
-# knows a point's nominal voltage instantiates voltage_band_rules() for it.
-FREQUENCY_LOW = 49.8
-FREQUENCY_HIGH = 50.2
-FREQUENCY_STANDARD = (
-    "Circular 05/2025/TT-BCT, Article 4(1): nominal frequency 50 Hz, within +-0.2 Hz in normal "
-    "operation"
-)
-VOLTAGE_TOLERANCE_PERCENT = 5.0
-VOLTAGE_STANDARD = (
-    "+-5 % of the nominal voltage at a customer's connection point in normal operation: "
-    "Circular 39/2015/TT-BCT, Article 5(2)(a); the article of Circular 05/2025/TT-BCT that "
-    "replaced it is not verified against the text (citation open). Held for more than 1 "
-    "minute, the definition of a voltage deviation in Circular 05/2025/TT-BCT, Article 3(10)"
-)
-VOLTAGE_HOLD_SECONDS = 60.0
-
-
 @hookimpl
 def alert_rules() -> list[AlertRuleTemplate]:
-    return [
-        AlertRuleTemplate(
-            name="frequency_low",
-            metric="frequency",
-            condition=ConditionKind.THRESHOLD,
-            severity=Severity.WARNING,
-            summary="Grid frequency below 49.8 Hz",
-            comparison=Comparison.LT,
-            threshold=FREQUENCY_LOW,
-            hysteresis=0.05,
-            for_seconds=10.0,
-            standard=FREQUENCY_STANDARD,
-        ),
-        AlertRuleTemplate(
-            name="frequency_high",
-            metric="frequency",
-            condition=ConditionKind.THRESHOLD,
-            severity=Severity.WARNING,
-            summary="Grid frequency above 50.2 Hz",
-            comparison=Comparison.GT,
-            threshold=FREQUENCY_HIGH,
-            hysteresis=0.05,
-            for_seconds=10.0,
-            standard=FREQUENCY_STANDARD,
-        ),
-    ]
-
-
-def voltage_band_rules(
-    nominal_kv: float, tolerance_percent: float = VOLTAGE_TOLERANCE_PERCENT
-) -> list[AlertRuleTemplate]:
-    """Rules keeping every phase and line voltage of a measuring point within
-    ``tolerance_percent`` of its nominal voltage ``nominal_kv`` (line to line, as voltage
-    levels are named: 22 for a 22 kV busbar); the phase-to-neutral limits are the line
-    ones over sqrt(3). A band other than the cited +-5 % says so in its citation."""
-    if not math.isfinite(nominal_kv) or nominal_kv <= 0:
-        raise ValueError(f"nominal voltage must be a positive number of kV, not {nominal_kv!r}")
-    if not math.isfinite(tolerance_percent) or not 0 < tolerance_percent < 100:
-        raise ValueError(f"tolerance must be between 0 and 100 %, not {tolerance_percent!r}")
-    standard = VOLTAGE_STANDARD
-    if tolerance_percent != VOLTAGE_TOLERANCE_PERCENT:
-        standard = f"a configured band of +-{tolerance_percent:g} %, not a cited limit (cited: "
-        standard += f"{VOLTAGE_STANDARD})"
-    share = tolerance_percent / 100
-    rules = []
-    for metrics, nominal in (
-        (PHASE_VOLTAGES, nominal_kv / math.sqrt(3)),
-        (LINE_VOLTAGES, nominal_kv),
-    ):
-        for metric in metrics:
-            for side, comparison, limit in (
-                ("low", Comparison.LT, nominal * (1 - share)),
-                ("high", Comparison.GT, nominal * (1 + share)),
-            ):
-                rules.append(
-                    AlertRuleTemplate(
-                        name=f"{metric}_{side}",
-                        metric=metric,
-                        condition=ConditionKind.THRESHOLD,
-                        severity=Severity.WARNING,
-                        summary=f"{metric} {side}: beyond {tolerance_percent:g} % of the "
-                        f"nominal {nominal:.4g} kV",
-                        comparison=comparison,
-                        threshold=limit,
-                        # Back half a per cent of nominal inside the band before clearing.
-                        hysteresis=nominal * 0.005,
-                        for_seconds=VOLTAGE_HOLD_SECONDS,
-                        standard=standard,
-                    )
-                )
-    return rules
-
-
-# -- derived values ----------------------------------------------------------------------
-
-
-def negative_sequence_unbalance(u_ab: float, u_bc: float, u_ca: float) -> float | None:
-    """u2 in %, the negative-sequence over the positive-sequence voltage, from the three
-    line-voltage magnitudes alone (IEC 61000-4-30, supply voltage unbalance)::
-
-        beta = (U_ab^4 + U_bc^4 + U_ca^4) / (U_ab^2 + U_bc^2 + U_ca^2)^2
-        u2   = sqrt((1 - sqrt(3 - 6 beta)) / (1 + sqrt(3 - 6 beta))) * 100 %
-
-    Line voltages carry no zero-sequence component, which is why their magnitudes are
-    enough. ``None`` when the magnitudes cannot be those of three phasors that sum to zero
-    (one longer than the other two together): a measurement fault, not an unbalance. The
-    standard takes fundamental components; meters report true RMS, which differs by the
-    harmonic content (a fraction of a per cent at usual THD).
-    """
-    squares = u_ab * u_ab + u_bc * u_bc + u_ca * u_ca
-    beta = (u_ab**4 + u_bc**4 + u_ca**4) / (squares * squares)
-    radicand = 3 - 6 * beta
-    if radicand < -1e-9:
-        return None
-    root = math.sqrt(max(radicand, 0.0))
-    return 100 * math.sqrt((1 - root) / (1 + root))
-
-
-def deviation_unbalance(v_a: float, v_b: float, v_c: float) -> float | None:
-    """The largest deviation from the mean over the mean, in %: NEMA MG 1's percent
-    unbalance (14.36), which NEMA states for line voltages and which applied to phase
-    voltages is the "phase voltage unbalance rate". Phase magnitudes hold no angles, so
-    the IEC measure cannot be had from them; this one can, and flags a lost phase as
-    plainly (100 % with one phase at zero). Always a value; the signature matches
-    :func:`negative_sequence_unbalance`."""
-    mean = (v_a + v_b + v_c) / 3
-    return 100 * max(abs(v_a - mean), abs(v_b - mean), abs(v_c - mean)) / mean
-
-
-def _aligned(
-    readings: Sequence[Reading], names: tuple[str, str, str]
-) -> Iterator[tuple[datetime, tuple[Reading, Reading, Reading]]]:
-    """Each instant of the batch at which one of ``names`` was read, with the latest
-    reading of every one of them at that instant: sample and hold within the batch, since
-    a meter reporting by exception leaves out a phase that has not moved. Instants before
-    all three have been seen in the batch are skipped."""
-    first, second, third = names
-    held: dict[str, Reading] = {}
-    instant: datetime | None = None
-    for reading in readings:
-        if reading.metric not in names:
-            continue
-        if instant is not None and reading.timestamp != instant and len(held) == 3:
-            yield instant, (held[first], held[second], held[third])
-        held[reading.metric] = reading
-        instant = reading.timestamp
-    if instant is not None and len(held) == 3:
-        yield instant, (held[first], held[second], held[third])
-
-
-def _unbalance(
-    metric: str,
-    names: tuple[str, str, str],
-    formula: Callable[[float, float, float], float | None],
-    readings: Sequence[Reading],
-) -> Iterator[Reading]:
-    bad, good = Quality.BAD, Quality.GOOD
-    for instant, inputs in _aligned(readings, names):
-        a, b, c = inputs
-        if a.quality is bad or b.quality is bad or c.quality is bad:
-            continue  # no value to compute with; the bad input is stored with its reason
-        v_1, v_2, v_3 = float(a.value), float(b.value), float(c.value)
-        if v_1 + v_2 + v_3 < 3 * DEAD_BUS_KV:
-            continue
-        value = formula(v_1, v_2, v_3)
-        if value is None:
-            yield Reading(
-                metric,
-                math.nan,
-                "%",
-                instant,
-                Quality.BAD,
-                f"{', '.join(names)} of {v_1:g}, {v_2:g}, {v_3:g} kV cannot be the magnitudes "
-                "of a three-phase system (one exceeds the sum of the others)",
-            )
-        elif a.quality is good and b.quality is good and c.quality is good:
-            yield Reading(metric, value, "%", instant)
-        else:
-            reason = "; ".join(
-                f"{reading.metric} uncertain" + (f": {reading.reason}" if reading.reason else "")
-                for reading in inputs
-                if reading.quality is not good
-            )
-            yield Reading(metric, value, "%", instant, Quality.UNCERTAIN, reason)
+    return frequency_rules()
 
 
 @hookimpl
@@ -453,9 +283,13 @@ def derive(readings: Sequence[Reading]) -> list[Reading]:
     three voltages of the kind. A bad input gives nothing at that instant, an uncertain
     one an uncertain value; a de-energised bay gives nothing."""
     derived = list(
-        _unbalance("voltage_unbalance", LINE_VOLTAGES, negative_sequence_unbalance, readings)
+        unbalance_readings(
+            "voltage_unbalance", LINE_VOLTAGES, negative_sequence_unbalance, readings
+        )
     )
-    derived += _unbalance("phase_voltage_unbalance", PHASE_VOLTAGES, deviation_unbalance, readings)
+    derived += unbalance_readings(
+        "phase_voltage_unbalance", PHASE_VOLTAGES, deviation_unbalance, readings
+    )
     return derived
 
 

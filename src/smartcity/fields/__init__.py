@@ -10,7 +10,8 @@ and registers under the ``smartcity.fields`` entry-point group. Processes call
 """
 
 from smartcity.fields.errors import DeriveError, FieldHostError, FieldLoadError, PluginError
-from smartcity.fields.manager import Field, FieldHost, PluginOrigin, load_fields
+from smartcity.fields.host import Field, FieldHost, PluginOrigin
+from smartcity.fields.manager import load_fields
 from smartcity.fields.markers import ENTRY_POINT_GROUP, hookimpl, hookspec
 from smartcity.fields.model import (
     GEO_POINT_SCHEMA,

