@@ -44,6 +44,10 @@ class DeviceStats:
         if len(self.latencies_ms) > 1024:  # a window for percentiles, bounded in memory
             del self.latencies_ms[:512]
 
+    def record_error(self, reason: str) -> None:
+        self.errors += 1
+        self.last_error = reason
+
 
 class DeviceDriver(abc.ABC):
     """One device, one driver instance."""

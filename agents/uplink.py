@@ -3,10 +3,9 @@
 Per-device order in the stream equals sequence order, whatever fails. Each round sends the
 oldest waiting batch of every device at once (devices pipeline against each other), but a
 device's next batch goes out only after its previous one was acknowledged: if batch k is
-refused, k+1 has not been sent, so the stream can never hold k+1 before k. So that a device
-keeps up over a link slower than its poll rate, the batches of its backlog that no process
-can have sent yet are merged on disk into one message (up to ``max_payload`` and
-``max_batch_readings``) before it goes out.
+refused, k+1 has not been sent, so the stream can never hold k+1 before k. What goes out for
+a device (its backlog merged into one message, a batch too large cut into parts) is
+:mod:`~smartcity.agents.uplink_backlog`'s.
 
 A batch is sent with ``Nats-Msg-Id`` set to its id; a batch whose acknowledgement was lost is
 sent again with the same id and JetStream stores it once. JetStream answering "duplicate" is
@@ -14,11 +13,6 @@ expected only for a batch this process already sent, or one an earlier run may h
 a batch created by this run and never sent, "duplicate" means an id collision: the stream
 holds other readings under that id. That is an alarm (logged, counted), and the batch is
 moved to the buffer's quarantine table, kept on disk, instead of being counted as delivered.
-
-A batch larger than the server's ``max_payload`` (a buffer filled before the agent knew the
-server, or a server configured small) is sent in parts that fit, one at a time and in order,
-each with an id derived from the batch id and the offset of its first reading; a single
-reading that cannot fit is quarantined, so that nothing blocks the uplink.
 
 All buffer I/O runs in a worker thread; a buffer error is reported through the buffer's
 :class:`~smartcity.agents.buffer.BufferHealth` and retried with back-off.
@@ -35,15 +29,10 @@ from dataclasses import dataclass
 from nats.js import api as js_api
 from nats.js.errors import NoStreamResponseError
 
-from smartcity.agents.batches import (
-    Part,
-    headers_size,
-    merged_payload,
-    sent_time_suffix,
-    split_batch,
-)
+from smartcity.agents.batches import Part, sent_time_suffix
 from smartcity.agents.buffer import BufferHealth, DiskBuffer, Entry
 from smartcity.agents.resilience import Backoff
+from smartcity.agents.uplink_backlog import Backlog
 from smartcity.runtime.bus import Bus
 from smartcity.runtime.cancellation import raise_if_cancelled
 
@@ -51,7 +40,6 @@ log = logging.getLogger(__name__)
 
 _READ = "reading batches to send"
 _REMOVE = "removing acknowledged batches"
-_MERGE = "merging a backlog"
 
 
 @dataclass
@@ -85,18 +73,14 @@ class Uplink:
         self.health = health
         self.window = window
         self.ack_timeout = ack_timeout
-        self.max_readings = max_readings
-        """Readings a message merged from a backlog may hold (``max_batch_readings``)."""
         self.stats = UplinkStats()
-        self.max_payload = 1024 * 1024
-        """The server's limit, read from the connection before each round."""
+        self.backlog = Backlog(buffer, health, self.stats, max_readings=max_readings)
+        """What goes out next for each device (merged backlogs, parts of large batches)."""
         self._wake = wake
         self._sent: dict[int, set[str]] = {}
         """Per buffered batch, the message ids this process has sent for it."""
         self._acked: set[str] = set()
         """Message ids acknowledged whose batch is still in the buffer."""
-        self._parts: dict[int, tuple[list[Part], int]] = {}
-        """Split batches: their parts and how many are acknowledged."""
         self._collided: dict[int, str] = {}
         """Batches found colliding whose move to the quarantine has yet to succeed."""
         self._no_stream_reported = False
@@ -129,7 +113,7 @@ class Uplink:
     async def round(self, bus: Bus, ack_timeout: float | None = None) -> bool | None:
         """Send the oldest batch (or next part) of each device once. None: nothing waits;
         True: everything sent was acknowledged; False: something is left for a retry."""
-        self.max_payload = bus.nc.max_payload
+        self.backlog.max_payload = bus.nc.max_payload
         suffix = sent_time_suffix(time.time())
         try:
             entries = await asyncio.to_thread(self.buffer.peek, self.window)
@@ -144,8 +128,11 @@ class Uplink:
             queues.setdefault(entry.subject, []).append(entry)
         sends: list[tuple[Entry, Part]] = []
         # one batch per device: none overtakes an earlier one of its device
-        for entry in await self._coalesce(list(queues.values()), suffix):
-            part = await self._next_part(entry, suffix)
+        for entry in await self.backlog.coalesce(list(queues.values()), suffix, self._sent_here):
+            if entry.id in self._collided:  # never sent again; moved out as soon as that works
+                await self._quarantine(entry)
+                continue
+            part = await self.backlog.next_part(entry, suffix)
             if part is not None:
                 sends.append((entry, part))
         if not sends:  # quarantined, or failing to be: pause before the next look
@@ -197,7 +184,7 @@ class Uplink:
             if part.msg_id not in self._acked:  # counted once, even if sent again
                 self._acked.add(part.msg_id)
                 self.stats.readings_sent += part.readings
-            if self._part_done(entry):
+            if self.backlog.part_done(entry):
                 done.append(entry)
         await self._forget(done)
         self._report(bus, failed, len(sends), error, no_stream)
@@ -215,106 +202,20 @@ class Uplink:
                 await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         return self.buffer.stats().batches == 0
 
-    # -- parts, removal, collisions ----------------------------------------------------------
+    @property
+    def max_readings(self) -> int:
+        """Readings a message merged from a backlog may hold (``max_batch_readings``)."""
+        return self.backlog.max_readings
 
-    def _limit(self, entry: Entry, suffix: bytes) -> int:
-        """Bytes of payload ``entry`` may have to fit the server's ``max_payload``."""
-        headers = {**entry.headers, js_api.Header.MSG_ID.value: entry.msg_id + "+" * 12}
-        return self.max_payload - len(suffix) - headers_size(headers)
+    @property
+    def max_payload(self) -> int:
+        """The server's limit, read from the connection before each round."""
+        return self.backlog.max_payload
 
-    async def _coalesce(self, queues: list[list[Entry]], suffix: bytes) -> list[Entry]:
-        """The next batch of each device, its backlog merged into as few messages as fit: its
-        oldest batches that no process can have sent yet (created by this run, never sent by
-        it) become one, in the place and with the id of the first, on disk and in one
-        transaction for all devices, before anything goes out; so an id always names the
-        same readings. Without this a device's batches, sent one at a time, could not keep
-        up over a slow link."""
-        heads = [queue[0] for queue in queues]
-        merges: list[tuple[int, list[Entry], bytes, int]] = []
-        for index, queue in enumerate(queues):
-            run = self._mergeable(queue, self._limit(queue[0], suffix))
-            try:
-                payload = merged_payload(run) if len(run) > 1 else None
-            except Exception:  # a stored batch that does not decode: sent on its own
-                payload = None
-            if payload is not None:
-                merges.append((index, run, payload, sum(entry.readings for entry in run)))
-        if not merges:
-            return heads
-        try:
-            merged = await asyncio.to_thread(
-                self.buffer.merge, [(run, payload, count) for _, run, payload, count in merges]
-            )
-        except Exception as exc:  # send them one by one, then
-            self.health.failed(_MERGE, exc)
-            return heads
-        self.health.recovered(_MERGE)
-        stale: set[int] = set()
-        for (index, *_), entry in zip(merges, merged, strict=True):
-            if entry is None:  # changed on disk since it was read: looked at next round
-                stale.add(index)
-            else:
-                heads[index] = entry
-        return [head for index, head in enumerate(heads) if index not in stale]
+    # -- removal, collisions -------------------------------------------------------------------
 
-    def _mergeable(self, queue: list[Entry], limit: int) -> list[Entry]:
-        run: list[Entry] = []
-        size = readings = 0
-        for entry in queue:
-            if (
-                entry.id <= self.buffer.opened_after
-                or entry.id in self._sent
-                or entry.id in self._parts
-                or entry.id in self._collided
-                or size + len(entry.payload) + 64 > limit
-                or readings + entry.readings > self.max_readings
-            ):
-                break
-            run.append(entry)
-            size += len(entry.payload)
-            readings += entry.readings
-        return run
-
-    async def _next_part(self, entry: Entry, suffix: bytes) -> Part | None:
-        if entry.id in self._collided:
-            await self._quarantine(entry)
-            return None
-        known = self._parts.get(entry.id)
-        if known is not None:
-            return known[0][known[1]]
-        limit = self._limit(entry, suffix)
-        if len(entry.payload) <= limit:
-            return Part(entry.msg_id, entry.payload, entry.readings)
-        try:
-            parts = split_batch(entry, limit)
-        except Exception as exc:  # a reading too big to ever send, or a corrupt payload
-            reason = f"cannot be sent within max_payload {self.max_payload}: {exc}"
-            log.error("uplink: batch %s %s; moved to the buffer's quarantine", entry.msg_id, reason)
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.buffer.quarantine, entry, reason)
-            return None
-        log.info(
-            "uplink: batch %s (%d bytes) exceeds the server's max_payload of %d; sending it in "
-            "%d parts",
-            entry.msg_id,
-            len(entry.payload),
-            self.max_payload,
-            len(parts),
-        )
-        self.stats.batches_split += 1
-        self._parts[entry.id] = (parts, 0)
-        return parts[0]
-
-    def _part_done(self, entry: Entry) -> bool:
-        """Count one more acknowledged part; True when the whole batch is delivered."""
-        known = self._parts.get(entry.id)
-        if known is None:
-            return True
-        parts, acked = known
-        if acked + 1 < len(parts):
-            self._parts[entry.id] = (parts, acked + 1)
-            return False
-        return True
+    def _sent_here(self, batch_id: int) -> bool:
+        return batch_id in self._sent or batch_id in self._collided
 
     async def _forget(self, done: list[Entry]) -> None:
         if not done:
@@ -327,7 +228,7 @@ class Uplink:
         self.health.recovered(_REMOVE)
         for entry in done:
             self._acked.difference_update(self._sent.pop(entry.id, ()))
-            self._parts.pop(entry.id, None)
+            self.backlog.forget(entry.id)
         self.stats.batches_sent += len(done)
 
     async def _same_as_stored(self, bus: Bus, ack: js_api.PubAck, part: Part) -> bool:
@@ -364,7 +265,7 @@ class Uplink:
         self.health.recovered(_REMOVE)
         del self._collided[entry.id]
         self._acked.difference_update(self._sent.pop(entry.id, ()))
-        self._parts.pop(entry.id, None)
+        self.backlog.forget(entry.id)
 
     # -- reporting ---------------------------------------------------------------------------
 

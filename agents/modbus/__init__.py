@@ -1,1 +1,1 @@
-"""Modbus TCP/RTU: the read planner, the register codec and the async driver."""
+"""Modbus TCP/RTU: the read planner, the register codec, the async driver and its transport."""

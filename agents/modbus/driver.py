@@ -2,9 +2,10 @@
 
 Each poll cycle takes the points that are due (poll class or per-point interval), reads them
 with the planner's merged requests one after the other (a Modbus device, above all on a
-serial line, serves one request at a time) and decodes each answer with the codec's
-:class:`~smartcity.agents.modbus.codec.BlockDecoder`, compiled once per planned request and
-kept with the plan: byte and word order are applied there, never here.
+serial line, serves one request at a time) and decodes each answer with the planned request's
+:class:`~smartcity.agents.modbus.blocks.Block`, compiled once and kept with the plan.
+Requests go out through the device's :class:`~smartcity.agents.modbus.transport.Transport`,
+which shares the line with the other devices on it and owns retries and reconnection.
 
 Faults never raise out of the driver; they become readings with ``BAD`` quality and a reason:
 
@@ -22,12 +23,6 @@ Faults never raise out of the driver; they become readings with ``BAD`` quality 
   reconnects from scratch, and a device that answers is read normally again. Nothing needs
   restarting.
 
-Devices on one serial port or behind one TCP endpoint (a gateway, different unit ids) share
-one connection and take turns request by request (:mod:`~smartcity.agents.modbus.lines`).
-pymodbus' own retry and reconnect loops are switched off (``retries=0``,
-``reconnect_delay=0``): this driver owns the policy. After a failed request on a TCP
-connection that no other device uses, the connection is opened afresh on the next request.
-
 Report by exception: a point with a ``deadband`` is published when its value moved by more
 than the deadband since it was last published, when its quality changed, and otherwise at
 least every ``keepalive`` seconds (default six slow intervals, one minute with the default
@@ -38,120 +33,26 @@ deadband are published on every read.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import structlog
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.pdu import ModbusPDU
+from pymodbus.exceptions import ModbusException
 
 from smartcity.agents.driver import DeviceDriver, ReadingSink, WriteRefusedError
-from smartcity.agents.modbus.codec import BlockDecoder, EncodeError, encode
-from smartcity.agents.modbus.lines import Client, Line, LineConflictError, attach, detach
+from smartcity.agents.modbus.blocks import Block, block_of, split_index
+from smartcity.agents.modbus.codec import EncodeError, encode
 from smartcity.agents.modbus.planner import ReadRequest, plan_reads
 from smartcity.agents.modbus.refusals import REMERGE_AFTER, Refusals
-from smartcity.agents.profile import DataType, Function, ModbusDevice, ModbusPoint, PointBase
+from smartcity.agents.modbus.transport import NoAnswerError, Transport, exception_reason
+from smartcity.agents.profile import Function, ModbusDevice, ModbusPoint, PointBase
 from smartcity.agents.reading import Quality, Reading, Value
 from smartcity.agents.resilience import Backoff, BreakerState, CircuitBreaker
 
 log = structlog.stdlib.get_logger(__name__)
-_new_tuple = tuple.__new__
 
-# pymodbus logs every timeout at ERROR with a dump of recent frames; the driver already turns
-# each failure into BAD readings with the reason and logs state changes once, so the
-# library's own messages are kept for real failures of the library.
-logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target device failed to respond",
-}
-_BUSY = (5, 6)
-"""Exception codes that mean "ask again later": retried like a timeout."""
 KEEPALIVE_SLOW_INTERVALS = 6
-
-
-def _honour_cancellation() -> None:
-    """Raise if this task was cancelled while a pymodbus call was completing.
-
-    pymodbus waits for answers with :func:`asyncio.wait_for`, which on Python 3.11 returns
-    the result instead of raising when the cancellation arrives in the same loop iteration as
-    the answer. At thousands of requests per second that is most cancellations, and a driver
-    that cannot be stopped hangs the agent's shutdown. The task still counts the request
-    (:meth:`asyncio.Task.cancelling`), so it is honoured here, after every pymodbus await.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-def exception_reason(code: int) -> str:
-    return f"modbus exception {code}: {EXCEPTION_NAMES.get(code, 'unknown exception code')}"
-
-
-class _NoAnswerError(Exception):
-    """The device could not be reached: no connection or no answer (after retries)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _Block:
-    """A planned read, compiled once and reused every cycle: the request, its decoder
-    (:class:`~smartcity.agents.modbus.codec.BlockDecoder`) and what turns the decoded values
-    into readings."""
-
-    def __init__(self, request: ReadRequest) -> None:
-        self.request = request
-        self.function = request.function
-        self.address = request.address
-        self.count = request.count
-        self.points = request.points
-        self.metrics = tuple(point.name for point in request.points)
-        self.units = tuple(point.unit for point in request.points)
-        self.floats = tuple(
-            point.type in (DataType.FLOAT32, DataType.FLOAT64)
-            or point.scale != 1
-            or point.offset != 0
-            for point in request.points
-        )
-        self.any_float = any(self.floats)
-        # Engineering values of the request's points, in ``self.points`` order.
-        self.values = BlockDecoder(request).values
-
-    def readings(
-        self, answer: Sequence[int] | Sequence[bool], now: float, raw: bytes | None = None
-    ) -> list[Reading]:
-        values = self.values(answer, raw)
-        good, bad = Quality.GOOD, Quality.BAD
-        if not self.any_float or math.isfinite(sum(values)):
-            # Nothing to judge (a sum is finite only if every term is): the fast path.
-            return [
-                _new_tuple(Reading, (metric, value, unit, good, "", None, now, None))
-                for metric, unit, value in zip(self.metrics, self.units, values, strict=True)
-            ]
-        readings = []
-        isfinite = math.isfinite
-        for metric, unit, value, is_float in zip(
-            self.metrics, self.units, values, self.floats, strict=True
-        ):
-            if is_float and not isfinite(value):
-                readings.append(
-                    Reading(metric, None, unit, bad, f"not a finite number ({value})", None, now)
-                )
-            else:
-                readings.append(Reading(metric, value, unit, good, "", None, now))
-        return readings
 
 
 class _Schedule:
@@ -195,7 +96,6 @@ class ModbusDriver(DeviceDriver):
         remerge_after: float = REMERGE_AFTER,
     ) -> None:
         super().__init__(profile)
-        self.endpoint = profile.connection
         self.breaker = breaker or CircuitBreaker(
             backoff=Backoff(initial=max(0.5, profile.poll_interval), maximum=30.0)
         )
@@ -204,15 +104,12 @@ class ModbusDriver(DeviceDriver):
         self.refusals = Refusals(clock=clock, remerge_after=remerge_after)
         """Where merged reads of this device must stop, learnt from its refusals."""
         self._points = {point.name: point for point in profile.points}
-        self._plans: dict[tuple[int, ...], list[_Block]] = {}
+        self._plans: dict[tuple[int, ...], list[Block]] = {}
         self._schedule: _Schedule | None = None
         self._reported: dict[str, tuple[Value | None, Quality, float]] = {}
         self._deadbands = {p.name: p.deadband for p in profile.points if p.deadband is not None}
-        self._line: Line | None = None
-        if self.endpoint.scheme == "tcp":
-            self.where = f"{self.endpoint.host}:{self.endpoint.port}"
-        else:
-            self.where = self.endpoint.device
+        self._link = Transport(profile, self.stats)
+        self.endpoint, self.where = self._link.endpoint, self._link.where
 
     # -- public contract -------------------------------------------------------------------
 
@@ -244,8 +141,8 @@ class ModbusDriver(DeviceDriver):
         raw: dict[str, list[int] | list[bool]] = {}
         for block in self._plan(self.profile.points):
             try:
-                response = await self._request(block, 1 + self.profile.retries)
-            except _NoAnswerError as exc:
+                response = await self._link.request(block, 1 + self.profile.retries)
+            except NoAnswerError as exc:
                 raise ConnectionError(exc.reason) from None
             if response.isError():
                 continue
@@ -272,27 +169,12 @@ class ModbusDriver(DeviceDriver):
             except EncodeError as exc:
                 raise WriteRefusedError(str(exc)) from None
         try:
-            async with self._guard():
-                await self._connect()
-                client = self._require_client()
-                unit = self.profile.unit_id
-                if point.function is Function.COIL:
-                    response = await client.write_coil(point.address, bool(value), device_id=unit)
-                elif len(registers) == 1:
-                    response = await client.write_register(
-                        point.address, registers[0], device_id=unit
-                    )
-                else:
-                    response = await client.write_registers(
-                        point.address, registers, device_id=unit
-                    )
-                _honour_cancellation()
-                self.stats.requests += 1
-        except _NoAnswerError as exc:
+            response = await self._link.write(point, value, registers)
+        except NoAnswerError as exc:
             raise WriteRefusedError(f"{point.name}: {exc.reason}") from None
         except ModbusException as exc:
-            reason = self._explain(exc)
-            await self._reset()
+            reason = self._link.explain(exc)
+            await self._link.reset()
             raise WriteRefusedError(
                 f"{point.name}: {reason}; the write may or may not have taken effect"
             ) from None
@@ -301,7 +183,7 @@ class ModbusDriver(DeviceDriver):
             raise WriteRefusedError(f"{point.name}: device refused the write: {reason}")
         log.info("modbus write", device=self.profile.device, point=point.name, value=value)
         request = ReadRequest(point.function, point.address, point.width, (point,))
-        readings, _ = await self._read([_Block(request)], attempts=1 + self.profile.retries)
+        readings, _ = await self._read([Block(request)], attempts=1 + self.profile.retries)
         (reading,) = readings
         if reading.quality is not Quality.GOOD or reading.value is None:
             raise WriteRefusedError(
@@ -310,17 +192,7 @@ class ModbusDriver(DeviceDriver):
         return reading.value
 
     async def close(self) -> None:
-        line, self._line = self._line, None
-        self.stats.connected = False
-        if line is not None:
-            detach(line, self)
-
-    async def _reset(self) -> None:
-        """After a failed request: a TCP connection of this device alone is opened afresh
-        on the next request. A shared one stays (pymodbus drops a late answer by its
-        transaction id), and so does a serial port (there is nothing to reopen)."""
-        if self.endpoint.scheme == "tcp" and not (self._line is not None and self._line.shared):
-            await self.close()
+        await self._link.close()
 
     # -- one poll cycle --------------------------------------------------------------------
 
@@ -338,7 +210,7 @@ class ModbusDriver(DeviceDriver):
             return self.bad_readings((p for block in blocks for p in block.points), reason)
         probing = self.breaker.state is BreakerState.HALF_OPEN
         if probing:
-            await self._reset()  # a fresh connection, unless others are using it
+            await self._link.reset()  # a fresh connection, unless others are using it
         readings, failure = await self._read(
             blocks, attempts=1 if probing else 1 + self.profile.retries
         )
@@ -356,7 +228,7 @@ class ModbusDriver(DeviceDriver):
                 )
         return readings
 
-    def _plan(self, points: Iterable[ModbusPoint]) -> list[_Block]:
+    def _plan(self, points: Iterable[ModbusPoint]) -> list[Block]:
         requests = plan_reads(
             points,
             max_gap=self.profile.max_gap,
@@ -364,10 +236,10 @@ class ModbusDriver(DeviceDriver):
             max_bits=self.profile.max_bits,
             cuts=self.refusals.in_force,
         )
-        return [_Block(request) for request in requests]
+        return [Block(request) for request in requests]
 
     async def _read(
-        self, blocks: Sequence[_Block], *, attempts: int
+        self, blocks: Sequence[Block], *, attempts: int
     ) -> tuple[list[Reading], str | None]:
         """Read ``blocks`` in order; on the first unreachable failure the rest are reported
         BAD with the same reason without being sent. Returns the readings and that reason."""
@@ -375,24 +247,24 @@ class ModbusDriver(DeviceDriver):
         for index, block in enumerate(blocks):
             try:
                 readings += await self._read_block(block, attempts)
-            except _NoAnswerError as exc:
+            except NoAnswerError as exc:
                 rest = [point for later in blocks[index:] for point in later.points]
                 readings += self.bad_readings(rest, exc.reason)
                 return readings, exc.reason
         return readings, None
 
-    async def _read_block(self, block: _Block, attempts: int) -> list[Reading]:
+    async def _read_block(self, block: Block, attempts: int) -> list[Reading]:
         readings, _ = await self._read_part(block, attempts)
         return readings
 
-    async def _read_part(self, block: _Block, attempts: int) -> tuple[list[Reading], bool]:
+    async def _read_part(self, block: Block, attempts: int) -> tuple[list[Reading], bool]:
         """The block's readings, and whether the device answered the read as a whole."""
-        response = await self._request(block, attempts)
+        response = await self._link.request(block, attempts)
         if not response.isError():
             answer = response.bits if block.function.is_bits else response.registers
             if len(answer) < block.count:
                 reason = f"short answer: {len(answer)} of {block.count} values"
-                self._error(reason)
+                self.stats.record_error(reason)
                 return self.bad_readings(block.points, reason), False
             raw = getattr(response, "raw", None)  # kept by the agent's own responses
             return block.readings(answer, time.time(), raw), True
@@ -400,10 +272,10 @@ class ModbusDriver(DeviceDriver):
         if code == 2:
             return await self._bisect(block, attempts), False
         reason = exception_reason(code)
-        self._error(reason)
+        self.stats.record_error(reason)
         return self.bad_readings(block.points, reason), False
 
-    async def _bisect(self, block: _Block, attempts: int) -> list[Reading]:
+    async def _bisect(self, block: Block, attempts: int) -> list[Reading]:
         """Exception 2: find what in the block the device refuses, and cut only that out.
 
         The block is split at its widest unmapped gap (the usual suspect), or in the middle,
@@ -414,15 +286,15 @@ class ModbusDriver(DeviceDriver):
         """
         function = block.function
         points = sorted(block.points, key=lambda p: p.address)
-        at = _split_index(points)
+        at = split_index(points)
         if at is None:  # one point, or bits of one status register
             self._cut(function, block.address, block.address + block.count)
             reason = exception_reason(2)
-            self._error(reason)
+            self.stats.record_error(reason)
             return self.bad_readings(block.points, reason)
         left, right = points[:at], points[at:]
-        left_readings, left_whole = await self._read_part(_block_of(function, left), attempts)
-        right_readings, right_whole = await self._read_part(_block_of(function, right), attempts)
+        left_readings, left_whole = await self._read_part(block_of(function, left), attempts)
+        right_readings, right_whole = await self._read_part(block_of(function, right), attempts)
         left_end = max(p.address + p.width for p in left)
         if (left_whole and right_whole) or right[0].address > left_end:
             self._cut(function, right[0].address)
@@ -439,96 +311,6 @@ class ModbusDriver(DeviceDriver):
                 cuts=learnt,
                 retry_merging_in=round(self.refusals.remerge_after, 1),
             )
-
-    async def _request(self, block: _Block, attempts: int) -> ModbusPDU:
-        reason = ""
-        for attempt in range(attempts):
-            try:
-                async with self._guard():
-                    await self._connect()
-                    started = time.perf_counter()
-                    self.stats.requests += 1
-                    response = await self._send(block)
-                    _honour_cancellation()
-                    self.stats.record_latency((time.perf_counter() - started) * 1000)
-            except _NoAnswerError as exc:
-                reason = exc.reason
-            except ModbusException as exc:
-                reason = self._explain(exc)
-                await self._reset()
-            else:
-                if not (
-                    response.isError()
-                    and response.exception_code in _BUSY
-                    and attempt + 1 < attempts
-                ):
-                    return response
-                reason = exception_reason(response.exception_code)
-            self._error(reason)
-        raise _NoAnswerError(reason)
-
-    def _send(self, block: _Block) -> Awaitable[ModbusPDU]:
-        client = self._require_client()
-        unit = self.profile.unit_id
-        function = block.function
-        if function is Function.HOLDING:
-            return client.read_holding_registers(block.address, count=block.count, device_id=unit)
-        if function is Function.INPUT:
-            return client.read_input_registers(block.address, count=block.count, device_id=unit)
-        if function is Function.COIL:
-            return client.read_coils(block.address, count=block.count, device_id=unit)
-        return client.read_discrete_inputs(block.address, count=block.count, device_id=unit)
-
-    # -- connection --------------------------------------------------------------------------
-
-    def _guard(self) -> asyncio.Lock:
-        """The lock a request holds: its line's, shared with the other devices on it."""
-        if self._line is None:
-            try:
-                self._line = attach(
-                    self.endpoint,
-                    self,
-                    timeout=self.profile.timeout,
-                    name=f"{self.profile.site}/{self.profile.device}",
-                )
-            except LineConflictError as exc:
-                raise _NoAnswerError(str(exc)) from None
-        return self._line.lock
-
-    async def _connect(self) -> None:
-        client = self._require_client()
-        if client.connected:
-            return
-        started = time.monotonic()
-        connected = await client.connect()
-        _honour_cancellation()
-        if connected:
-            self.stats.connected = True
-            return
-        await self.close()
-        if self.endpoint.scheme == "rtu":
-            raise _NoAnswerError(f"cannot open serial port {self.where}")
-        if time.monotonic() - started >= self.profile.timeout * 0.9:
-            raise _NoAnswerError(
-                f"cannot connect to {self.where}: no answer within {self.profile.timeout} s"
-            )
-        raise _NoAnswerError(f"cannot connect to {self.where}: connection refused or unreachable")
-
-    def _require_client(self) -> Client:
-        if self._line is None:
-            raise _NoAnswerError(f"not connected to {self.where}")
-        return self._line.client
-
-    def _explain(self, exc: ModbusException) -> str:
-        if isinstance(exc, ModbusIOException) and "No response" in str(exc):
-            return f"timeout after {self.profile.timeout} s"
-        if isinstance(exc, ConnectionException):
-            return f"connection to {self.where} lost"
-        return f"bad answer: {exc}"
-
-    def _error(self, reason: str) -> None:
-        self.stats.errors += 1
-        self.stats.last_error = reason
 
     # -- report by exception ---------------------------------------------------------------
 
@@ -554,25 +336,3 @@ class ModbusDriver(DeviceDriver):
             reported[reading.metric] = (reading.value, reading.quality, reading.read_time)
             kept.append(reading)
         return kept
-
-
-def _split_index(points: Sequence[ModbusPoint]) -> int | None:
-    """Where to split address-sorted ``points`` in two: at the widest gap between them, or
-    as near the middle as points sharing a register allow; None if they cannot be split."""
-    best: int | None = None
-    best_key = (0, 0)
-    end = points[0].address + points[0].width
-    for index in range(1, len(points)):
-        point = points[index]
-        if point.address >= end:
-            key = (point.address - end, -abs(2 * index - len(points)))
-            if best is None or key > best_key:
-                best, best_key = index, key
-        end = max(end, point.address + point.width)
-    return best
-
-
-def _block_of(function: Function, points: Sequence[ModbusPoint]) -> _Block:
-    start = points[0].address
-    end = max(p.address + p.width for p in points)
-    return _Block(ReadRequest(function, start, end - start, tuple(points)))

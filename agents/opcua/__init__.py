@@ -1,1 +1,2 @@
-"""OPC-UA: the subscribe/poll driver, status-code mapping and application certificates."""
+"""OPC-UA: the subscribe/poll driver, its session, nodes and subscription, status-code mapping,
+server trust and application certificates."""

@@ -197,8 +197,8 @@ async def test_the_last_device_to_leave_closes_the_shared_connection(first: int)
         drivers = [ModbusDriver(quick(sim.profile_for(unit))) for unit in sim.units]
         for driver in drivers:
             assert good_values(await driver.read_once())
-        client = drivers[0]._require_client()
-        assert drivers[1]._require_client() is client
+        client = drivers[0]._link.require_client()
+        assert drivers[1]._link.require_client() is client
         await drivers[first].close()
         assert client.connected
         assert good_values(await drivers[1 - first].read_once())

@@ -21,7 +21,8 @@ from modbus_fixtures import (
 from support import Collector, running
 
 from smartcity.agents.driver import WriteRefusedError, driver_for
-from smartcity.agents.modbus.driver import ModbusDriver, _Block
+from smartcity.agents.modbus.blocks import Block
+from smartcity.agents.modbus.driver import ModbusDriver
 from smartcity.agents.modbus.planner import ReadRequest, plan_reads
 from smartcity.agents.profile import Function, ModbusDevice, ModbusPoint
 from smartcity.agents.reading import Quality
@@ -53,7 +54,7 @@ def point(profile: ModbusDevice, name: str) -> ModbusPoint:
 
 def test_non_finite_floats_are_bad_not_published_as_values() -> None:
     p = ModbusPoint(name="u", address=0, type="float32", order="CDAB")
-    block = _Block(ReadRequest(Function.HOLDING, 0, 2, (p,)))
+    block = Block(ReadRequest(Function.HOLDING, 0, 2, (p,)))
     low, high = struct.unpack(">HH", struct.pack(">f", math.nan))
     (reading,) = block.readings([high, low], time.time())  # CDAB: low word first
     assert reading.quality is Quality.BAD
