@@ -6,11 +6,9 @@ only writer of them. ``generate`` rewrites the whole tree (and removes what a de
 left behind); ``check`` fails, naming each file, when the committed code does not say what the
 .proto files say.
 
-``check`` compares meaning, not bytes, so that a developer with another grpcio-tools release
-gets no false alarm from version stamps in headers: a ``_pb2.py`` is compared by the
-FileDescriptorProto it embeds, a ``.pyi`` by its classes, fields and constructor arguments, a
-``_pb2_grpc.py`` by its classes, methods, method paths and (de)serializers. A file identical to
-the fresh output is accepted without looking further.
+``check`` compares meaning, not bytes (``protos_compare.py``, beside this file, says how), so
+that another grpcio-tools release gives no false alarm; a file identical to the fresh output
+is accepted without looking further.
 
 The functions are importable (the tests load this file by path); ``main`` is the command line.
 """
@@ -18,8 +16,6 @@ The functions are importable (the tests load this file by path); ``main`` is the
 from __future__ import annotations
 
 import argparse
-import ast
-import difflib
 import subprocess
 import sys
 import tempfile
@@ -29,24 +25,26 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from google.protobuf import descriptor_pb2, text_format
+from google.protobuf import descriptor_pb2
+
+# The comparison sits beside this file; the tests load this file by path, without its folder
+# on sys.path, so it puts the folder there itself.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from protos_compare import GENERATED_SUFFIXES, GRPC, PB2, difference, embedded_descriptor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PROTO_DIR = ROOT / "proto"
 DEFAULT_OUT_DIR = ROOT / "src"
 
-PB2 = "_pb2.py"
-PYI = "_pb2.pyi"
-GRPC = "_pb2_grpc.py"
-GENERATED_SUFFIXES = (PB2, PYI, GRPC)
 INIT = "__init__.py"
 
 # Exit codes of the command line.
 EXIT_OK = 0
 EXIT_STALE = 1
 EXIT_ERROR = 2
-
-_DIFF_LINES = 40
 
 
 class ProtosError(Exception):
@@ -200,111 +198,15 @@ def check(proto_dir: Path = DEFAULT_PROTO_DIR, out_dir: Path = DEFAULT_OUT_DIR) 
         actual = target.read_bytes()
         if actual == content:
             continue
-        difference = _difference(rel.name, actual.decode(errors="replace"), content.decode())
-        if difference is not None:
-            problems.append(Problem(target, "stale", difference))
+        reason = difference(rel.name, actual.decode(errors="replace"), content.decode())
+        if reason is not None:
+            problems.append(Problem(target, "stale", reason))
     for rel in sorted(_generated_files(out_dir, expected)):
         if rel not in expected:
             problems.append(
                 Problem(out_dir / rel, "extra", "no .proto file generates it; run generate")
             )
     return problems
-
-
-def embedded_descriptor(source: str) -> descriptor_pb2.FileDescriptorProto:
-    """The FileDescriptorProto a generated ``_pb2.py`` registers, read without importing it."""
-    for node in ast.walk(ast.parse(source)):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "AddSerializedFile"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, bytes)
-        ):
-            return descriptor_pb2.FileDescriptorProto.FromString(node.args[0].value)
-    raise ValueError("no AddSerializedFile(b'...') call: not a protoc-generated _pb2 module")
-
-
-def _difference(name: str, actual: str, expected: str) -> str | None:
-    """Why ``actual`` does not mean what ``expected`` means, or None when it does."""
-    try:
-        if name.endswith(PB2):
-            return _text_difference(_descriptor_text(actual), _descriptor_text(expected))
-        if name.endswith(PYI):
-            return _text_difference(_pyi_outline(actual), _pyi_outline(expected))
-        if name.endswith(GRPC):
-            return _text_difference(_grpc_outline(actual), _grpc_outline(expected))
-    except (SyntaxError, ValueError) as exc:
-        return f"not readable as generated code ({exc})"
-    return "content differs"
-
-
-def _descriptor_text(source: str) -> str:
-    descriptor = embedded_descriptor(source)
-    descriptor.ClearField("source_code_info")
-    _clear_json_names(descriptor.message_type)
-    return text_format.MessageToString(descriptor)
-
-
-def _clear_json_names(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
-    for message in messages:
-        for item in message.field:
-            item.ClearField("json_name")
-        _clear_json_names(message.nested_type)
-
-
-def _pyi_outline(source: str) -> str:
-    """Classes with their annotated names and constructor arguments, one per line."""
-    lines: list[str] = []
-
-    def visit(body: list[ast.stmt], prefix: str) -> None:
-        for node in body:
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                lines.append(f"{prefix}{node.target.id}: {ast.unparse(node.annotation)}")
-            elif isinstance(node, ast.FunctionDef):
-                arguments = [a.arg for a in node.args.args + node.args.kwonlyargs]
-                lines.append(f"{prefix}{node.name}({', '.join(arguments)})")
-            elif isinstance(node, ast.ClassDef):
-                lines.append(f"class {prefix}{node.name}")
-                visit(node.body, f"{prefix}{node.name}.")
-
-    visit(ast.parse(source).body, "")
-    return "\n".join(lines)
-
-
-def _grpc_outline(source: str) -> str:
-    """Classes and functions, method paths and (de)serializers, one per line."""
-    outline: list[str] = []
-    details: set[str] = set()
-    tree = ast.parse(source)
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef):
-            methods = [n.name for n in node.body if isinstance(n, ast.FunctionDef)]
-            outline.append(f"class {node.name}: {', '.join(methods)}")
-        elif isinstance(node, ast.FunctionDef):
-            outline.append(f"def {node.name}")
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if node.value.startswith("/") and node.value.count("/") == 2:
-                details.add(f"path {node.value}")
-        elif isinstance(node, ast.keyword) and node.arg and node.arg.endswith("serializer"):
-            details.add(f"{node.arg} {ast.unparse(node.value)}")
-    return "\n".join(outline + sorted(details))
-
-
-def _text_difference(actual: str, expected: str) -> str | None:
-    if actual == expected:
-        return None
-    diff = list(
-        difflib.unified_diff(
-            actual.splitlines(), expected.splitlines(), "committed", "from .proto", lineterm="", n=2
-        )
-    )
-    shown = diff[:_DIFF_LINES]
-    if len(diff) > _DIFF_LINES:
-        shown.append(f"... {len(diff) - _DIFF_LINES} more lines")
-    return "differs from its .proto file\n    " + "\n    ".join(shown)
 
 
 def _packages(path: PurePosixPath) -> list[PurePosixPath]:

@@ -1,54 +1,49 @@
 """The identity gRPC API: protobuf in and out, and each RPC's declared permission.
 
 Everything the service decides lives in :mod:`.service`, :mod:`.login` and :mod:`.sessions`;
-this module translates messages, names the caller (:func:`smartcity.runtime.auth.principal`)
-and the source address (the gRPC peer), and turns a store that cannot answer now into
-UNAVAILABLE.
+this module names the caller (:func:`smartcity.runtime.auth.principal`) and the source
+address (the gRPC peer), declares each RPC's permission, and turns a store that cannot answer
+now into UNAVAILABLE. Messages are translated by :mod:`.convert`.
 Who may do what beyond "has a token" is decided by the service (self or admin).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc.aio
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from smartcity.common.v1 import common_pb2
 from smartcity.identity.v1 import identity_pb2, identity_pb2_grpc
 from smartcity.runtime.auth import Authenticated, Public, Requires, permission, principal
-from smartcity.runtime.errors import InvalidArgument, Unavailable
+from smartcity.runtime.errors import Unavailable
 from smartcity.runtime.grpc_server import Registration
 from smartcity.runtime.storage import StoreUnavailable
-from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, Role, RoleBinding
-from smartcity.services.identity.events import KIND_TO_PB, PB_TO_KIND, PB_TO_TYPE, event_pb
+from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, Role
+from smartcity.services.identity.convert import (
+    audit_filter,
+    introspect_pb,
+    new_principal,
+    page_size,
+    principal_filter,
+    principal_pb,
+    profile_values,
+    role_binding,
+    token_set_pb,
+)
+from smartcity.services.identity.events import event_pb
 from smartcity.services.identity.events import timestamp as ts
 from smartcity.services.identity.lockout import FORWARDED_FOR, client_source
-from smartcity.services.identity.model import (
-    AssuranceLevel,
-    AuditFilter,
-    NewPrincipal,
-    Principal,
-    PrincipalFilter,
-    PrincipalState,
-)
 from smartcity.services.identity.service import IdentityService
-from smartcity.services.identity.sessions import TokenSet
 
 __all__ = ["DEFAULT_PORT", "SERVICE_NAME", "IdentityServicer", "servicer"]
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 DEFAULT_PORT = 50053
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 
 T = TypeVar("T")
 ADMIN = Requires(role=Role.IDENTITY_ADMIN, field=WILDCARD_FIELD)
-STATE_TO_PB = {
-    PrincipalState.ACTIVE: identity_pb2.PRINCIPAL_STATE_ACTIVE,
-    PrincipalState.DISABLED: identity_pb2.PRINCIPAL_STATE_DISABLED,
-}
 
 
 async def _answer(call: Awaitable[T]) -> T:
@@ -56,72 +51,6 @@ async def _answer(call: Awaitable[T]) -> T:
         return await call
     except StoreUnavailable as exc:
         raise Unavailable(f"identity storage is unavailable now: {exc}") from None
-
-
-def _page_size(page: common_pb2.PageRequest) -> int:
-    if page.page_size < 0:
-        raise InvalidArgument("page.page_size must not be negative")
-    return min(page.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def _seconds(stamp: Timestamp, what: str) -> float:
-    seconds = stamp.seconds + stamp.nanos / 1e9
-    if not (-62135596800 <= stamp.seconds <= 253402300799 and 0 <= stamp.nanos < 10**9):
-        raise InvalidArgument(f"{what} is not a valid timestamp")
-    return seconds
-
-
-def _assurance(value: int) -> AssuranceLevel:
-    if value == identity_pb2.ASSURANCE_LEVEL_UNSPECIFIED:
-        return AssuranceLevel.NONE
-    try:
-        return AssuranceLevel(value)
-    except ValueError:
-        raise InvalidArgument(f"unknown assurance_level {value}") from None
-
-
-def _binding(request: Any) -> RoleBinding:
-    if not request.HasField("role_binding"):
-        raise InvalidArgument("role_binding is required")
-    return RoleBinding(request.role_binding.role, request.role_binding.field)
-
-
-def principal_pb(principal: Principal) -> identity_pb2.Principal:
-    return identity_pb2.Principal(
-        id=principal.id,
-        kind=KIND_TO_PB[principal.kind],
-        username=principal.username,
-        display_name=principal.display_name,
-        email=principal.email,
-        assurance_level=int(principal.assurance),
-        role_bindings=[
-            identity_pb2.RoleBinding(role=binding.role, field=binding.field)
-            for binding in sorted(principal.roles, key=str)
-        ],
-        state=STATE_TO_PB[principal.state],
-        totp_enabled=principal.totp_enabled,
-        labels=dict(principal.labels),
-        create_time=ts(principal.created),
-        update_time=ts(principal.updated),
-        personal_id=principal.personal_id,
-    )
-
-
-def _ref(principal: Principal) -> common_pb2.PrincipalRef:
-    return common_pb2.PrincipalRef(
-        id=principal.id, kind=KIND_TO_PB[principal.kind], display_name=principal.display_name
-    )
-
-
-def token_set_pb(tokens: TokenSet) -> identity_pb2.TokenSet:
-    return identity_pb2.TokenSet(
-        access_token=tokens.access_token,
-        token_type="Bearer",
-        access_token_expire_time=ts(tokens.access_expires),
-        refresh_token=tokens.refresh_token,
-        refresh_token_expire_time=ts(tokens.refresh_expires),
-        principal=_ref(tokens.principal),
-    )
 
 
 def _actor() -> Claims | None:
@@ -222,21 +151,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.IntrospectRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.IntrospectResponse:
         found = await _answer(self.sessions.introspect(request.token))
-        response = identity_pb2.IntrospectResponse(active=found.active, reason=found.reason)
-        claims = found.claims
-        if claims is not None:
-            response.principal.CopyFrom(common_pb2.PrincipalRef(id=claims.sub))
-            response.principal.kind = KIND_TO_PB[claims.kind]
-            response.role_bindings.extend(
-                identity_pb2.RoleBinding(role=binding.role, field=binding.field)
-                for binding in sorted(claims.roles, key=str)
-            )
-            response.assurance_level = int(AssuranceLevel.from_acr(claims.acr))
-            response.token_id = claims.jti
-            response.audiences.extend(claims.aud)
-            response.issue_time.CopyFrom(ts(claims.iat.timestamp()))
-            response.expire_time.CopyFrom(ts(claims.exp.timestamp()))
-        return response
+        return introspect_pb(found)
 
     # -- principals -----------------------------------------------------------------------
 
@@ -244,19 +159,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def CreatePrincipal(  # noqa: N802
         self, request: identity_pb2.CreatePrincipalRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.CreatePrincipalResponse:
-        given = request.principal
-        kind = PB_TO_KIND.get(given.kind)
-        if kind is None:
-            raise InvalidArgument("principal.kind must be CITIZEN, STAFF, DEVICE or SERVICE")
-        new = NewPrincipal(
-            kind=kind,
-            username=given.username,
-            display_name=given.display_name,
-            email=given.email,
-            personal_id=given.personal_id,
-            assurance=_assurance(given.assurance_level),
-            labels=dict(given.labels),
-        )
+        new = new_principal(request.principal)
         created = await _answer(
             self.service.create_principal(new, request.password, request.request_id, _actor())
         )
@@ -273,21 +176,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def ListPrincipals(  # noqa: N802
         self, request: identity_pb2.ListPrincipalsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListPrincipalsResponse:
-        kind = None
-        if request.kind != common_pb2.PRINCIPAL_KIND_UNSPECIFIED:
-            kind = PB_TO_KIND.get(request.kind)
-            if kind is None:
-                raise InvalidArgument(f"unknown kind {request.kind}")
-        where = PrincipalFilter(
-            kind=kind,
-            role=request.role,
-            field=request.field,
-            name_prefix=request.name_prefix,
-            include_disabled=request.include_disabled,
-        )
+        where = principal_filter(request)
         page = await _answer(
             self.service.list_principals(
-                where, _page_size(request.page), request.page.page_token, _actor()
+                where, page_size(request.page), request.page.page_token, _actor()
             )
         )
         return identity_pb2.ListPrincipalsResponse(
@@ -300,16 +192,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.UpdatePrincipalRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.UpdatePrincipalResponse:
         given = request.principal
-        values: dict[str, Any] = {}
-        for path in request.update_mask.paths:
-            if path == "assurance_level":
-                values[path] = _assurance(given.assurance_level)
-            elif path == "labels":
-                values[path] = dict(given.labels)
-            elif path in ("display_name", "email"):
-                values[path] = getattr(given, path)
-            else:
-                values[path] = None  # refused by the service, with the paths it accepts
+        values = profile_values(request)
         updated = await _answer(self.service.update_principal(given.id, values, _actor()))
         return identity_pb2.UpdatePrincipalResponse(principal=principal_pb(updated))
 
@@ -363,7 +246,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.AssignRoleRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.AssignRoleResponse:
         updated = await _answer(
-            self.service.change_role(request.id, _binding(request), True, _actor())
+            self.service.change_role(request.id, role_binding(request), True, _actor())
         )
         return identity_pb2.AssignRoleResponse(principal=principal_pb(updated))
 
@@ -372,7 +255,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.RevokeRoleRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.RevokeRoleResponse:
         updated = await _answer(
-            self.service.change_role(request.id, _binding(request), False, _actor())
+            self.service.change_role(request.id, role_binding(request), False, _actor())
         )
         return identity_pb2.RevokeRoleResponse(principal=principal_pb(updated))
 
@@ -380,21 +263,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def ListAuditEvents(  # noqa: N802
         self, request: identity_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListAuditEventsResponse:
-        types = set()
-        for value in request.types:
-            if value not in PB_TO_TYPE:
-                raise InvalidArgument(f"unknown event type {value}")
-            types.add(PB_TO_TYPE[value])
-        where = AuditFilter(
-            principal_id=request.principal_id,
-            types=frozenset(types),
-            start=_seconds(request.start_time, "start_time")
-            if request.HasField("start_time")
-            else None,
-            end=_seconds(request.end_time, "end_time") if request.HasField("end_time") else None,
-        )
+        where = audit_filter(request)
         page = await _answer(
-            self.service.audit(where, _page_size(request.page), request.page.page_token, _actor())
+            self.service.audit(where, page_size(request.page), request.page.page_token, _actor())
         )
         return identity_pb2.ListAuditEventsResponse(
             events=[event_pb(event) for event in page.items],

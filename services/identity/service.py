@@ -1,16 +1,7 @@
-"""The identity domain: principals, roles, passwords and TOTP enrolment, with who may do
-what; logging in is :mod:`.login`, sessions and tokens :mod:`.sessions`. No protobuf here:
-callers pass plain values and get :mod:`.model` values or the exceptions of
+"""The identity domain: principals, roles, passwords and TOTP enrolment; logging in is
+:mod:`.login`, sessions and tokens :mod:`.sessions`, who may do what :mod:`.access`. No
+protobuf here: callers pass plain values and get :mod:`.model` values or the exceptions of
 :mod:`smartcity.runtime.errors`.
-
-Who may do what (``actor`` is the verified caller, ``None`` without a token):
-
-* anyone may register a citizen (self-registration), at assurance NONE and without roles;
-  every other creation needs ``identity_admin``;
-* a principal may read and edit its own profile (not its assurance level), set its own
-  password (giving the current one) and enrol TOTP; ``identity_admin`` may do all of this
-  for anyone, and raise assurance levels;
-* roles, listing, disabling, enabling, service tokens and the audit need ``identity_admin``.
 """
 
 from __future__ import annotations
@@ -18,7 +9,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import pyotp
@@ -29,10 +19,15 @@ from smartcity.runtime.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unauthenticated,
 )
 from smartcity.runtime.storage import InvalidQuery
-from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, PrincipalKind, Role, RoleBinding
+from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, PrincipalKind, RoleBinding
+from smartcity.services.identity.access import (
+    is_admin,
+    local_operator,
+    require_admin,
+    require_self_or_admin,
+)
 from smartcity.services.identity.audit import Recorder
 from smartcity.services.identity.issuer import Issued, TokenIssuer
 from smartcity.services.identity.lockout import LockoutPolicy
@@ -56,46 +51,12 @@ from smartcity.services.identity.passwords import PasswordPolicy, Passwords
 from smartcity.services.identity.sessions import Sessions
 from smartcity.services.identity.store import Conflict, IdentityStore
 
+# local_operator (from .access) is re-exported: callers of the service take it from here.
+__all__ = ["MAX_ID", "PROFILE_FIELDS", "TOTP_ISSUER", "IdentityService", "local_operator"]
+
 TOTP_ISSUER = "Da Nang Smart City"
 PROFILE_FIELDS = frozenset({"display_name", "email", "labels", "assurance_level"})
 MAX_ID = 64
-
-
-def local_operator(name: str = "local-operator") -> Claims:
-    """The actor of the command line, which works on the store directly: whoever may read
-    the configuration and open the database administers identity already, and the first
-    administrator has to come from somewhere."""
-    now = datetime.now(UTC)
-    return Claims(
-        sub=name,
-        kind=PrincipalKind.SERVICE,
-        roles=frozenset({RoleBinding(Role.IDENTITY_ADMIN, WILDCARD_FIELD)}),
-        iss="local",
-        aud=(),
-        iat=now,
-        exp=now,
-        jti=name,
-    )
-
-
-def is_admin(actor: Claims | None) -> bool:
-    return actor is not None and actor.allows(Role.IDENTITY_ADMIN, WILDCARD_FIELD)
-
-
-def require_admin(actor: Claims | None) -> Claims:
-    if actor is None:
-        raise Unauthenticated("this needs a token of an identity_admin")
-    if not is_admin(actor):
-        raise PermissionDenied("this needs the identity_admin role on '*'")
-    return actor
-
-
-def require_self_or_admin(actor: Claims | None, principal_id: str) -> Claims:
-    if actor is None:
-        raise Unauthenticated("this needs a token")
-    if actor.sub != principal_id and not is_admin(actor):
-        raise PermissionDenied("a principal may only do this for itself, or be an identity_admin")
-    return actor
 
 
 class IdentityService:

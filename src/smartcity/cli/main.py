@@ -20,6 +20,7 @@ from smartcity.cli.bench import bench_app
 from smartcity.cli.console import console_command
 from smartcity.cli.fields import fields_app
 from smartcity.cli.identity import identity_app
+from smartcity.cli.login import login_command
 from smartcity.cli.nats import nats_command
 from smartcity.cli.operator import operator_app
 from smartcity.cli.query import query_app
@@ -28,7 +29,7 @@ from smartcity.cli.serve import serve_app
 from smartcity.cli.sim import sim_app
 from smartcity.cli.streams import streams_app
 from smartcity.cli.up import up_command
-from smartcity.cli.users import login_command, users_app
+from smartcity.cli.users import users_app
 
 app = typer.Typer(
     name="smartcity",

@@ -5,19 +5,20 @@ series over time, aggregated into steps. Both speak the public gRPC API, exactly
 city application does, so what they print is what the API answers: tables for people,
 ``--json`` for scripts. Times are shown in the machine's time zone and given to ``--start``
 and ``--end`` in ISO 8601 (a time without a zone is local time).
+
+This module holds the commands and how they ask the service; the tables and JSON they
+print are :mod:`.query_output`, durations and times as typed :mod:`.times`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import grpc
 import grpc.aio
@@ -25,10 +26,17 @@ import typer
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from smartcity.cli.errors import fail
+from smartcity.cli.query_output import (
+    latest_table,
+    reading_json,
+    series_json,
+    series_table,
+    series_title,
+    span_text,
+)
+from smartcity.cli.times import parse_duration, parse_time
 
 __all__ = ["parse_duration", "parse_time", "query_app"]
 
@@ -43,7 +51,6 @@ TARGET_ENV = "SMARTCITY_MONITORING_TARGET"
 TOKEN_ENV = "SMARTCITY_TOKEN"
 _PAGE_SIZE = 1000
 
-_T = TypeVar("_T")
 
 FieldOption = Annotated[str | None, typer.Option("--field", "-f", help="Field id.")]
 SiteOption = Annotated[str | None, typer.Option("--site", "-s", help="Site id.")]
@@ -80,17 +87,6 @@ TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=0.1, help="Seconds to wait for the answer.")
 ]
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNITS = {
-    "ms": timedelta(milliseconds=1),
-    "s": timedelta(seconds=1),
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-    "w": timedelta(weeks=1),
-}
-_QUALITY_STYLE = {"GOOD": "green", "BAD": "red", "UNCERTAIN": "yellow", "STALE": "yellow"}
-
 
 class Agg(StrEnum):
     AVG = "avg"
@@ -99,34 +95,6 @@ class Agg(StrEnum):
     LAST = "last"
     COUNT = "count"
     SUM = "sum"
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``1m``, ``1h30m``, ``7d``, ``500ms``; ``0`` is zero. Raises ``ValueError``."""
-    cleaned = text.strip().lower()
-    if cleaned == "0":
-        return timedelta(0)
-    if not cleaned or _DURATION_PART.sub("", cleaned):
-        raise ValueError(
-            f"{text!r} is not a duration: use a number and a unit, e.g. 30s, 5m, 1h30m, 7d "
-            "(units ms, s, m, h, d, w)"
-        )
-    return sum(
-        (float(amount) * _UNITS[unit] for amount, unit in _DURATION_PART.findall(cleaned)),
-        timedelta(0),
-    )
-
-
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 instant (``2026-11-22T08:00``, ``...Z``, ``...+07:00``); without a zone it
-    is local time. Raises ``ValueError``."""
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not an ISO 8601 time, e.g. 2026-11-22T08:00:00+07:00"
-        ) from None
-    return parsed if parsed.tzinfo is not None else parsed.astimezone()
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -170,9 +138,9 @@ def latest_command(
 
     readings = _call(_resolve_target(target, config), token, timeout, ask)
     if json_output:
-        typer.echo(json.dumps([_reading_json(item) for item in readings], indent=2))
+        typer.echo(json.dumps([reading_json(item) for item in readings], indent=2))
         return
-    Console().print(_latest_table(readings))
+    Console().print(latest_table(readings))
 
 
 @query_app.command("range")
@@ -244,7 +212,7 @@ def range_command(
         document = {
             "from_rollup": last.from_rollup,
             "rollup_resolution_seconds": rollup.total_seconds() if rollup else None,
-            "series": [_series_json(item) for item in series],
+            "series": [series_json(item) for item in series],
         }
         typer.echo(json.dumps(document, indent=2))
         return
@@ -253,10 +221,10 @@ def range_command(
         console.print("no readings in that range", style="yellow")
         return
     for item in series:
-        console.print(_series_title(item, agg.value, width), highlight=False)
-        console.print(_series_table(item))
+        console.print(series_title(item, agg.value, width), highlight=False)
+        console.print(series_table(item))
     if rollup is not None:
-        console.print(f"served from the {_span(rollup)} roll-up", style="dim")
+        console.print(f"served from the {span_text(rollup)} roll-up", style="dim")
 
 
 # -- plumbing ----------------------------------------------------------------------------------
@@ -333,139 +301,3 @@ def _timestamp(moment: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(moment.astimezone(UTC))
     return stamp
-
-
-def _utc(stamp: Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
-
-
-def _iso(stamp: Timestamp) -> str:
-    return _utc(stamp).isoformat().replace("+00:00", "Z")
-
-
-def _local(stamp: Timestamp) -> str:
-    return _utc(stamp).astimezone().isoformat(sep=" ", timespec="seconds")
-
-
-def _quality(value: int) -> str:
-    from smartcity.common.v1 import common_pb2
-
-    return common_pb2.Quality.Name(value).removeprefix("QUALITY_")  # type: ignore[arg-type]
-
-
-def _value(reading: Any) -> float | None:
-    return reading.value if reading.HasField("value") else None
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.6g}"
-
-
-def _span(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    if seconds <= 0 or span != timedelta(seconds=seconds):
-        return f"{span.total_seconds():g}s"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _age(stamp: Timestamp) -> str:
-    seconds = (datetime.now(UTC) - _utc(stamp)).total_seconds()
-    if seconds < 0:
-        return "in the future"
-    if seconds < 1:
-        return "now"
-    parts = []
-    rest = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size and len(parts) < 2:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(parts) + " ago"
-
-
-def _reading_json(item: Any) -> dict[str, Any]:
-    reading = item.reading
-    return {
-        "field": item.field,
-        "site": item.site,
-        "device": item.device,
-        "metric": reading.metric,
-        "value": _value(reading),
-        "unit": reading.unit,
-        "quality": _quality(reading.quality),
-        "quality_reason": reading.quality_reason,
-        "time": _iso(reading.read_time),
-        "sequence": reading.sequence,
-    }
-
-
-def _series_json(item: Any) -> dict[str, Any]:
-    return {
-        "field": item.field,
-        "site": item.site,
-        "device": item.device,
-        "metric": item.metric,
-        "unit": item.unit,
-        "points": [
-            {"time": _iso(point.time), "value": point.value, "count": point.count}
-            for point in item.points
-        ],
-    }
-
-
-def _latest_table(readings: list[Any]) -> Table:
-    table = Table(title=f"{len(readings)} series", title_justify="left")
-    for name, options in (
-        ("Field", {"no_wrap": True}),
-        ("Site", {"no_wrap": True}),
-        ("Device", {"no_wrap": True}),
-        ("Metric", {"no_wrap": True}),
-        ("Value", {"justify": "right"}),
-        ("Unit", {"no_wrap": True}),
-        ("Quality", {}),
-        ("Time", {"no_wrap": True}),
-    ):
-        table.add_column(name, **options)
-    for item in readings:
-        reading = item.reading
-        quality = _quality(reading.quality)
-        style = _QUALITY_STYLE.get(quality, "")
-        shown = f"[{style}]{quality}[/{style}]" if style else quality
-        if reading.quality_reason:
-            shown += f" {escape(reading.quality_reason)}"
-        table.add_row(
-            escape(item.field),
-            escape(item.site),
-            escape(item.device),
-            escape(reading.metric),
-            _number(_value(reading)),
-            escape(reading.unit),
-            shown,
-            f"{_local(reading.read_time)} ({_age(reading.read_time)})",
-        )
-    return table
-
-
-def _series_title(item: Any, aggregation: str, step: timedelta) -> str:
-    what = "raw readings" if not step else f"{aggregation} per {_span(step)}"
-    return (
-        f"[bold]{escape(item.field)}/{escape(item.site)}/{escape(item.device)} "
-        f"{escape(item.metric)}[/bold] [{escape(item.unit)}], {what}"
-    )
-
-
-def _series_table(item: Any) -> Table:
-    table = Table()
-    table.add_column("Time", no_wrap=True)
-    table.add_column("Value", justify="right")
-    table.add_column("Readings", justify="right")
-    for point in item.points:
-        table.add_row(_local(point.time), _number(point.value), str(point.count))
-    return table

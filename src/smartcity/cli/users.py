@@ -1,4 +1,4 @@
-"""``smartcity users``, ``smartcity login`` and ``smartcity serve identity``.
+"""``smartcity users``: principals and their roles, straight in the identity store.
 
 ``users`` works directly on the identity store named by the configuration (the same
 ``identity.store_url`` the service uses): it is how the first administrator is made, before
@@ -7,28 +7,26 @@ identity already. Changes are recorded as identity events; a running identity se
 publishes them on the bus within a second (its outbox), so revocations made here reach every
 service too.
 
-``login`` talks to a running identity service over gRPC and prints the access token, for
-scripts: ``export SMARTCITY_TOKEN=$(smartcity login ioc.admin)``. The password comes from
-``SMARTCITY_PASSWORD`` or a hidden prompt, never from the command line.
+This module holds the commands; how they open the store is :mod:`.users_store`.
+``smartcity login``, which asks a running identity service for a token, is :mod:`.login`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from smartcity.cli.errors import fail
+from smartcity.cli.login import read_password
+from smartcity.cli.users_store import ConfigOption, StoreOption, find_principal, run_on_store
 
-__all__ = ["login_command", "users_app"]
+__all__ = ["users_app"]
 
 users_app = typer.Typer(
     name="users",
@@ -36,68 +34,10 @@ users_app = typer.Typer(
     no_args_is_help=True,
 )
 
-PASSWORD_ENV = "SMARTCITY_PASSWORD"
-TARGET_ENV = "SMARTCITY_IDENTITY_TARGET"
 KINDS = ("citizen", "staff", "device", "service")
 
-T = TypeVar("T")
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", dir_okay=False, help="YAML configuration.")
-]
-StoreOption = Annotated[
-    str | None,
-    typer.Option("--store", help="sqlite:///path.db or postgresql://… (identity.store_url)"),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead.")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why; kept in the audit.")]
-
-
-def _settings(config: Path | None, store: str | None) -> Any:
-    from smartcity.runtime.config import ConfigError, load_settings
-
-    try:
-        return load_settings(config, identity={"store_url": store} if store else None)
-    except ConfigError as exc:
-        fail(exc, 2)
-
-
-def _run(config: Path | None, store: str | None, work: Callable[[Any], Awaitable[T]]) -> T:
-    """``work(service)`` on the configured identity store, with errors as one line."""
-    from smartcity.runtime.errors import DomainError, InvalidArgument
-    from smartcity.runtime.storage import StoreError
-    from smartcity.services.identity.app import open_identity
-
-    settings = _settings(config, store)
-
-    async def run() -> T:
-        async with open_identity(settings) as service:
-            return await work(service)
-
-    try:
-        return asyncio.run(run())
-    except InvalidArgument as exc:
-        fail(exc.message, 2)
-    except DomainError as exc:
-        fail(exc.message)
-    except StoreError as exc:
-        fail(exc)
-
-
-async def _find(service: Any, username: str) -> Any:
-    from smartcity.runtime.errors import NotFound
-
-    found = await service.store.principal_by_username(username)
-    if found is None:
-        raise NotFound(f"no principal named {username!r}")
-    return found[0]
-
-
-def _password(prompt: str, *, confirm: bool) -> str:
-    given = os.environ.get(PASSWORD_ENV)
-    if given is not None:
-        return given
-    return str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 
 
 def _when(seconds: float) -> str:
@@ -149,7 +89,7 @@ def add(
         fail(exc, 2)
     principal_kind = PrincipalKind(kind)
     needs_password = principal_kind in (PrincipalKind.CITIZEN, PrincipalKind.STAFF)
-    password = _password("Password", confirm=True) if needs_password else ""
+    password = read_password("Password", confirm=True) if needs_password else ""
     new = NewPrincipal(principal_kind, username, display_name, email, personal_id)
 
     async def work(service: Any) -> Any:
@@ -159,7 +99,7 @@ def add(
             created = await service.change_role(created.id, binding, True, actor)
         return created
 
-    created = _run(config, store, work)
+    created = run_on_store(config, store, work)
     roles = ", ".join(sorted(str(binding) for binding in created.roles)) or "no roles"
     Console().print(f"created {created.kind.value} {created.username} ({created.id}): {roles}")
 
@@ -200,7 +140,7 @@ def list_users(
             if not token:
                 return found
 
-    principals = _run(config, store, work)
+    principals = run_on_store(config, store, work)
     if json_output:
         typer.echo(json.dumps([_principal_json(item) for item in principals], indent=2))
         return
@@ -228,9 +168,9 @@ def roles(
     """Show the role bindings of a principal."""
 
     async def work(service: Any) -> Any:
-        return await _find(service, username)
+        return await find_principal(service, username)
 
-    principal = _run(config, store, work)
+    principal = run_on_store(config, store, work)
     bindings = sorted(str(binding) for binding in principal.roles)
     typer.echo(json.dumps(bindings) if json_output else "\n".join(bindings) or "(no roles)")
 
@@ -247,10 +187,10 @@ def _change_role(
         fail(exc, 2)
 
     async def work(service: Any) -> Any:
-        principal = await _find(service, username)
+        principal = await find_principal(service, username)
         return await service.change_role(principal.id, parsed, grant, local_operator())
 
-    changed = _run(config, store, work)
+    changed = run_on_store(config, store, work)
     held = ", ".join(sorted(str(item) for item in changed.roles)) or "no roles"
     Console().print(f"{changed.username}: {held}")
 
@@ -283,10 +223,10 @@ def _set_state(
     from smartcity.services.identity.service import local_operator
 
     async def work(service: Any) -> Any:
-        principal = await _find(service, username)
+        principal = await find_principal(service, username)
         return await service.set_state(principal.id, enabled, reason, local_operator())
 
-    changed = _run(config, store, work)
+    changed = run_on_store(config, store, work)
     Console().print(f"{changed.username} is {changed.state.value}")
 
 
@@ -329,11 +269,11 @@ def audit(
         fail(f"--type must be among {', '.join(kind.value for kind in EventType)}", 2)
 
     async def work(service: Any) -> list[Any]:
-        principal_id = (await _find(service, username)).id if username else ""
+        principal_id = (await find_principal(service, username)).id if username else ""
         where = AuditFilter(principal_id=principal_id, types=types)
         return (await service.audit(where, limit, "", local_operator())).items
 
-    events = _run(config, store, work)
+    events = run_on_store(config, store, work)
     if json_output:
         rows = [
             {
@@ -364,61 +304,3 @@ def audit(
             event.source,
         )
     Console().print(table)
-
-
-def login_command(
-    username: str,
-    target: Annotated[
-        str,
-        typer.Option("--target", "-t", envvar=TARGET_ENV, help="Identity service host:port."),
-    ] = "127.0.0.1:50053",
-    totp: Annotated[str | None, typer.Option("--totp", help="The current TOTP code.")] = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Log in to a running identity service and print the access token (for scripts:
-    `export SMARTCITY_TOKEN=$(smartcity login ioc.admin)`). The password comes from
-    SMARTCITY_PASSWORD or a hidden prompt; a TOTP code is asked for when needed."""
-    import grpc
-    import grpc.aio
-
-    from smartcity.identity.v1 import identity_pb2, identity_pb2_grpc
-    from smartcity.runtime.grpc_client import channel
-
-    password = _password("Password", confirm=False)
-
-    async def run() -> Any:
-        async with channel(target) as connection:
-            stub = identity_pb2_grpc.IdentityServiceStub(connection)
-            answer = await stub.Login(
-                identity_pb2.LoginRequest(
-                    username=username, password=password, totp_code=totp or ""
-                )
-            )
-            if answer.WhichOneof("result") == "tokens":
-                return answer.tokens
-            code = totp or typer.prompt("TOTP code")
-            verified = await stub.VerifyTotp(
-                identity_pb2.VerifyTotpRequest(
-                    challenge_id=answer.totp_challenge.challenge_id, totp_code=code
-                )
-            )
-            return verified.tokens
-
-    try:
-        tokens = asyncio.run(run())
-    except grpc.aio.AioRpcError as error:
-        code = 2 if error.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
-        fail(f"{error.code().name.lower()}: {error.details()}", code)
-    if json_output:
-        typer.echo(
-            json.dumps(
-                {
-                    "access_token": tokens.access_token,
-                    "refresh_token": tokens.refresh_token,
-                    "expires": tokens.access_token_expire_time.ToJsonString(),
-                    "principal": tokens.principal.id,
-                }
-            )
-        )
-        return
-    typer.echo(tokens.access_token)
