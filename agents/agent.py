@@ -33,6 +33,7 @@ from pathlib import Path
 from smartcity.agents.buffer import DiskBuffer
 from smartcity.agents.buffer_state import holder
 from smartcity.agents.commands import CommandService
+from smartcity.agents.device_loop import serve_device
 from smartcity.agents.driver import DeviceDriver, driver_for
 from smartcity.agents.health import publish_heartbeats, register_metrics
 from smartcity.agents.profile import ModbusDevice, OpcuaDevice
@@ -190,7 +191,7 @@ class Agent:
         register_metrics(drivers=self.drivers, buffer=self.buffer, publisher=self.publisher)
         devices = [
             asyncio.create_task(
-                driver.run(self.publisher.sink_for(driver.profile)),
+                serve_device(driver, self.publisher.sink_for(driver.profile)),
                 name=f"device {driver.profile.site}/{driver.profile.device}",
             )
             for driver in self.drivers

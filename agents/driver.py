@@ -1,10 +1,20 @@
 """The contract between the agent and a protocol driver (Modbus, OPC-UA).
 
-A driver owns one device: its connection, its schedule (poll classes, per-point intervals or
-a subscription), its retries and its circuit breaker. It hands readings to a sink and never
-raises for a device fault: a fault becomes BAD readings with the reason and a counted error,
-and the driver keeps trying until it is cancelled. Everything above the driver (sequence
-numbers, the disk buffer, publishing) is protocol-free.
+Drivers are meant to do the protocol's I/O only; the policies belong to the agent, once for
+every protocol. Who owns what today:
+
+* the agent: report by exception (deadband, keep-alive, quality change) between every driver
+  and the publisher, and the keep-alive reads of a driver that hands over changes only
+  (:mod:`~smartcity.agents.device_loop`, :mod:`~smartcity.agents.exception_report`); then
+  sequence numbers, the disk buffer and publishing, all protocol-free;
+* a driver: one device's connection and requests, the decoding of its answers into readings
+  (BAD with the reason for a fault: a driver never raises for a device fault and keeps trying
+  until it is cancelled), and, until they move to the agent's device loop, its schedule
+  (poll classes, per-point intervals), its circuit breaker and back-off (shared code:
+  :mod:`~smartcity.agents.resilience`) and the BAD readings of an unreachable device.
+
+A driver hands every reading it gets to its sink; it does not judge whether it is worth
+publishing.
 """
 
 from __future__ import annotations
@@ -52,6 +62,10 @@ class DeviceStats:
 class DeviceDriver(abc.ABC):
     """One device, one driver instance."""
 
+    changes_only = False
+    """Whether :meth:`run` hands over changes only (server-side sampling), so that a flat
+    value is never repeated unless the agent asks for it with :meth:`read_points`."""
+
     def __init__(self, profile: ModbusDevice | OpcuaDevice) -> None:
         self.profile = profile
         self.stats = DeviceStats()
@@ -64,6 +78,11 @@ class DeviceDriver(abc.ABC):
     async def read_once(self) -> list[Reading]:
         """Connect if needed, read every point once and return the readings (for
         ``smartcity agent check`` and tests)."""
+
+    @abc.abstractmethod
+    async def read_points(self, names: Sequence[str]) -> list[Reading]:
+        """Read the points named once, now, over the connection in use; nothing when there
+        is none (the outage is reported by :meth:`run`)."""
 
     @abc.abstractmethod
     async def write(self, point: PointBase, value: Value) -> Value:

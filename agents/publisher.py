@@ -2,11 +2,10 @@
 
 Three parts that never wait for each other:
 
-* :meth:`TelemetryPublisher.sink_for` gives each device driver a sink. The sink keeps the
-  readings worth sending (a BAD reading is sent when a point turns BAD and then at the
-  keep-alive, not on every cycle of a device that stays unreachable) and stages them in
-  memory; it never touches the disk, so a driver is never slowed or stopped by the agent's
-  own storage.
+* :meth:`TelemetryPublisher.sink_for` gives each device a sink for the readings worth
+  sending (the agent's device loop has reported them by exception,
+  :mod:`~smartcity.agents.device_loop`) and stages them in memory; it never touches the disk,
+  so a driver is never slowed or stopped by the agent's own storage.
 * :meth:`TelemetryPublisher.run_writer` commits everything staged, across devices, in one
   SQLite transaction: group commit, once per tick. It numbers the readings (per-device
   sequence) and builds each ``TelemetryBatch`` with the trace context of its read on the event
@@ -26,7 +25,6 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 
 from opentelemetry import trace
 
@@ -39,9 +37,8 @@ from smartcity.agents.batches import (
 )
 from smartcity.agents.buffer import BufferHealth, Build, DiskBuffer, Row
 from smartcity.agents.driver import ReadingSink
-from smartcity.agents.modbus.driver import KEEPALIVE_SLOW_INTERVALS
 from smartcity.agents.profile import DeviceBase
-from smartcity.agents.reading import Quality, Reading
+from smartcity.agents.reading import Reading
 from smartcity.agents.resilience import Backoff
 from smartcity.agents.uplink import Uplink, UplinkStats
 from smartcity.runtime.bus import Bus, context_headers
@@ -59,45 +56,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("smartcity.agents")
 _APPEND = "appending readings"
-_BAD = Quality.BAD
-_quality_of = itemgetter(3)
 
 
 @dataclass
 class StagingStats:
     readings_dropped: int = 0
     """Readings dropped from memory because the buffer failed for too long."""
-    bad_suppressed: int = 0
-    """BAD readings not sent because their point was already reported BAD."""
-
-
-class _BadOnce:
-    """Keeps the BAD readings of one device that say something new: a point turning BAD, or
-    a point still BAD at its keep-alive. Every other reading passes."""
-
-    def __init__(self, keepalive: float) -> None:
-        self.keepalive = keepalive
-        self._since: dict[str, float] = {}
-        """Points currently reported BAD, with when that was last sent."""
-
-    def keep(self, readings: Sequence[Reading]) -> list[Reading]:
-        since = self._since
-        # ``in`` over the qualities compares by identity first, in C; a set of them would
-        # hash every enum member in Python.
-        if not since and _BAD not in map(_quality_of, readings):
-            return list(readings)  # the common case: nothing is or was BAD
-        kept: list[Reading] = []
-        keepalive = self.keepalive
-        for reading in readings:
-            if reading.quality is _BAD:
-                sent = since.get(reading.metric)
-                if sent is not None and reading.read_time - sent < keepalive:
-                    continue
-                since[reading.metric] = reading.read_time
-            elif since:
-                since.pop(reading.metric, None)
-            kept.append(reading)
-        return kept
 
 
 class TelemetryPublisher:
@@ -149,7 +113,6 @@ class TelemetryPublisher:
 
     def sink_for(self, profile: DeviceBase) -> ReadingSink:
         """The sink a device's driver hands its readings to. It returns at once."""
-        bad_once = _BadOnce(KEEPALIVE_SLOW_INTERVALS * profile.slow_interval)
         span_name = f"create city.telemetry.{profile.field}"
         attributes = {
             "messaging.system": "nats",
@@ -161,16 +124,14 @@ class TelemetryPublisher:
         }
 
         async def sink(readings: Sequence[Reading]) -> None:
-            kept = bad_once.keep(readings)
-            self.staging.bad_suppressed += len(readings) - len(kept)
-            if not kept:
+            if not readings:
                 return
             with _tracer.start_as_current_span(
                 span_name,
                 kind=trace.SpanKind.PRODUCER,
-                attributes={**attributes, "messaging.batch.message_count": len(kept)},
+                attributes={**attributes, "messaging.batch.message_count": len(readings)},
             ):
-                self.stage(profile, kept, context_headers())
+                self.stage(profile, readings, context_headers())
 
         return sink
 

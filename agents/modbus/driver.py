@@ -23,11 +23,8 @@ Faults never raise out of the driver; they become readings with ``BAD`` quality 
   reconnects from scratch, and a device that answers is read normally again. Nothing needs
   restarting.
 
-Report by exception: a point with a ``deadband`` is published when its value moved by more
-than the deadband since it was last published, when its quality changed, and otherwise at
-least every ``keepalive`` seconds (default six slow intervals, one minute with the default
-1 s poll), so that a flat value can be told apart from a dead agent. Points without a
-deadband are published on every read.
+Every reading is handed over; which are worth publishing (deadband, keep-alive) the agent
+decides (:mod:`~smartcity.agents.exception_report`).
 """
 
 from __future__ import annotations
@@ -51,8 +48,6 @@ from smartcity.agents.reading import Quality, Reading, Value
 from smartcity.agents.resilience import Backoff, BreakerState, CircuitBreaker
 
 log = structlog.stdlib.get_logger(__name__)
-
-KEEPALIVE_SLOW_INTERVALS = 6
 
 
 class _Schedule:
@@ -91,7 +86,6 @@ class ModbusDriver(DeviceDriver):
         profile: ModbusDevice,
         *,
         breaker: CircuitBreaker | None = None,
-        keepalive: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         remerge_after: float = REMERGE_AFTER,
     ) -> None:
@@ -99,15 +93,12 @@ class ModbusDriver(DeviceDriver):
         self.breaker = breaker or CircuitBreaker(
             backoff=Backoff(initial=max(0.5, profile.poll_interval), maximum=30.0)
         )
-        self.keepalive = keepalive or KEEPALIVE_SLOW_INTERVALS * profile.slow_interval
         self.clock = clock
         self.refusals = Refusals(clock=clock, remerge_after=remerge_after)
         """Where merged reads of this device must stop, learnt from its refusals."""
         self._points = {point.name: point for point in profile.points}
         self._plans: dict[tuple[int, ...], list[Block]] = {}
         self._schedule: _Schedule | None = None
-        self._reported: dict[str, tuple[Value | None, Quality, float]] = {}
-        self._deadbands = {p.name: p.deadband for p in profile.points if p.deadband is not None}
         self._link = Transport(profile, self.stats)
         self.endpoint, self.where = self._link.endpoint, self._link.where
 
@@ -119,10 +110,9 @@ class ModbusDriver(DeviceDriver):
             while True:
                 due = schedule.due(self.clock())
                 if due:
-                    readings = self._by_exception(await self._cycle(due))
-                    if readings:
-                        self.stats.readings += len(readings)
-                        await sink(readings)
+                    readings = await self._cycle(due)
+                    self.stats.readings += len(readings)
+                    await sink(readings)
                 await asyncio.sleep(max(0.0, schedule.next_wakeup() - self.clock()))
         finally:
             await self.close()
@@ -132,6 +122,13 @@ class ModbusDriver(DeviceDriver):
         readings, _ = await self._read(
             self._plan(self.profile.points), attempts=1 + self.profile.retries
         )
+        return readings
+
+    async def read_points(self, names: Sequence[str]) -> list[Reading]:
+        if not self.breaker.allow():
+            return []
+        points = [self._points[name] for name in names if name in self._points]
+        readings, _ = await self._read(self._plan(points), attempts=1 + self.profile.retries)
         return readings
 
     async def read_raw(self) -> dict[str, list[int] | list[bool]]:
@@ -311,28 +308,3 @@ class ModbusDriver(DeviceDriver):
                 cuts=learnt,
                 retry_merging_in=round(self.refusals.remerge_after, 1),
             )
-
-    # -- report by exception ---------------------------------------------------------------
-
-    def _by_exception(self, readings: list[Reading]) -> list[Reading]:
-        if not self._deadbands:
-            return readings
-        kept = []
-        reported = self._reported
-        for reading in readings:
-            deadband = self._deadbands.get(reading.metric)
-            if deadband is None:
-                kept.append(reading)
-                continue
-            last = reported.get(reading.metric)
-            if (
-                last is not None
-                and reading.quality is Quality.GOOD
-                and last[1] is Quality.GOOD
-                and abs(reading.value - last[0]) <= deadband  # type: ignore[operator]
-                and reading.read_time - last[2] < self.keepalive
-            ):
-                continue
-            reported[reading.metric] = (reading.value, reading.quality, reading.read_time)
-            kept.append(reading)
-        return kept

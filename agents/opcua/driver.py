@@ -6,8 +6,12 @@ Two ways to get values, chosen by the profile's ``mode``:
   batch of readings (:mod:`~smartcity.agents.opcua.subscription`).
 - ``poll``: the points due at the same moment are read together, in Read requests no larger
   than ``max_nodes_per_read`` and the server's ``MaxNodesPerRead``
-  (:mod:`~smartcity.agents.opcua.nodes`); a deadband is applied by the driver, so both modes
-  report by exception the same way.
+  (:mod:`~smartcity.agents.opcua.nodes`).
+
+Every reading is handed over; which are worth publishing (deadband, keep-alive) the agent
+decides, the same way in both modes (:mod:`~smartcity.agents.exception_report`). In
+subscribe mode the server reports changes only (and applies a point's deadband itself), so
+the agent asks for a flat value at its keep-alive (:meth:`OpcuaDriver.read_points`).
 
 The server is authenticated before the user's credentials are sent
 (:mod:`~smartcity.agents.opcua.session`, :mod:`~smartcity.agents.opcua.trust`); what goes
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import structlog
 from asyncua import ua
@@ -63,6 +68,7 @@ class OpcuaDriver(DeviceDriver):
     def __init__(self, profile: OpcuaDevice, *, breaker: CircuitBreaker | None = None) -> None:
         super().__init__(profile)
         self.device = profile
+        self.changes_only = profile.mode == "subscribe"
         self.breaker = breaker or CircuitBreaker(
             backoff=Backoff(initial=max(0.5, profile.poll_interval), maximum=30.0)
         )
@@ -81,7 +87,6 @@ class OpcuaDriver(DeviceDriver):
         self._session: Session | None = None
         self._connect_lock = asyncio.Lock()
         self._last_outage: float | None = None
-        self._reported: dict[str, Value] = {}
         self.server_identity: ServerIdentity | None = None
         """The certificate the server was last accepted with, and why (None before that,
         and with security policy None)."""
@@ -128,6 +133,16 @@ class OpcuaDriver(DeviceDriver):
             self._failed(f"connection lost: {lost}")
             await self._drop(session)
             return self.bad_readings(self.device.points, f"connection lost: {lost}")
+
+    async def read_points(self, names: Sequence[str]) -> list[Reading]:
+        session = self._session
+        if session is None or session.lost is not None:
+            return []
+        tags = [self._by_name[name] for name in names if name in self._by_name]
+        try:
+            return await read_tags(session, tags, self.device, self.stats)
+        except SessionLostError:
+            return []  # the session's own loop notices the loss and reports it
 
     async def write(self, point: PointBase, value: Value) -> Value:
         tag = self._by_name.get(point.name)
@@ -234,7 +249,6 @@ class OpcuaDriver(DeviceDriver):
         if self._last_outage is not None and now - self._last_outage < self.device.poll_interval:
             return
         self._last_outage = now
-        self._reported.clear()
         readings = self.bad_readings(self.device.points, reason)
         self.stats.readings += len(readings)
         await sink(readings)
@@ -316,26 +330,5 @@ class OpcuaDriver(DeviceDriver):
             self.stats.polls += 1
             self.stats.record_latency((time.perf_counter() - started) * 1000)
             self.stats.last_success = time.time()
-            readings = self._by_exception(readings)
-            if readings:
-                self.stats.readings += len(readings)
-                await sink(readings)
-
-    def _by_exception(self, readings: list[Reading]) -> list[Reading]:
-        """Drop GOOD values within their point's deadband of the last value reported."""
-        kept = []
-        for reading in readings:
-            deadband = self._by_name[reading.metric].point.deadband
-            previous = self._reported.get(reading.metric)
-            if reading.quality is not Quality.GOOD:
-                self._reported.pop(reading.metric, None)
-            elif deadband is not None and isinstance(reading.value, int | float):
-                if (
-                    previous is not None
-                    and not isinstance(previous, bool)
-                    and abs(reading.value - previous) <= deadband
-                ):
-                    continue
-                self._reported[reading.metric] = reading.value
-            kept.append(reading)
-        return kept
+            self.stats.readings += len(readings)
+            await sink(readings)

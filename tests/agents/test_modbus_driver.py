@@ -11,6 +11,7 @@ import struct
 import time
 
 import pytest
+from loop_fixtures import serving
 from modbus_fixtures import (
     expected_value,
     fast_breaker,
@@ -288,13 +289,13 @@ async def test_deadband_reports_moves_quality_changes_and_keepalives() -> None:
             update={"deadband": 0.3, "poll": "fast"}
         )
         marker = point(base, "tap_position")  # no deadband: published every cycle
-        driver = ModbusDriver(quick(base, points=[setpoint, marker]), keepalive=0.6)
+        driver = ModbusDriver(quick(base, points=[setpoint, marker]))
         sink = Collector()
 
         def published() -> list[float]:
             return [r.value for r in sink.readings() if r.metric == "voltage_setpoint"]
 
-        async with running(driver, sink):
+        async with serving(driver, sink, keepalive=0.6):
             await sink.wait_for(lambda: len(published()) == 1, what="the first value")
             assert await driver.write(setpoint, 23.2) == pytest.approx(23.2)  # within 0.3
             cycles = len(sink.batches)

@@ -4,6 +4,7 @@ and identity errors in plain words, writes, and recovery without a restart."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import stat
@@ -14,6 +15,7 @@ import pytest_asyncio
 from asyncua import ua
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from loop_fixtures import serving
 from opcua_fixtures import (
     POINTS,
     USERS,
@@ -169,12 +171,40 @@ async def test_poll_mode_keeps_each_point_to_its_interval_and_deadband(station, 
     def count(name: str) -> int:
         return sum(1 for r in sink.readings() if r.metric == name)
 
-    async with running(driver, sink):
+    async with serving(driver, sink):
         await sink.wait_for(lambda: count("pressure") >= 4, "four fast poll cycles")
         await station.step()
         await sink.wait_for(lambda: count("pressure") >= 8, "four more fast poll cycles")
     assert count("flow_rate") == 1  # within its deadband after the first report
     assert count("total_volume") == 1  # slow class: once per 5 s
+
+
+@in_module_loop
+@pytest.mark.parametrize("mode", ["subscribe", "poll"])
+async def test_a_flat_value_is_published_again_at_the_keepalive(station, pki, mode):
+    points = [
+        {"name": "flow_rate", "node": station.node_id("Flow"), "deadband": 1e6},
+        {"name": "pressure", "node": station.node_id("Pressure")},
+    ]
+    # keep-alive: six slow intervals, 1.2 s
+    profile = profile_for(
+        station, pki, mode=mode, points=points, poll_interval="100ms", slow_poll_interval="200ms"
+    )
+    driver = OpcuaDriver(profile)
+    sink = Collector()
+
+    def arrivals(name: str) -> list[float]:
+        return [at for at, batch in sink.batches for r in batch if r.metric == name]
+
+    async with serving(driver, sink):
+        await sink.wait_for(lambda: len(arrivals("flow_rate")) >= 3, "two keep-alives")
+    flows = [r for r in sink.readings() if r.metric == "flow_rate"]
+    assert {r.quality for r in flows} == {Quality.GOOD}
+    assert len({r.value for r in flows}) == 1  # the station was not stepped: a flat value
+    gaps = [b - a for a, b in itertools.pairwise(arrivals("flow_rate"))]
+    assert all(1.0 < gap < 3.0 for gap in gaps), gaps
+    # a point without deadband: every read in poll mode, its keep-alives in subscribe mode
+    assert len(arrivals("pressure")) >= len(flows)
 
 
 @in_module_loop

@@ -187,31 +187,6 @@ async def test_batches_above_max_payload_are_split_and_block_nothing(
     assert all(b.ByteSize() <= 4096 for b in batches)
 
 
-async def test_an_unreachable_device_reports_bad_once_per_change_and_at_the_keepalive(
-    tmp_path: Path,
-) -> None:
-    buffer = DiskBuffer(tmp_path / "buffer.db")
-    publisher = TelemetryPublisher(buffer, agent_id="agent-1")
-    device = profile()  # poll 1 s: keep-alive every 6 slow intervals, 60 s
-    sink = publisher.sink_for(device)
-    start = 1_000_000.0
-    await sink([Reading.good("ph", 7.0, "pH", read_time=start)])
-    for cycle in range(1, 50):  # unreachable for 49 cycles of 1 s
-        await sink([Reading.bad("ph", "pH", "timeout after 2.0 s", read_time=start + cycle)])
-    await sink([Reading.bad("ph", "pH", "device unreachable", read_time=start + 61)])
-    await sink([Reading.bad("ph", "pH", "device unreachable", read_time=start + 62)])
-    await sink([Reading.good("ph", 7.1, "pH", read_time=start + 63)])
-    await sink([Reading.bad("ph", "pH", "timeout after 2.0 s", read_time=start + 64)])
-    assert await publisher.flush()
-    sent = []
-    for entry in buffer.peek(100):
-        batch = telemetry_pb2.TelemetryBatch.FromString(entry.payload)
-        sent += [(r.quality, r.read_time.seconds - int(start)) for r in batch.readings]
-    good, bad = 1, 2  # QUALITY_GOOD, QUALITY_BAD
-    assert sent == [(good, 0), (bad, 1), (bad, 61), (good, 63), (bad, 64)]
-    assert publisher.staging.bad_suppressed == 49
-
-
 async def test_a_full_disk_keeps_readings_in_memory_until_it_has_room(
     bus: Bus, tmp_path: Path
 ) -> None:
