@@ -138,18 +138,30 @@ class Uplink:
         if not sends:  # quarantined, or failing to be: pause before the next look
             return False
         futures: list[asyncio.Future[js_api.PubAck]] = []
+        sent_before: list[bool] = []
         error = ""
         try:
             for entry, part in sends:
+                # Marked sent before it goes out, not once answered: a round cancelled while
+                # it waits (the agent stopping) must not let the next round merge this batch
+                # with later ones under the same id, which the stream would answer
+                # "duplicate" for, holding fewer readings.
+                sent = self._sent.setdefault(entry.id, set())
+                sent_before.append(part.msg_id in sent)
+                sent.add(part.msg_id)
                 headers = {**entry.headers, js_api.Header.MSG_ID.value: part.msg_id}
-                futures.append(
-                    await bus.js.publish_async(
+                try:
+                    future = await bus.js.publish_async(
                         entry.subject,
                         part.payload + suffix,
                         headers=headers,
                         wait_stall=self.ack_timeout,
                     )
-                )
+                except BaseException:
+                    if not sent_before[-1]:
+                        sent.discard(part.msg_id)
+                    raise
+                futures.append(future)
         except Exception as exc:  # connection lost mid-round, publish buffer full, ...
             error = f"{type(exc).__name__}: {exc}"
         if futures:
@@ -159,10 +171,7 @@ class Uplink:
         done: list[Entry] = []
         failed = len(sends) - len(futures)
         no_stream: list[str] = []
-        for (entry, part), future in zip(sends, futures, strict=False):
-            sent = self._sent.setdefault(entry.id, set())
-            sent_before = part.msg_id in sent
-            sent.add(part.msg_id)
+        for (entry, part), future, was_sent in zip(sends, futures, sent_before, strict=False):
             if future.cancelled() or future.exception() is not None:
                 exc = None if future.cancelled() else future.exception()
                 if isinstance(exc, NoStreamResponseError) and entry.subject not in no_stream:
@@ -176,7 +185,7 @@ class Uplink:
                 continue
             ack = future.result()
             if ack.duplicate:
-                new = not sent_before and entry.id > self.buffer.opened_after
+                new = not was_sent and entry.id > self.buffer.opened_after
                 if new and not await self._same_as_stored(bus, ack, part):
                     await self._collision(entry, part)
                     continue

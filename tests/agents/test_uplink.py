@@ -112,6 +112,48 @@ async def test_a_duplicate_answer_for_a_batch_never_sent_is_an_alarm(
     assert f"JetStream answered duplicate for {entry.msg_id}" in caplog.text
 
 
+async def test_a_round_stopped_while_it_waits_for_acknowledgements_loses_nothing(
+    bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent stops while a round waits for JetStream's answers: what that round sent is
+    in the stream, unanswered. The next round (the drain) sends those batches again under
+    their ids, never merged with later ones, so nothing is taken for a collision."""
+    await bus.ensure_streams(StreamsSettings())
+    buffer = DiskBuffer(tmp_path / "buffer.db")
+    publisher = TelemetryPublisher(buffer, agent_id="agent-1")
+    publisher.submit(profile("station-1"), readings(10))
+    publisher.submit(profile("station-2"), readings(10))
+    await publisher.flush()
+    real = bus.js.publish_async
+    published = 0
+
+    async def unanswered(*args: object, **kwargs: object) -> asyncio.Future[js_api.PubAck]:
+        nonlocal published
+        await real(*args, **kwargs)  # type: ignore[arg-type]
+        published += 1
+        return asyncio.get_running_loop().create_future()  # the answer never comes
+
+    monkeypatch.setattr(bus.js, "publish_async", unanswered)
+    waiting = asyncio.create_task(publisher.uplink.round(bus, ack_timeout=60))
+    await eventually(lambda: published == 2)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    monkeypatch.setattr(bus.js, "publish_async", real)
+    # Later batches of the same devices: mergeable with the unanswered ones, were they not
+    # known to be sent.
+    publisher.submit(profile("station-1"), readings(10, 10))
+    publisher.submit(profile("station-2"), readings(10, 10))
+    assert await publisher.drain(bus, timeout=10)
+    assert publisher.stats.duplicates_unexpected == 0
+    assert buffer.stats().quarantined == 0
+    found = sequences_by_device(await stored(bus))
+    assert sorted(found) == ["station-1", "station-2"]
+    for sequences in found.values():
+        first = min(sequences)
+        assert sorted(set(sequences)) == list(range(first, first + 20))
+
+
 async def test_a_refused_batch_is_not_overtaken_by_the_next_ones(bus: Bus, tmp_path: Path) -> None:
     """The stream refuses one batch of a device (too large for it) until the platform raises
     its limit; the device's later batches must not be stored before it."""
