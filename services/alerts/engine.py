@@ -30,8 +30,18 @@ from smartcity.readings.model import Quality, StoredReading
 from smartcity.services.alerts.model import MICROS
 from smartcity.services.alerts.rules import Band, NoData, QualityBad, RateOfChange, Rule, Threshold
 
-__all__ = ["Evaluation", "RuleIndex", "alert_labels", "fingerprint", "observe", "silence_check"]
+__all__ = [
+    "Evaluation",
+    "RuleIndex",
+    "alert_labels",
+    "at_rest",
+    "fingerprint",
+    "observe",
+    "silence_check",
+]
 
+_BAD = Quality.BAD
+_STALE = Quality.STALE
 MAX_SAMPLES = 512
 """Samples a rate-of-change evaluation keeps at most; enough for a window of minutes at one
 reading a second, thinned beyond that."""
@@ -56,7 +66,8 @@ def alert_labels(rule: Rule, site: str, device: str, metric: str) -> dict[str, s
 
 @dataclass(slots=True)
 class Evaluation:
-    """What a rule knows about one series between readings; persisted with every change."""
+    """What a rule knows about one series between readings; persisted when it changes,
+    unless it is :func:`at_rest`."""
 
     fingerprint: str
     rule_id: str
@@ -80,17 +91,32 @@ class Evaluation:
         return None
 
 
+_AT_REST = (Threshold, Band, QualityBad)
+
+
+def at_rest(rule: Rule, evaluation: Evaluation | None) -> bool:
+    """Whether ``evaluation`` (``None``: none is kept) holds nothing but the time of its
+    last reading: a threshold, band or quality rule whose condition does not hold. Such an
+    evaluation need not be stored: one made afresh with its series' last time evaluates the
+    next reading alike (a value is read only once the condition holds; the time a reading
+    was last seen, and samples, are the no-data and rate rules' business)."""
+    return (evaluation is None or not evaluation.holds) and type(rule.condition) in _AT_REST
+
+
 def observe(rule: Rule, evaluation: Evaluation, reading: StoredReading) -> bool:
     """Update ``evaluation`` with ``reading`` of a series ``rule`` selects; whether the
     reading was evaluated (a reading older than the last one evaluated is not)."""
+    # Once per reading and rule: the common case (a good reading, a threshold or a band)
+    # asks each question once and leaves at the first answer.
     condition = rule.condition
-    when = reading.time
-    usable = reading.quality is not Quality.BAD and reading.value is not None
-    if usable and reading.quality is not Quality.STALE:
+    kind = type(condition)
+    value, quality, when = reading.value, reading.quality, reading.time
+    usable = value is not None and quality is not _BAD
+    if usable and quality is not _STALE and when > evaluation.last_seen:
         # A stale reading repeats an old value: it is no sign that the device is alive.
-        evaluation.last_seen = max(evaluation.last_seen, when)
-    if isinstance(condition, NoData):
-        alive = usable and reading.quality is not Quality.STALE
+        evaluation.last_seen = when
+    if kind is NoData:
+        alive = usable and quality is not _STALE
         if alive and evaluation.holds:
             evaluation.holds = False
         evaluation.value = 0.0
@@ -99,20 +125,19 @@ def observe(rule: Rule, evaluation: Evaluation, reading: StoredReading) -> bool:
     if when < evaluation.last_time:
         return False
     evaluation.last_time = when
-    if isinstance(condition, QualityBad):
-        evaluation.holds = reading.quality is Quality.BAD
-        evaluation.value = reading.value if reading.value is not None else 0.0
+    if kind is QualityBad:
+        evaluation.holds = quality is _BAD
+        evaluation.value = value if value is not None else 0.0
         return True
     if not usable:
         # A bad reading says nothing about the value: the condition stays as it was.
         return False
-    value = float(reading.value)  # type: ignore[arg-type]
-    if isinstance(condition, Threshold | Band):
-        evaluation.value = value
-        evaluation.holds = condition.holds(value, evaluation.holds)
-        return True
-    assert isinstance(condition, RateOfChange)
-    return _rate(condition, evaluation, when, value)
+    value = float(value)  # type: ignore[arg-type]
+    if kind is RateOfChange:
+        return _rate(condition, evaluation, when, value)  # type: ignore[arg-type]
+    evaluation.value = value
+    evaluation.holds = condition.holds(value, evaluation.holds)  # type: ignore[union-attr]
+    return True
 
 
 def _rate(condition: RateOfChange, evaluation: Evaluation, when: int, value: float) -> bool:

@@ -5,12 +5,16 @@ transaction.
 :class:`~smartcity.readings.decode.TelemetryDecoder`, so every reading carries the
 spine's verdict) and, in one transaction holding the partitions of their devices:
 
-1. skips every reading whose sequence is not above the device's last evaluated one, so a
-   redelivered or replayed batch changes nothing;
-2. loads the evaluations and alerts of the (rule, series) pairs the readings meet, applies
-   each reading in order (:func:`.engine.observe`, then :func:`.lifecycle.advance`), and
-3. writes evaluations, alerts, events and the device's new sequence together; the consumer
-   acknowledges the messages only after this commit.
+1. reads, in one go, the rules' revision (reloading the rules when another replica or a
+   person changed them), the devices' last sequences and series times, and the evaluations
+   and alerts of the (rule, series) pairs the readings meet (:class:`~.store.Snapshot`);
+2. applies each reading in order (:mod:`.lanes`): one whose sequence is not above the
+   device's last evaluated one is skipped, so a redelivered or replayed batch changes
+   nothing; the others go to :func:`.engine.observe`, then, where the condition holds or an
+   alert is open, to :func:`.lifecycle.advance`;
+3. writes what changed (evaluations, alerts, events, the devices' rows) together; a rule at
+   rest writes nothing of its own. The consumer acknowledges the messages only after this
+   commit.
 
 :meth:`Evaluator.tick` does what the clock does: no-data timeouts, ``for`` and
 ``keep_firing_for`` timers, silences and inhibitions, escalation; then :mod:`.notify` flushes
@@ -32,13 +36,8 @@ from smartcity.readings.model import IngestBatch
 from smartcity.runtime.config import AlertsSettings
 from smartcity.runtime.errors import NotFound
 from smartcity.services.alerts import lifecycle
-from smartcity.services.alerts.engine import (
-    Evaluation,
-    RuleIndex,
-    fingerprint,
-    observe,
-    silence_check,
-)
+from smartcity.services.alerts.engine import Evaluation, RuleIndex, fingerprint, silence_check
+from smartcity.services.alerts.lanes import DeviceKey, Lane, Lanes, Plan, SeriesKey, apply
 from smartcity.services.alerts.model import MICROS, Alert, AlertState, Event, EventType
 from smartcity.services.alerts.notify import Grouping, escalation_notice, flush
 from smartcity.services.alerts.rules import NoData, Rule
@@ -69,6 +68,11 @@ class _Work:
     notices: list[str] = field(default_factory=list)
 
 
+PLANS_KEPT = 50_000
+"""Series whose rules are remembered before starting over (a few hundred bytes each; working
+one out again costs a few microseconds)."""
+
+
 class Evaluator:
     def __init__(
         self,
@@ -85,6 +89,7 @@ class Evaluator:
         self.grouping = Grouping(settings)
         self.index = RuleIndex(())
         self._rules_revision = -1
+        self._plans: dict[SeriesKey, Plan] = {}
         self.readings_evaluated = 0
         """Readings evaluated against a rule (a reading two rules see counts twice)."""
         self.busy_seconds = 0.0
@@ -98,8 +103,12 @@ class Evaluator:
         """Reload the rules when any replica changed them."""
         revision = await self.store.rules_revision()
         if revision != self._rules_revision:
-            self.index = RuleIndex(await self.store.rules())
-            self._rules_revision = revision
+            await self._load_rules(revision)
+
+    async def _load_rules(self, revision: int) -> None:
+        self.index = RuleIndex(await self.store.rules())
+        self._rules_revision = revision
+        self._plans = {}
 
     # -- readings ---------------------------------------------------------------------------
 
@@ -111,59 +120,71 @@ class Evaluator:
             self.busy_seconds += time.perf_counter() - started
 
     async def _evaluate(self, batches: Sequence[IngestBatch]) -> list[Event]:
-        await self.refresh_rules()
         devices = {(b.field, b.site, b.device) for b in batches}
-        # Which rules (and alerts) each (device, metric) meets, worked out once per fetch:
-        # the loop below runs once per reading.
-        plans: dict[tuple[str, str, str, str], list[tuple[Rule, str]]] = {}
+        async with self.store.transaction([partition_of(*d) for d in devices]) as w:
+            while True:
+                # The rules' revision is read with the state: when it moved, the rules are
+                # loaded and the state read again for them.
+                plans = self._plans_of(batches)
+                touched = sorted({fp for plan in plans.values() for _, fp in plan})
+                state = await w.snapshot(devices, touched)
+                if state.rules_revision == self._rules_revision:
+                    break
+                await self._load_rules(state.rules_revision)
+            work = _Work()
+            lanes = Lanes(plans, state)
+            alerts = state.alerts
+
+            def advance(lane: Lane, now: int) -> bool:
+                assert lane.evaluation is not None
+                return self._advance(lane.rule, alerts, lane.evaluation, now, work)
+
+            floors = {key: device.sequence for key, device in state.devices.items()}
+            tops, evaluated = apply(batches, lanes, floors, advance)
+            self.readings_evaluated += evaluated
+            work.evaluations.update(lanes.kept())
+            await self._write(w, work)
+            await w.set_devices(lanes.devices(state, tops))
+        self._emit(work.events)
+        return work.events
+
+    def _plans_of(self, batches: Sequence[IngestBatch]) -> dict[SeriesKey, Plan]:
+        """Which rules (and alerts) each (device, metric) of ``batches`` meets, worked out
+        once per rule set: the evaluation loop runs once per reading."""
+        plans: dict[SeriesKey, Plan] = {}
         for batch in batches:
             key = (batch.field, batch.site, batch.device)
             for metric in {reading.metric for reading in batch.readings}:
                 if (*key, metric) not in plans:
-                    plans[(*key, metric)] = [
-                        (rule, fingerprint(rule.id, *key, rule.metric))
-                        for rule in self.index.for_reading(*key, metric)
-                    ]
-        touched = sorted({fp for plan in plans.values() for _, fp in plan})
-        async with self.store.transaction([partition_of(*d) for d in devices]) as w:
-            floors = await w.sequences(devices)
-            evaluations = await w.evaluations(touched)
-            alerts = await w.alerts(touched)
-            work = _Work()
-            tops = dict(floors)
-            for batch in batches:
-                key = (batch.field, batch.site, batch.device)
-                floor = top = floors[key]
-                for reading in batch.readings:
-                    if reading.sequence and reading.sequence <= floor:
-                        continue  # evaluated before: a replay
-                    top = max(top, reading.sequence)
-                    for rule, fp in plans[(*key, reading.metric)]:
-                        evaluation = evaluations.get(fp)
-                        if evaluation is None:
-                            evaluation = evaluations[fp] = Evaluation(
-                                fp, rule.id, *key, rule.metric, last_seen=reading.time
-                            )
-                        work.evaluations[fp] = (rule, evaluation)
-                        if not observe(rule, evaluation, reading):
-                            continue  # kept (a rate's sample, a sign of life), nothing to decide
-                        self.readings_evaluated += 1
-                        self._advance(rule, alerts, evaluation, reading.time, work)
-                tops[key] = max(tops[key], top)
-            await self._write(w, work)
-            await w.set_sequences({k: v for k, v in tops.items() if v != floors[k]})
-        self._emit(work.events)
-        return work.events
+                    plans[(*key, metric)] = self._plan(key, metric)
+        return plans
+
+    def _plan(self, device: DeviceKey, metric: str) -> Plan:
+        """The rules a reading of ``metric`` of ``device`` meets, with their fingerprints."""
+        series = (*device, metric)
+        plan = self._plans.get(series)
+        if plan is None:
+            if len(self._plans) >= PLANS_KEPT:
+                self._plans.clear()
+            plan = self._plans[series] = tuple(
+                (rule, fingerprint(rule.id, *device, rule.metric))
+                for rule in self.index.for_reading(*device, metric)
+            )
+        return plan
 
     def _advance(
         self, rule: Rule, alerts: dict[str, Alert], evaluation: Evaluation, now: int, work: _Work
-    ) -> None:
+    ) -> bool:
+        """Move the evaluation's alert along; whether it is open afterwards."""
         alert, events = lifecycle.advance(rule, alerts.get(evaluation.fingerprint), evaluation, now)
-        if alert is not None and (events or alert.is_open):
+        if alert is None:
+            return False
+        if events or alert.is_open:
             # An open alert changes without an event too (its value, a cleared time).
             alerts[alert.fingerprint] = alert
             work.alerts[alert.fingerprint] = (rule, alert)
             work.events += events
+        return alert.is_open
 
     async def _write(self, w: Writes, work: _Work) -> None:
         now = self.now()

@@ -24,7 +24,7 @@ from typing import Any
 from smartcity.runtime.config import AlertsSettings
 from smartcity.services.alerts.model import MICROS, Alert, AlertState
 from smartcity.services.alerts.store import AlertStore
-from smartcity.services.alerts.store.writes import PARTITIONS
+from smartcity.services.alerts.store.transaction import PARTITIONS
 
 __all__ = ["NOTIFY_LOCK", "Grouping", "escalation_notice", "flush", "notified_alert"]
 

@@ -39,6 +39,7 @@ __all__ = [
     "Threshold",
 ]
 
+_GT, _GE, _LT = Comparison.GT, Comparison.GE, Comparison.LT
 _RULE_ID = re.compile(r"[a-z][a-z0-9_]{0,99}")
 MAX_DURATION = 366 * 24 * 3600 * MICROS
 """Longest duration a rule may name: a year (and a leap day)."""
@@ -54,12 +55,15 @@ class Threshold:
     hysteresis: float = 0.0
 
     def holds(self, value: float, held: bool) -> bool:
+        # Once per reading: the members are module constants, as a lookup on the enum
+        # class costs more than the comparison itself.
         margin = self.hysteresis if held else 0.0
-        if self.comparison is Comparison.GT:
+        comparison = self.comparison
+        if comparison is _GT:
             return value > self.threshold - margin
-        if self.comparison is Comparison.GE:
+        if comparison is _GE:
             return value >= self.threshold - margin
-        if self.comparison is Comparison.LT:
+        if comparison is _LT:
             return value < self.threshold + margin
         return value <= self.threshold + margin
 

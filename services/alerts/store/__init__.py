@@ -4,7 +4,9 @@ from smartcity.runtime.storage.urls import backend_of
 from smartcity.services.alerts.store.base import (
     AlertFilter,
     AlertStore,
+    DeviceState,
     InvalidQuery,
+    Snapshot,
     StoreError,
     StoreUnavailable,
     Writes,
@@ -14,7 +16,9 @@ from smartcity.services.alerts.store.base import (
 __all__ = [
     "AlertFilter",
     "AlertStore",
+    "DeviceState",
     "InvalidQuery",
+    "Snapshot",
     "StoreError",
     "StoreUnavailable",
     "Writes",

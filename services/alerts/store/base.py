@@ -33,18 +33,17 @@ from smartcity.services.alerts.store.codec import (
     rule_from_json,
     silence_from_json,
 )
-from smartcity.services.alerts.store.writes import (
-    PARTITIONS,
-    Transaction,
-    Writes,
-    partition_of,
-)
+from smartcity.services.alerts.store.state import RULES_REVISION, DeviceState, Snapshot
+from smartcity.services.alerts.store.transaction import PARTITIONS, Transaction, partition_of
+from smartcity.services.alerts.store.writes import Writes
 
 __all__ = [
     "PARTITIONS",
     "AlertFilter",
     "AlertStore",
+    "DeviceState",
     "InvalidQuery",
+    "Snapshot",
     "StoreError",
     "StoreUnavailable",
     "Transaction",
@@ -95,7 +94,7 @@ class AlertStore(Store):
         return rule_from_json(rows[0][0]) if rows else None
 
     async def rules_revision(self) -> int:
-        rows = await self._query("SELECT value FROM meta WHERE key = 'rules'")
+        rows = await self._query(RULES_REVISION)
         return int(rows[0][0]) if rows else 0
 
     async def request(self, kind: str, request_id: str) -> str | None:

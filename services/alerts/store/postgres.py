@@ -16,7 +16,7 @@ import asyncpg
 
 from smartcity.runtime.storage.backed import PostgresBacked
 from smartcity.services.alerts.store.base import AlertStore
-from smartcity.services.alerts.store.writes import Transaction
+from smartcity.services.alerts.store.transaction import Transaction
 
 __all__ = ["PostgresAlertStore"]
 

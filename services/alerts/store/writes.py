@@ -3,13 +3,9 @@ backends. Opened by :meth:`~.base.AlertStore.transaction`, which holds the parti
 
 from __future__ import annotations
 
-import abc
 import json
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
-from smartcity.services.alerts.engine import Evaluation
 from smartcity.services.alerts.model import Alert, Event, Silence
 from smartcity.services.alerts.rules import Rule
 from smartcity.services.alerts.store.codec import (
@@ -19,150 +15,18 @@ from smartcity.services.alerts.store.codec import (
     rule_json,
     silence_json,
 )
+from smartcity.services.alerts.store.state import EvaluationState
+from smartcity.services.alerts.store.transaction import EVENTS_LOCK, Transaction, partition_of
 
-__all__ = ["EVENTS_LOCK", "PARTITIONS", "Transaction", "Writes", "partition_of"]
-
-PARTITIONS = 64
-"""Partitions of the device space; a transaction locks the few its devices fall in."""
-EVENTS_LOCK = PARTITIONS
-"""Lock number that orders the appending of events."""
+__all__ = ["Writes"]
 
 
-def partition_of(field: str, site: str, device: str) -> int:
-    return zlib.crc32(f"{field}/{site}/{device}".encode()) % PARTITIONS
-
-
-class Transaction(abc.ABC):
-    """One open transaction of a backend."""
-
-    @abc.abstractmethod
-    async def fetch(self, sql: str, *args: Any) -> Sequence[Sequence[Any]]: ...
-
-    @abc.abstractmethod
-    async def execute(self, sql: str, *args: Any) -> None: ...
-
-    @abc.abstractmethod
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
-
-    @abc.abstractmethod
-    async def lock(self, number: int) -> None:
-        """Hold lock ``number`` until the transaction ends (a no-op where the transaction
-        already excludes every other writer)."""
-
-    async def lock_all(self, numbers: Sequence[int]) -> None:
-        """Hold the locks ``numbers`` (ascending), as :meth:`lock` each."""
-        for number in numbers:
-            await self.lock(number)
-
-
-DeviceKey = tuple[str, str, str]
-
-
-CHUNK = 2000
-"""Keys per statement: well inside SQLite's 32,766 parameters and PostgreSQL's 32,767."""
-
-
-def _in(first: int, count: int) -> str:
-    return ", ".join(f"${first + i}" for i in range(count))
-
-
-def _tuples(count: int, width: int) -> str:
-    """``($1, $2, $3), ($4, $5, $6) …``: ``count`` row values of ``width`` parameters."""
-    return ", ".join(
-        "(" + ", ".join(f"${row * width + i + 1}" for i in range(width)) + ")"
-        for row in range(count)
-    )
-
-
-class Writes:
+class Writes(EvaluationState):
     """Domain reads and writes inside one transaction."""
 
     def __init__(self, tx: Transaction) -> None:
         self.tx = tx
-
-    # -- devices: replay protection ---------------------------------------------------------
-
-    async def sequences(self, devices: Iterable[DeviceKey]) -> dict[DeviceKey, int]:
-        """The last evaluated sequence of each device; -1 for a device not seen yet."""
-        keys = sorted(set(devices))
-        found = dict.fromkeys(keys, -1)
-        for start in range(0, len(keys), CHUNK):
-            chunk = keys[start : start + CHUNK]
-            rows = await self.tx.fetch(
-                "SELECT field, site, device, last_sequence FROM devices WHERE "
-                f"(field, site, device) IN (VALUES {_tuples(len(chunk), 3)})",
-                *(part for key in chunk for part in key),
-            )
-            for field, site, device, sequence in rows:
-                found[(field, site, device)] = int(sequence)
-        return found
-
-    async def set_sequences(self, sequences: Mapping[DeviceKey, int]) -> None:
-        await self.tx.executemany(
-            "INSERT INTO devices (field, site, device, last_sequence) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (field, site, device) DO UPDATE SET last_sequence = "
-            "excluded.last_sequence",
-            [(*key, sequence) for key, sequence in sequences.items()],
-        )
-
-    # -- evaluations ------------------------------------------------------------------------
-
-    async def _by_fingerprint(self, select: str, fingerprints: Sequence[str]) -> list[Any]:
-        """Rows of ``select … WHERE fingerprint IN (…)``, a chunk of keys per statement."""
-        rows: list[Any] = []
-        for start in range(0, len(fingerprints), CHUNK):
-            chunk = fingerprints[start : start + CHUNK]
-            rows += await self.tx.fetch(
-                f"{select} WHERE fingerprint IN ({_in(1, len(chunk))})", *chunk
-            )
-        return rows
-
-    async def evaluations(self, fingerprints: Sequence[str]) -> dict[str, Evaluation]:
-        rows = await self._by_fingerprint(
-            "SELECT fingerprint, rule_id, field, site, device, metric, holds, value, last_time, "
-            "last_seen, samples FROM evaluations",
-            fingerprints,
-        )
-        return {row[0]: _evaluation(row) for row in rows}
-
-    async def save_evaluations(self, rows: Iterable[tuple[Evaluation, int | None]]) -> None:
-        """Evaluations with their deadlines (when the clock alone changes them)."""
-        await self.tx.executemany(
-            "INSERT INTO evaluations (fingerprint, rule_id, part, field, site, device, metric, "
-            "holds, value, last_time, last_seen, samples, deadline) VALUES ($1, $2, $3, $4, $5, "
-            "$6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (fingerprint) DO UPDATE SET "
-            "holds = excluded.holds, value = excluded.value, last_time = excluded.last_time, "
-            "last_seen = excluded.last_seen, samples = excluded.samples, "
-            "deadline = excluded.deadline",
-            [
-                (
-                    e.fingerprint,
-                    e.rule_id,
-                    partition_of(e.field, e.site, e.device),
-                    e.field,
-                    e.site,
-                    e.device,
-                    e.metric,
-                    int(e.holds),
-                    e.value if abs(e.value) != float("inf") and e.value == e.value else 0.0,
-                    e.last_time,
-                    e.last_seen,
-                    json.dumps(e.samples),
-                    deadline,
-                )
-                for e, deadline in rows
-            ],
-        )
-
-    async def forget_rule(self, rule_id: str) -> None:
-        await self.tx.execute("DELETE FROM evaluations WHERE rule_id = $1", rule_id)
-
-    # -- alerts and events ------------------------------------------------------------------
-
-    async def alerts(self, fingerprints: Sequence[str]) -> dict[str, Alert]:
-        rows = await self._by_fingerprint("SELECT body FROM alerts", fingerprints)
-        alerts = (alert_from_json(row[0]) for row in rows)
-        return {alert.fingerprint: alert for alert in alerts}
+        self._stored = {}
 
     async def save_alerts(self, rows: Iterable[tuple[Alert, int | None, str]]) -> None:
         """Alerts with when the clock next changes them and their notification group."""
@@ -310,20 +174,3 @@ class Writes:
         await self.tx.execute(
             "INSERT INTO notifications (created, body) VALUES ($1, $2)", now, body
         )
-
-
-def _evaluation(row: Sequence[object]) -> Evaluation:
-    fp, rule_id, field, site, device, metric, holds, value, last_time, last_seen, samples = row
-    return Evaluation(
-        str(fp),
-        str(rule_id),
-        str(field),
-        str(site),
-        str(device),
-        str(metric),
-        bool(holds),
-        float(value),  # type: ignore[arg-type]
-        int(last_time),  # type: ignore[call-overload]
-        int(last_seen),  # type: ignore[call-overload]
-        [(int(t), float(v)) for t, v in json.loads(str(samples))],
-    )
