@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import itemgetter
 from types import TracebackType
 from typing import Self
 
@@ -60,13 +61,16 @@ class StreamOverflow(ResourceExhausted):
     """The subscriber fell too far behind and was disconnected."""
 
 
+_METRIC = itemgetter(0)  # StoredReading.metric
+
+
 def _keys(batch: IngestBatch) -> dict[str, SeriesKey]:
     """The series key of each metric of ``batch``: a batch holds a few metrics many times
     over, so its keys are made once, not once per reading."""
     field, site, device = batch.field, batch.site, batch.device
     return {
         metric: SeriesKey(field, site, device, metric)
-        for metric in {r.metric for r in batch.readings}
+        for metric in set(map(_METRIC, batch.readings))
     }
 
 
@@ -123,19 +127,21 @@ class Subscription:
     def closed(self) -> bool:
         return self._closed
 
-    def _offer(self, batch: IngestBatch) -> bool:
+    def _offer(self, batch: IngestBatch, keys: dict[str, SeriesKey]) -> bool:
         """Queue the readings of ``batch`` this subscriber selects (its device part already
-        matched); ``False`` when it overflowed."""
+        matched); ``keys`` are the batch's series keys by metric. ``False`` when it
+        overflowed."""
         if self._closed:
             return True
         metric = self.selector.metric
+        readings = batch.readings
         if metric:
             key = SeriesKey(batch.field, batch.site, batch.device, metric)
-            matched = [(key, r) for r in batch.readings if r.metric == metric]
+            matched = [(key, r) for r in readings if r.metric == metric]
         else:
-            matched = (
-                [(keys[r.metric], r) for r in batch.readings] if (keys := _keys(batch)) else []
-            )
+            # Built in C: a stream of everything gets every reading ingest stores.
+            series = map(keys.__getitem__, map(_METRIC, readings))
+            matched = list(zip(series, readings, strict=True))
         if not matched:
             return True
         if self._pending + len(matched) > self.max_pending:
@@ -284,10 +290,13 @@ class LiveHub:
         index = self._index
         overflowed: list[Subscription] = []
         for batch in batches:
+            keys: dict[str, SeriesKey] | None = None
             for pattern in patterns_of(batch.field, batch.site, batch.device, self._shapes):
                 subscribers = index.get(pattern)
                 if subscribers:
-                    overflowed += [sub for sub in subscribers if not sub._offer(batch)]
+                    if keys is None:
+                        keys = _keys(batch)
+                    overflowed += [sub for sub in subscribers if not sub._offer(batch, keys)]
         for subscription in overflowed:
             self._remove(subscription)
             self.dropped += 1

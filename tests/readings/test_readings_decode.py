@@ -123,6 +123,31 @@ def test_each_reading_gets_its_verdict(
     )
 
 
+def test_derived_readings_keep_their_inputs_time_and_follow_the_batch() -> None:
+    """The water plugin flags every residual-chlorine reading: each flag has its reading's
+    time to the microsecond (before 1970 as well), the batch's last sequence, and comes
+    after the batch's own readings."""
+    times = [(int(NOW) - 2, 250_000_999), (int(NOW) - 1, 0), (-86_401, 750_000_000)]
+    payload = telemetry_pb2.TelemetryBatch(
+        field="water_supply", site="cau-do", device="station-1", batch_id="cau-do/station-1/1"
+    )
+    for number, (seconds, nanos) in enumerate(times, start=1):
+        reading = payload.readings.add(
+            metric="residual_chlorine", unit="mg/L", value=0.1 * number, quality=1, sequence=number
+        )
+        reading.source_time.seconds, reading.source_time.nanos = seconds, nanos
+    payload.readings.add(metric="ph", unit="pH", value=7.0, quality=1, sequence=9)
+    msg = Msg(None, subject=SUBJECT, data=payload.SerializeToString())  # type: ignore[arg-type]
+    readings = DECODER.decode(msg).readings
+    own, flags = readings[:4], readings[4:]
+    assert [r.derived for r in own] == [False] * 4
+    assert [(r.metric, r.time, r.sequence, r.derived) for r in flags] == [
+        ("chlorine_compliant", seconds * MICROS + nanos // 1000, 9, True)
+        for seconds, nanos in times
+    ]
+    assert [r.value for r in flags] == [0.0, 1.0, 1.0]
+
+
 @pytest.mark.parametrize(
     ("msg", "reason"),
     [

@@ -199,3 +199,34 @@ async def test_a_missing_stream_is_waited_for_and_named(bus: Bus) -> None:
         await bus.ensure_streams(StreamsSettings())
         await publish(bus, [b"1", b"2"])
         await eventually(lambda: handler.stored == [1, 2], within=15)
+
+
+@dataclass
+class StuckRecorder(Recorder):
+    """A handler whose commits never finish."""
+
+    async def commit(self, items: Sequence[int]) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_what_was_fetched_ahead_goes_back_when_the_consumer_stops(streams: Bus) -> None:
+    """The next fetch is on its way while one is decoded; when the consumer stops, what it
+    fetched and never decoded is handed back at once, for another consumer to take, rather
+    than after the acknowledgement wait."""
+    bus = streams
+    settings = FAST.model_copy(update={"commits_in_flight": 1, "ack_wait_seconds": 60.0})
+    await publish(bus, [str(n).encode() for n in range(24)])  # three fetches
+    async with consuming(bus, StuckRecorder(), settings) as stuck:
+
+        async def all_delivered() -> bool:
+            info = await stuck.refresh_info()
+            return info is not None and info.num_ack_pending == 24
+
+        # The first fetch commits (forever), the second is decoded and waits for it, the
+        # third has arrived and waits to be decoded.
+        await eventually(lambda: stuck.stats.fetched == 16, what="two fetches decoded")
+        await eventually(all_delivered, what="the third fetch")
+        assert stuck.stats.fetched == 16
+    handler = Recorder()
+    async with consuming(bus, handler, settings):
+        await eventually(lambda: sorted(handler.stored) == list(range(16, 24)), within=10)

@@ -1,9 +1,8 @@
 """What both storage backends share: they must give the same answers, so everything that does
 not talk to a database lives here once.
 
-- the write preparation: readings become point rows, and the rows actually stored become the
-  latest-value, 1-minute and 1-hour roll-up rows (pre-aggregated here, upserted by the
-  backend), so neither database re-reads points on the write path;
+- what a write stores (point, latest-value, roll-up and registry rows) is worked out in
+  :mod:`.writes`;
 - the range plan: which roll-up serves which part of ``[start, end)`` so that the answer is
   exactly what raw points would give, and the merge of the partial aggregates;
 - the device registry rows and filters, keyed by field, site and device;
@@ -16,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 from smartcity.runtime.storage import migrations
@@ -31,32 +29,19 @@ from smartcity.services.monitoring.model import (
     Aggregation,
     Bucket,
     DeviceRecord,
-    IngestBatch,
     LatestValue,
     Quality,
     RangeQuery,
     Selector,
     SeriesKey,
 )
-from smartcity.services.monitoring.store.base import InvalidQuery, StoreError
+from smartcity.services.monitoring.store.base import InvalidQuery
 
 GOOD = int(Quality.GOOD)
 MAX_PAGE_SIZE = 10_000
 
 ROLLUP_TABLES = {HOUR: "rollup_1h", MINUTE: "rollup_1m"}
 """Roll-up widths (µs), widest first, and the table that keeps each."""
-
-PointRow = tuple[int, int, int, float | None, int, str | None]
-"""``(series_id, time, sequence, value, quality, reason)``, the column order of ``points``."""
-
-PlainRow = tuple[int, int, int, float]
-"""``(series_id, time, sequence, value)`` of a GOOD reading without a reason."""
-
-RollupRow = tuple[int, int, int, float, float, float, int, int, float]
-"""``(series_id, bucket, count, sum, min, max, last_time, last_sequence, last_value)``."""
-
-DeviceRow = tuple[str, str, str, str, int, int]
-"""``(field, site, device, agent_id, received, last_sequence)``, one per device batch."""
 
 BatchKey = tuple[str, str]
 """``(field, batch_id)``: a batch id is unique within its field only."""
@@ -143,214 +128,12 @@ def device_filter(
     return conditions, params
 
 
-# -- Write preparation ----------------------------------------------------------------------
-
-
-def point_rows(
-    batches: Iterable[IngestBatch],
-    cache: dict[tuple[str, str, str], dict[str, int]],
-    resolve: Callable[[IngestBatch], dict[str, int]],
-) -> Points:
-    """The ``points`` rows of ``batches``. ``cache`` maps a device ``(field, site, device)``
-    to its metrics' series ids; when a batch has a metric it lacks, ``resolve(batch)`` returns
-    the ids of every metric of that batch.
-
-    This loop runs once per reading on the ingest hot path, so it does no more than look up
-    an id, check the value and build a tuple.
-    """
-    plain: list[PlainRow] = []
-    other: list[PointRow] = []
-    add_plain = plain.append
-    add_other = other.append
-    empty: dict[str, int] = {}
-    for batch in batches:
-        ids = cache.get((batch.field, batch.site, batch.device), empty)
-        for reading in batch.readings:
-            series_id = ids.get(reading.metric)
-            if series_id is None:
-                ids = resolve(batch)
-                series_id = ids[reading.metric]
-            value, quality, reason = reading.value, reading.quality, reading.reason
-            if value is None:
-                add_other((series_id, reading.time, reading.sequence, None, int(quality),
-                           reason or None))  # fmt: skip
-            elif value - value != 0.0:
-                raise StoreError(
-                    f"batch {batch.batch_id!r}: {reading.metric} has the value {value}; "
-                    "store a reading without a finite value as value=None with bad quality"
-                )
-            elif quality == GOOD and not reason:
-                add_plain((series_id, reading.time, reading.sequence, value))
-            else:
-                add_other((series_id, reading.time, reading.sequence, value, int(quality),
-                           reason or None))  # fmt: skip
-    return Points(plain, other)
-
-
-@dataclass(slots=True)
-class Points:
-    """Point rows, the common case apart: a GOOD reading with a value and no reason is a
-    :data:`PlainRow`, which binds two parameters fewer per row (a third less work for
-    SQLite's binding, the largest share of an insert)."""
-
-    plain: list[PlainRow]
-    other: list[PointRow]
-
-    def __len__(self) -> int:
-        return len(self.plain) + len(self.other)
-
-    def full(self) -> list[PointRow]:
-        """Every row with all six columns."""
-        return [(*row, GOOD, None) for row in self.plain] + self.other
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """What the stored points change besides ``points``, one row per key."""
-
-    latest: list[PointRow]
-    minute: list[RollupRow]
-    hour: list[RollupRow]
-
-
-def summarize(points: Points) -> Summary:
-    """Latest value per series and roll-up increments per series and bucket, of the point
-    rows that were actually stored. Rows come out sorted by key: writers that take row locks
-    in one order cannot deadlock each other."""
-    latest: dict[int, tuple[Any, ...]] = {}
-    minute: dict[tuple[int, int], list[Any]] = {}
-    latest_get = latest.get
-    minute_get = minute.get
-    good: list[PlainRow] = []
-    for row in points.other:
-        series_id, time, sequence, value, quality, _ = row
-        newest = latest_get(series_id)
-        if newest is None or time > newest[1] or (time == newest[1] and sequence > newest[2]):
-            latest[series_id] = row
-        if quality == GOOD and value is not None:
-            good.append((series_id, time, sequence, value))
-    for rows in (points.plain, good):
-        for plain in rows:
-            series_id, time, sequence, value = plain
-            newest = latest_get(series_id)
-            if newest is None or time > newest[1] or (time == newest[1] and sequence > newest[2]):
-                latest[series_id] = plain
-            key = (series_id, time - time % MINUTE)
-            acc = minute_get(key)
-            if acc is None:
-                minute[key] = [1, value, value, value, time, sequence, value]
-                continue
-            acc[0] += 1
-            acc[1] += value
-            if value < acc[2]:
-                acc[2] = value
-            elif value > acc[3]:
-                acc[3] = value
-            if time > acc[4] or (time == acc[4] and sequence > acc[5]):
-                acc[4] = time
-                acc[5] = sequence
-                acc[6] = value
-    hour: dict[tuple[int, int], list[Any]] = {}
-    hour_get = hour.get
-    for (series_id, bucket), acc in minute.items():
-        key = (series_id, bucket - bucket % HOUR)
-        total = hour_get(key)
-        if total is None:
-            hour[key] = acc.copy()
-            continue
-        total[0] += acc[0]
-        total[1] += acc[1]
-        if acc[2] < total[2]:
-            total[2] = acc[2]
-        if acc[3] > total[3]:
-            total[3] = acc[3]
-        if acc[4] > total[4] or (acc[4] == total[4] and acc[5] > total[5]):
-            total[4:] = acc[4:]
-    return Summary(
-        # A plain row is GOOD without a reason; a GOOD row of ``other`` that ties with its
-        # own plain copy keeps its reason, as the tie does not replace it.
-        latest=[_full(latest[key]) for key in sorted(latest)],
-        minute=[(*key, *minute[key]) for key in sorted(minute)],
-        hour=[(*key, *hour[key]) for key in sorted(hour)],
-    )
-
-
-def _full(row: tuple[Any, ...]) -> PointRow:
-    return row if len(row) == 6 else (*row, GOOD, None)  # type: ignore[return-value]
-
-
-class NewSeries(Exception):  # noqa: N818 - control flow inside a backend's write
-    """A batch has a metric whose series id is not cached yet."""
-
-
-def known_series_only(batch: IngestBatch) -> dict[str, int]:
-    """A ``resolve`` for :func:`point_rows` that gives up on a new series, so that the
-    common case (every series known) needs no scan for missing ones."""
-    raise NewSeries(batch.batch_id)
-
-
-def missing_metrics(
-    batch: IngestBatch, cache: dict[tuple[str, str, str], dict[str, int]]
-) -> dict[str, str]:
-    """The metrics of ``batch`` that ``cache`` has no series id for, with their units."""
-    known = cache.get((batch.field, batch.site, batch.device), {})
-    return {r.metric: r.unit for r in batch.readings if r.metric not in known}
+# -- Device registry ------------------------------------------------------------------------
 
 
 POLL_INTERVAL_WEIGHT = 4
 """The poll interval estimate moves a quarter of the way towards each new batch spacing:
 steady enough to ride out one late batch, quick enough to follow a changed poll rate."""
-
-
-_sequence = attrgetter("sequence")
-
-
-def device_rows(batches: Iterable[IngestBatch]) -> list[DeviceRow]:
-    """One registry update per batch from a device (not those the service derived), ordered
-    by device and then by arrival: the poll interval estimate follows the batches in the
-    order they were received."""
-    rows = [
-        (
-            batch.field,
-            batch.site,
-            batch.device,
-            batch.agent_id,
-            batch.received,
-            max(map(_sequence, batch.readings), default=0),
-        )
-        for batch in batches
-        if batch.from_device
-    ]
-    rows.sort(key=lambda row: (row[0], row[1], row[2], row[4]))
-    return rows
-
-
-def batch_key(batch: IngestBatch) -> BatchKey:
-    return (batch.field, batch.batch_id)
-
-
-def first_of_each(batches: Iterable[IngestBatch]) -> list[IngestBatch]:
-    """``batches`` without repeated ``(field, batch_id)`` (the first one wins)."""
-    seen: set[BatchKey] = set()
-    unique = []
-    for batch in batches:
-        key = (batch.field, batch.batch_id)
-        if key not in seen:
-            seen.add(key)
-            unique.append(batch)
-    return unique
-
-
-def distinct_points(rows: Iterable[PointRow]) -> list[PointRow]:
-    """``rows`` without repeated ``(series_id, time, sequence)`` keys (the first one wins)."""
-    seen: set[tuple[int, int, int]] = set()
-    unique = []
-    for row in rows:
-        key = (row[0], row[1], row[2])
-        if key not in seen:
-            seen.add(key)
-            unique.append(row)
-    return unique
 
 
 # -- Range queries --------------------------------------------------------------------------

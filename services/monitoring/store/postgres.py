@@ -10,13 +10,21 @@ to 1970), and a default partition that every new partition must then be checked 
 At the volume of one city that is not worth it: retention deletes one interval's worth of
 points per run and autovacuum reuses the space. A later migration can still partition.
 
-Write path, per :meth:`PostgresStore.write` call (many batches, one transaction): the
-``(field, batch_id)`` pairs go in first with ``ON CONFLICT DO NOTHING RETURNING``; a batch
-whose pair was not inserted is skipped whole. A replica writing the same batch at the same
-moment waits on that unique key until the first one commits, and then skips it, so the
-gate makes a plain binary ``COPY`` of the points safe. Latest values and roll-ups are
-upserted from the increments of :mod:`.common` as one ``unnest`` statement each, in key
-order, so concurrent writers take row locks in one order and cannot deadlock.
+Write path, per :meth:`PostgresStore.write` call (many batches, one transaction). The rows
+are worked out (:mod:`.writes`) before a connection is taken. In the common case (no batch
+stored yet, every series known) the points go in by a plain binary ``COPY``, the latest
+values and roll-ups by another into a temporary table, then one statement inserts the
+``(field, batch_id)`` pairs and upserts the latest values and roll-ups from there: a
+transaction of few round trips, so the rows the next write waits for are locked briefly.
+A batch stored already shows there (its points collide with the stored ones, or its pair
+does): the transaction is rolled back and the write taken the long way, below. A replica
+writing the same batch at the same moment waits on those unique keys until the first one
+commits, and then takes the long way too.
+
+The long way: the pairs go in first with ``ON CONFLICT DO NOTHING RETURNING``; a batch
+whose pair was not inserted is skipped whole; points already stored by another batch are
+kept once. Latest values and roll-ups are upserted in key order, so concurrent writers take
+row locks in one order and cannot deadlock.
 
 Migrations run under a transaction-scoped advisory lock keyed by the schema, so replicas
 starting together migrate once. Names use ``COLLATE "C"`` so that listings sort as in
@@ -30,9 +38,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -40,8 +47,6 @@ import asyncpg
 from smartcity.runtime.storage.postgres import STALE_RETRIES, PostgresDatabase
 from smartcity.runtime.storage.postgres import unavailable as unavailable
 from smartcity.services.monitoring.model import (
-    HOUR,
-    MINUTE,
     Aggregation,
     DeviceRecord,
     IngestBatch,
@@ -56,7 +61,8 @@ from smartcity.services.monitoring.model import (
     SeriesRange,
     WriteStats,
 )
-from smartcity.services.monitoring.store import common
+from smartcity.services.monitoring.store import common, writes
+from smartcity.services.monitoring.store import postgres_writes as sql
 from smartcity.services.monitoring.store.base import (
     StoreError,
     TimeSeriesStore,
@@ -69,90 +75,10 @@ DEADLOCK_RETRIES = 3
 RETENTION_TIMEOUT = 3600.0
 """Seconds a retention delete may take: the first run on a large database deletes a lot."""
 
-_POINT_COLUMNS = ("series_id", "time", "sequence", "value", "quality", "reason")
-_PLAIN_COLUMNS = ("series_id", "time", "sequence", "value")
-
-_INSERT_BATCHES = """
-INSERT INTO batches(field, batch_id, received)
-SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-ON CONFLICT DO NOTHING
-RETURNING field, batch_id
-"""
 _SELECT_BATCHES = """
 SELECT b.field, b.batch_id FROM batches AS b
 JOIN unnest($1::text[], $2::text[]) AS k(field, batch_id)
   ON b.field = k.field AND b.batch_id = k.batch_id
-"""
-
-_INSERT_POINTS = """
-INSERT INTO points(series_id, time, sequence, value, quality, reason)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::int2[],
-                     $6::text[])
-ON CONFLICT DO NOTHING
-RETURNING series_id, time, sequence
-"""
-
-_UPSERT_LATEST = """
-INSERT INTO latest AS l (series_id, time, sequence, value, quality, reason)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::int2[],
-                     $6::text[])
-ON CONFLICT (series_id) DO UPDATE SET
-    time = excluded.time, sequence = excluded.sequence, value = excluded.value,
-    quality = excluded.quality, reason = excluded.reason
-WHERE (excluded.time, excluded.sequence) > (l.time, l.sequence)
-"""
-
-
-def _upsert_rollup(table: str) -> str:
-    newer = "(excluded.last_time, excluded.last_sequence) > (r.last_time, r.last_sequence)"
-    return f"""
-INSERT INTO {table} AS r
-    (series_id, bucket, count, sum, min, max, last_time, last_sequence, last_value)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[],
-                     $6::float8[], $7::bigint[], $8::bigint[], $9::float8[])
-ON CONFLICT (series_id, bucket) DO UPDATE SET
-    count = r.count + excluded.count,
-    sum = r.sum + excluded.sum,
-    min = least(r.min, excluded.min),
-    max = greatest(r.max, excluded.max),
-    last_time = CASE WHEN {newer} THEN excluded.last_time ELSE r.last_time END,
-    last_sequence = CASE WHEN {newer} THEN excluded.last_sequence ELSE r.last_sequence END,
-    last_value = CASE WHEN {newer} THEN excluded.last_value ELSE r.last_value END
-"""
-
-
-_UPSERT_ROLLUPS = {width: _upsert_rollup(table) for width, table in common.ROLLUP_TABLES.items()}
-
-# One statement per batch (executemany, pipelined): several batches of one device in a write
-# move the poll interval estimate one after the other, which one multi-row upsert cannot.
-_UPSERT_DEVICE = f"""
-INSERT INTO devices AS d (field, site, device, agent_id, first_seen, last_seen, poll_interval,
-                          last_sequence)
-VALUES ($1, $2, $3, $4, $5, $5, 0, $6)
-ON CONFLICT (field, site, device) DO UPDATE SET
-    agent_id = excluded.agent_id,
-    first_seen = least(d.first_seen, excluded.first_seen),
-    poll_interval = CASE
-        WHEN excluded.last_seen <= d.last_seen THEN d.poll_interval
-        WHEN d.poll_interval = 0 THEN excluded.last_seen - d.last_seen
-        ELSE d.poll_interval + (excluded.last_seen - d.last_seen - d.poll_interval)
-             / {common.POLL_INTERVAL_WEIGHT}
-    END,
-    last_seen = greatest(d.last_seen, excluded.last_seen),
-    last_sequence = greatest(d.last_sequence, excluded.last_sequence)
-"""
-
-_INSERT_SERIES = """
-INSERT INTO series(field, site, device, metric, unit)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-ORDER BY 1, 2, 3, 4
-ON CONFLICT DO NOTHING
-"""
-_SELECT_SERIES = """
-SELECT s.id, s.field, s.site, s.device, s.metric
-FROM series AS s
-JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(field, site, device, metric)
-  ON s.field = k.field AND s.site = k.site AND s.device = k.device AND s.metric = k.metric
 """
 
 _SERIES_COLUMNS = "s.field, s.site, s.device, s.metric"
@@ -230,6 +156,8 @@ class PostgresStore(TimeSeriesStore):
         )
         self.url = self._database.url
         self._series: dict[tuple[str, str, str], dict[str, int]] = {}
+        self._staged: set[int] = set()
+        """Server processes (connections) whose staging table exists."""
         self._migrations = common.load_migrations("postgres")
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -246,6 +174,7 @@ class PostgresStore(TimeSeriesStore):
     async def close(self) -> None:
         await self._database.close()
         self._series.clear()
+        self._staged.clear()
 
     async def _load_series(self) -> None:
         async with self._connection() as conn:
@@ -264,17 +193,34 @@ class PostgresStore(TimeSeriesStore):
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await self._database.fetch(sql, *args)
 
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for a write: one with the staging table (:data:`sql.STAGE`),
+        made on its first write."""
+        async with self._connection() as conn:
+            backend = conn.get_server_pid()
+            if backend not in self._staged:
+                await conn.execute(sql.CREATE_STAGE)
+                self._staged.add(backend)
+            yield conn
+
     # -- writes ---------------------------------------------------------------------------
 
     async def write(self, batches: Sequence[IngestBatch]) -> WriteStats:
-        unique = common.first_of_each(batches)
+        unique = writes.first_of_each(batches)
         if not unique:
             return WriteStats(0, 0, 0)
+        # Worked out before a connection is taken, so that the transaction is only the
+        # database's work: none of these batches stored yet, every series known (else None).
+        prepared = self._prepare(unique)
         with self._errors():
-            deadlocks = stale = 0
+            deadlocks = stale = missing = 0
             while True:
                 try:
-                    accepted, stored = await self._write(unique)
+                    written = None
+                    if prepared is not None:
+                        written = await self._write_fresh(unique, *prepared)
+                    accepted, stored = written or await self._write(unique)
                     break
                 except asyncpg.DeadlockDetectedError:
                     deadlocks += 1
@@ -284,6 +230,13 @@ class PostgresStore(TimeSeriesStore):
                     stale += 1
                     if stale == STALE_RETRIES:
                         raise
+                except asyncpg.UndefinedTableError:
+                    # A connection lost its staging table (the server ended its session and
+                    # another one took its process id): make it again on every connection.
+                    missing += 1
+                    if missing == 2:
+                        raise
+                    self._staged.clear()
         return WriteStats(
             batches_written=len(accepted),
             batches_skipped=len(batches) - len(accepted),
@@ -297,11 +250,51 @@ class PostgresStore(TimeSeriesStore):
         rows = await self._fetch(_SELECT_BATCHES, *_columns(keys, 2))
         return {(row[0], row[1]) for row in rows}
 
+    def _prepare(
+        self, batches: Sequence[IngestBatch]
+    ) -> tuple[writes.Points, writes.Summary] | None:
+        """The rows of ``batches`` as if none of them were stored yet; ``None`` when one of
+        their series is new."""
+        try:
+            points = writes.point_rows(batches, self._series, writes.known_series_only)
+        except writes.NewSeries:
+            return None
+        return points, writes.summarize(points)
+
+    async def _write_fresh(
+        self, batches: list[IngestBatch], points: writes.Points, summary: writes.Summary
+    ) -> tuple[list[IngestBatch], int] | None:
+        """The common case in few round trips: copy the points, then add the batch ids and
+        the summary in one statement. When a batch turns out to be stored already (its
+        points collide with the stored ones, or its id does), the whole transaction is
+        rolled back and ``None`` returned: :meth:`_write` then sorts the batches out."""
+        ordered = sorted(batches, key=writes.batch_key)
+        devices = writes.device_rows(batches)
+        try:
+            async with self._writing() as conn, conn.transaction():
+                await sql.copy_points(conn, points)
+                await sql.stage_summary(conn, summary)
+                fresh = await conn.fetchval(
+                    sql.WRITE_FRESH,
+                    [batch.field for batch in ordered],
+                    [batch.batch_id for batch in ordered],
+                    [batch.received for batch in ordered],
+                )
+                if fresh != len(ordered):
+                    raise sql.AlreadyStored
+                if devices:
+                    await conn.executemany(sql.UPSERT_DEVICE, devices)
+        except (asyncpg.UniqueViolationError, sql.AlreadyStored):
+            return None
+        return batches, len(points)
+
     async def _write(self, batches: list[IngestBatch]) -> tuple[list[IngestBatch], int]:
-        ordered = sorted(batches, key=common.batch_key)
-        async with self._connection() as conn, conn.transaction():
+        """Any write: the batch ids first (those stored already are skipped), then the new
+        batches' points, each stored once."""
+        ordered = sorted(batches, key=writes.batch_key)
+        async with self._writing() as conn, conn.transaction():
             inserted = await conn.fetch(
-                _INSERT_BATCHES,
+                sql.INSERT_BATCHES,
                 [batch.field for batch in ordered],
                 [batch.batch_id for batch in ordered],
                 [batch.received for batch in ordered],
@@ -310,42 +303,28 @@ class PostgresStore(TimeSeriesStore):
             accepted = [batch for batch in batches if (batch.field, batch.batch_id) in fresh]
             try:  # the common case: every series is known, no scan for new ones
                 series = self._series
-                points = common.point_rows(accepted, series, common.known_series_only)
-            except common.NewSeries:
+                points = writes.point_rows(accepted, series, writes.known_series_only)
+            except writes.NewSeries:
                 series = await self._resolve(conn, accepted)
-                points = common.point_rows(accepted, series, self._unknown)
+                points = writes.point_rows(accepted, series, self._unknown)
             if points:
                 try:
                     async with conn.transaction():
-                        # GOOD readings without a reason go in with four columns: quality
-                        # defaults to GOOD, and COPY encodes a third less.
-                        if points.plain:
-                            points.plain.sort(key=itemgetter(0))
-                            await conn.copy_records_to_table(
-                                "points", records=points.plain, columns=_PLAIN_COLUMNS
-                            )
-                        if points.other:
-                            await conn.copy_records_to_table(
-                                "points", records=points.other, columns=_POINT_COLUMNS
-                            )
+                        await sql.copy_points(conn, points)
                 except asyncpg.UniqueViolationError:
                     # Some of these points were stored before, by other batches (rare):
                     # keep the new ones only, so that roll-ups count every point once.
-                    rows = common.distinct_points(points.full())
-                    keys = await conn.fetch(_INSERT_POINTS, *_columns(rows, 6))
+                    rows = writes.distinct_points(points.full())
+                    keys = await conn.fetch(sql.INSERT_POINTS, *_columns(rows, 6))
                     new = {(key[0], key[1], key[2]) for key in keys}
-                    points = common.Points(
+                    points = writes.Points(
                         [], [row for row in rows if (row[0], row[1], row[2]) in new]
                     )
-            summary = common.summarize(points)
-            if summary.latest:
-                await conn.execute(_UPSERT_LATEST, *_columns(summary.latest, 6))
-            for width, increments in ((MINUTE, summary.minute), (HOUR, summary.hour)):
-                if increments:
-                    await conn.execute(_UPSERT_ROLLUPS[width], *_columns(increments, 9))
-            devices = common.device_rows(accepted)
+            await sql.stage_summary(conn, writes.summarize(points))
+            await conn.execute(sql.UPSERT_SUMMARY)
+            devices = writes.device_rows(accepted)
             if devices:
-                await conn.executemany(_UPSERT_DEVICE, devices)
+                await conn.executemany(sql.UPSERT_DEVICE, devices)
         if series is not self._series:
             # Committed: the series this write created exist for everyone now.
             for device, ids in series.items():
@@ -365,16 +344,16 @@ class PostgresStore(TimeSeriesStore):
         once the write commits, so a concurrent write never uses an id that may vanish."""
         missing: dict[tuple[str, str, str, str], str] = {}
         for batch in batches:
-            for metric, unit in common.missing_metrics(batch, self._series).items():
+            for metric, unit in writes.missing_metrics(batch, self._series).items():
                 missing[(batch.field, batch.site, batch.device, metric)] = unit
         if not missing:
             return self._series
         keys = sorted(missing)
         columns = _columns(keys, 4)
-        await conn.execute(_INSERT_SERIES, *columns, [missing[key] for key in keys])
+        await conn.execute(sql.INSERT_SERIES, *columns, [missing[key] for key in keys])
         # A new statement, a new snapshot: it also sees series that another replica
         # inserted (and committed) while this one waited on the unique key.
-        found = await conn.fetch(_SELECT_SERIES, *columns)
+        found = await conn.fetch(sql.SELECT_SERIES, *columns)
         if len(found) != len(keys):
             raise StoreError(f"{self.url}: could not create {len(keys) - len(found)} series")
         series = dict(self._series)

@@ -5,18 +5,19 @@ connection, so writes are serialised without locks and the event loop never wait
 reads run in a small pool of reader threads, each with its own connection (WAL lets them
 read while the writer writes). SQLite releases the GIL while it works, so the database work
 of a write can overlap what the event loop does meanwhile; but each return from SQLite must
-take the GIL back, which waits up to a switch interval (5 ms) while the loop is busy, so a
-write runs as few, large statements (see :class:`_Bulk`).
+take the GIL back, which waits up to a switch interval while the loop is busy
+(:data:`smartcity.readings.decode.INGEST_SWITCH_INTERVAL` in ingest), so a write runs as
+few, large statements (see :class:`_Bulk`).
 
 Write path, per :meth:`SqliteStore.write` call (many batches, one transaction): the
-``(field, batch_id)`` pairs already stored are looked up first (such a batch is skipped
-whole) and the new ones inserted, then the points, then the latest values, roll-up
-increments and device updates computed in :mod:`.common`, each as multi-row statements (see
-:class:`_Bulk`).
-``BEGIN IMMEDIATE`` takes the write lock up front, so two processes on one file serialise
-instead of failing half-way, and the batch-id check cannot race. A point that is already
-stored (same series, time and sequence, from another batch) is kept once and counted once
-in the roll-ups.
+``(field, batch_id)`` pairs go in first, the statement answering which were new (a batch
+whose pair was stored already is skipped whole); then the points, then the latest values,
+roll-up increments and device updates worked out by :mod:`.writes`, each as multi-row
+statements (see :class:`_Bulk`). ``BEGIN IMMEDIATE`` takes the write lock up front, so two
+processes on one file serialise instead of failing half-way, and the batch-id check cannot
+race. A point that is already stored (same series, time and sequence, from another batch)
+is kept once and counted once in the roll-ups: the write is rolled back and done again,
+point by point (rare).
 
 What a write costs is mostly the b-tree pages it dirties: points, minute and hour roll-ups
 are kept in series order (so a range query reads one contiguous run), which makes every
@@ -41,11 +42,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
-from operator import itemgetter
 from typing import Any, TypeVar
 
 from smartcity.runtime.storage.sqlite import BUSY_TIMEOUT, SqliteDatabase, snapshot, transaction
@@ -68,7 +68,7 @@ from smartcity.services.monitoring.model import (
     SeriesRange,
     WriteStats,
 )
-from smartcity.services.monitoring.store import common
+from smartcity.services.monitoring.store import common, writes
 from smartcity.services.monitoring.store.base import (
     StoreError,
     TimeSeriesStore,
@@ -123,15 +123,23 @@ class _Bulk:
 
     def run(self, db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> int:
         """Inserts ``rows``; returns how many rows the statements changed."""
-        changed = done = 0
+        return sum(cursor.rowcount for cursor in self._chunks(db, rows))
+
+    def returning(self, db: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """Inserts ``rows`` with a statement that has a ``RETURNING`` tail; its rows."""
+        return [row for cursor in self._chunks(db, rows) for row in cursor.fetchall()]
+
+    def _chunks(
+        self, db: sqlite3.Connection, rows: Sequence[Sequence[Any]]
+    ) -> Iterator[sqlite3.Cursor]:
+        done = 0
         size = min(CHUNK_ROWS, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // self._columns)
         while done < len(rows):
             while size > len(rows) - done:
                 size //= 2
             chunk = rows[done : done + size]
-            changed += db.execute(self.sql(size), list(chain.from_iterable(chunk))).rowcount
+            yield db.execute(self.sql(size), list(chain.from_iterable(chunk)))
             done += size
-        return changed
 
 
 # Each pair is one primary key search; ``->>`` would need SQLite 3.38.
@@ -139,7 +147,12 @@ _EXISTING_BATCHES = (
     "SELECT field, batch_id FROM batches WHERE (field, batch_id) IN (SELECT "
     "json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM json_each(?) AS j)"
 )
-_BATCHES = _Bulk("INSERT INTO batches(field, batch_id, received) VALUES ", "(?, ?, ?)")
+# The pairs actually inserted come back: a batch whose pair was stored already is skipped.
+_BATCHES = _Bulk(
+    "INSERT INTO batches(field, batch_id, received) VALUES ",
+    "(?, ?, ?)",
+    " ON CONFLICT DO NOTHING RETURNING field, batch_id",
+)
 
 _POINTS = _Bulk(
     "INSERT INTO points(series_id, time, sequence, value, quality, reason) VALUES ",
@@ -254,13 +267,17 @@ def _partials_sql(width: int, last: bool, bucketed: bool, series: str) -> str:
     )
 
 
+class _StoredBefore(Exception):  # noqa: N818 - control flow inside a write
+    """A point of the write is stored already: the write is rolled back and done again."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """A write's rows, worked out before the writer thread takes it."""
 
     generation: int
-    points: common.Points
-    summary: common.Summary
+    points: writes.Points
+    summary: writes.Summary
 
 
 class SqliteStore(TimeSeriesStore):
@@ -340,13 +357,12 @@ class SqliteStore(TimeSeriesStore):
         """The rows of ``batches`` from the series ids known now; ``None`` when one of their
         series is new (the writer then creates it and works the rows out itself)."""
         generation = self._generation
-        unique = common.first_of_each(batches)
+        unique = writes.first_of_each(batches)
         try:
-            points = common.point_rows(unique, self._series, common.known_series_only)
-        except common.NewSeries:
+            points = writes.point_rows(unique, self._series, writes.known_series_only)
+        except writes.NewSeries:
             return None
-        points.plain.sort(key=itemgetter(0))
-        return _Prepared(generation, points, common.summarize(points))
+        return _Prepared(generation, points, writes.summarize(points))
 
     async def has_batches(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         if not keys:
@@ -355,37 +371,45 @@ class SqliteStore(TimeSeriesStore):
         return await self._read(lambda db: set(db.execute(_EXISTING_BATCHES, (pairs,))))
 
     def _write(self, batches: Sequence[IngestBatch], prepared: _Prepared | None) -> WriteStats:
+        try:
+            return self._transaction(batches, prepared, one_by_one=False)
+        except _StoredBefore:
+            # Some of these points were stored before, by other batches (rare): the write
+            # is done again point by point, keeping the new ones only, so that roll-ups
+            # count every point once.
+            return self._transaction(batches, None, one_by_one=True)
+
+    def _transaction(
+        self, batches: Sequence[IngestBatch], prepared: _Prepared | None, *, one_by_one: bool
+    ) -> WriteStats:
         db = self._db
         assert db is not None
-        unique = common.first_of_each(batches)
+        unique = writes.first_of_each(batches)
         db.execute("BEGIN IMMEDIATE")
         try:
-            keys = json.dumps([[batch.field, batch.batch_id] for batch in unique])
-            seen = set(db.execute(_EXISTING_BATCHES, (keys,)))
-            accepted = [batch for batch in unique if (batch.field, batch.batch_id) not in seen]
-            _BATCHES.run(db, [(b.field, b.batch_id, b.received) for b in accepted])
-            summary: common.Summary | None = None
-            if prepared is not None and not seen and prepared.generation == self._generation:
+            fresh = set(_BATCHES.returning(db, [(b.field, b.batch_id, b.received) for b in unique]))
+            accepted = [batch for batch in unique if (batch.field, batch.batch_id) in fresh]
+            summary: writes.Summary | None = None
+            if (
+                prepared is not None
+                and len(accepted) == len(unique)
+                and prepared.generation == self._generation
+            ):
                 points, summary = prepared.points, prepared.summary
             else:  # a new series, a batch already stored, or ids forgotten since
-                points = common.point_rows(accepted, self._series, self._resolve)
-                # In series order, one series' points go into one b-tree page after another.
-                points.plain.sort(key=itemgetter(0))
-            db.execute("SAVEPOINT points")
-            if _PLAIN_POINTS.run(db, points.plain) + _POINTS.run(db, points.other) != len(points):
-                # Some of these points were stored before, by other batches (rare): keep
-                # the new ones only, so that roll-ups count every point once.
-                db.execute("ROLLBACK TO points")
+                points = writes.point_rows(accepted, self._series, self._resolve)
+            if one_by_one:
                 points.plain = [row for row in points.plain if _PLAIN_POINTS.run(db, [row])]
                 points.other = [row for row in points.other if _POINTS.run(db, [row])]
                 summary = None
-            db.execute("RELEASE points")
+            elif _PLAIN_POINTS.run(db, points.plain) + _POINTS.run(db, points.other) != len(points):
+                raise _StoredBefore
             if summary is None:
-                summary = common.summarize(points)
+                summary = writes.summarize(points)
             _LATEST.run(db, summary.latest)
             _ROLLUPS[MINUTE].run(db, summary.minute)
             _ROLLUPS[HOUR].run(db, summary.hour)
-            _DEVICES.run(db, [(*row[:5], row[4], row[5]) for row in common.device_rows(accepted)])
+            _DEVICES.run(db, [(*row[:5], row[4], row[5]) for row in writes.device_rows(accepted)])
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -411,7 +435,7 @@ class SqliteStore(TimeSeriesStore):
         db = self._db
         assert db is not None
         device = (batch.field, batch.site, batch.device)
-        missing = common.missing_metrics(batch, self._series)
+        missing = writes.missing_metrics(batch, self._series)
         _SERIES.run(db, [(*device, metric, unit) for metric, unit in missing.items()])
         found = db.execute(_SERIES_IDS, (*device, json.dumps(list(missing)))).fetchall()
         ids = self._series.setdefault(device, {})

@@ -7,9 +7,12 @@ a list of items durable in one go. :class:`JetStreamConsumer` does the rest, the
 for ingest, alert evaluation and whatever comes next:
 
 * one durable pull consumer shared by every replica; a fetch of up to ``fetch_batch``
-  messages is decoded while earlier fetches commit (``commits_in_flight`` at once), and
-  acknowledged only once its own commit returned, so an acknowledgement never covers
-  anything that is not durable;
+  messages is decoded while earlier fetches commit (``commits_in_flight`` at once) and the
+  next fetch is on its way, and acknowledged only once its own commit returned, so an
+  acknowledgement never covers anything that is not durable. Decoding lets the event loop
+  run between messages every ``DECODE_SLICE_SECONDS``, so that a commit waiting for its
+  database's reply is not held up by a whole fetch's decoding; a consumer that stops
+  hands back at once what it fetched and did not decode;
 * a message that cannot be decoded (or whose decoding raises anything) is published to
   ``city.deadletter.<stream>`` with the reason in a header, then acknowledged: redelivering
   it would only fail again;
@@ -84,6 +87,8 @@ MAX_REASON_LENGTH = 1000
 """Characters of a reason kept in the dead-letter header (a header is one line)."""
 INFO_INTERVAL_SECONDS = 5.0
 """How often the consumer's JetStream state (lag, ack floor) is refreshed."""
+DECODE_SLICE_SECONDS = 0.002
+"""How long decoding a fetch holds the event loop before it lets other tasks run."""
 
 _log = get_logger(__name__)
 _TRACER_NAME = "smartcity.runtime.consumer"
@@ -228,19 +233,23 @@ class JetStreamConsumer(Generic[T]):
             await asyncio.sleep(self._delay(attempt))
 
     async def _consume(self, subscription: Any) -> None:
-        # Decoding the next fetch overlaps the commits of the previous ones (a store writes in
-        # its own thread or connection, and prepares the next write meanwhile); a fetch is
-        # acknowledged only once its own commit is done.
+        # Decoding a fetch overlaps the commits of the previous ones (a store writes in its
+        # own thread or connection, and prepares the next write meanwhile) and the next
+        # fetch, asked for before this one is decoded; a fetch is acknowledged only once its
+        # own commit is done.
         committing: deque[asyncio.Task[None]] = deque()
+        fetching: asyncio.Future[list[Msg]] | None = None
         failures = 0
         try:
             while True:
                 raise_if_cancelled()
+                if fetching is not None and self._resume_at > time.monotonic():
+                    # Asked for before the store was found down: not held through the wait.
+                    await self._give_back(fetching, self._resume_at - time.monotonic())
+                    fetching = None
                 await self._wait_out_backoff()
                 try:
-                    messages = await subscription.fetch(
-                        self.settings.fetch_batch, timeout=self.settings.fetch_timeout_seconds
-                    )
+                    messages = await (fetching or self._fetch(subscription))
                 except (TimeoutError, nats.errors.TimeoutError):
                     failures = 0
                     continue
@@ -252,8 +261,18 @@ class JetStreamConsumer(Generic[T]):
                     if failures >= 3:  # the consumer itself may be gone: bind again
                         return
                     continue
+                finally:
+                    fetching = None
                 failures = 0
-                items = await self._decode(messages)
+                fetching = self._fetch(subscription)
+                try:
+                    items = await self._decode(messages)
+                except asyncio.CancelledError:
+                    # Stopped between two messages: the fetch goes back at once, for any
+                    # replica to take (a dead letter's acknowledgement stands).
+                    for msg in messages:
+                        await _nak(msg, 0.0)
+                    raise
                 while len(committing) >= self.settings.commits_in_flight:
                     await committing.popleft()
                 if items and self._resume_at > time.monotonic():
@@ -263,15 +282,42 @@ class JetStreamConsumer(Generic[T]):
                 elif items:
                     committing.append(asyncio.create_task(self._commit(items)))
         finally:
-            # Let the commits in flight finish and acknowledge, even when cancelled.
+            # Let the commits in flight finish and acknowledge, even when cancelled; what
+            # was fetched and not decoded goes back at once, for any replica to take.
             for task in committing:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(task)
+            if fetching is not None:
+                await self._give_back(fetching, 0.0)
+
+    def _fetch(self, subscription: Any) -> asyncio.Future[list[Msg]]:
+        """The next fetch, under way: it travels while the event loop does other work."""
+        return asyncio.ensure_future(
+            subscription.fetch(
+                self.settings.fetch_batch, timeout=self.settings.fetch_timeout_seconds
+            )
+        )
+
+    async def _give_back(self, fetching: asyncio.Future[list[Msg]], delay: float) -> None:
+        """Hand the messages of a fetch that will not be decoded back to JetStream."""
+        try:
+            messages = await asyncio.shield(fetching)
+        except Exception:  # nothing came (a timeout), or NATS failed: nothing to give back
+            return
+        for msg in messages:
+            await _nak(msg, delay)
 
     async def _decode(self, messages: Sequence[Msg]) -> list[tuple[Msg, T, Span]]:
         decoded: list[tuple[Msg, T, Span]] = []
         decode = self.handler.decode
+        clock = time.perf_counter
+        slice_end = 0.0  # the next fetch's request goes out first
         for msg in messages:
+            if clock() > slice_end:
+                # Let the loop run between messages: the commits in flight (a database's
+                # replies, a writer thread's result) and the next fetch go on meanwhile.
+                await asyncio.sleep(0)
+                slice_end = clock() + DECODE_SLICE_SECONDS
             self.stats.fetched += 1
             metadata = msg.metadata
             self.last_fetched_sequence = max(self.last_fetched_sequence, metadata.sequence.stream)

@@ -337,6 +337,26 @@ async def test_points_already_stored_by_another_batch_count_once(
         )
 
 
+async def test_a_stored_batch_is_skipped_even_when_its_points_are_gone(
+    store: TimeSeriesStore, store_url: str, batches
+) -> None:
+    """Retention deletes points by their time and batch ids by arrival: a batch that came
+    days after its readings keeps its id once its points are gone, and is still skipped when
+    it is delivered again; so is a batch without readings."""
+    arrival = T0 + 10 * 24 * HOUR
+    late = with_id(batches[0], "late", received=arrival)
+    empty = with_id(batches[1], "empty", readings=(), received=arrival)
+    assert (await store.write([late, empty])).batches_written == 2
+    await store.apply_retention(arrival, Retention(raw=24 * HOUR, minute=0, hour=0))
+    before = await dump(store_url)
+    assert len(before["points"]) == 0
+    assert len(before["batches"]) == 2
+
+    stats = await store.write([late, empty])
+    assert (stats.batches_written, stats.batches_skipped, stats.readings_written) == (0, 2, 0)
+    assert await dump(store_url) == before
+
+
 async def test_a_batch_with_a_value_that_is_not_finite_changes_nothing(
     store: TimeSeriesStore, store_url: str, batches
 ) -> None:

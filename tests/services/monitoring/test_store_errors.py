@@ -27,6 +27,7 @@ from smartcity.services.monitoring.store import (
     TimeSeriesStore,
     open_store,
     postgres,
+    postgres_writes,
     sqlite,
 )
 from smartcity.services.monitoring.store.postgres import PostgresStore
@@ -209,6 +210,25 @@ async def test_postgres_connections_terminated_under_the_store(postgres_url: str
         await store.ping()
     finally:
         await admin.close()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_connection_without_its_staging_table_makes_it_again(postgres_url: str) -> None:
+    """Writes stage their latest values and roll-ups in a temporary table of their
+    connection, made on its first write; a connection whose table is gone (a new session
+    under a process id seen before) makes it again, and the write goes through."""
+    store = open_store(postgres_url)
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    batches = make_batches(end=T0 + 10 * MINUTE)
+    try:
+        await store.write(batches[:2])
+        async with store._connection() as conn:  # the pool's one connection, used in turn
+            await conn.execute(f"DROP TABLE {postgres_writes.STAGE}")
+        assert (await store.write(batches[2:4])).batches_written == 2
+        assert len((await store.latest(Selector())).items) > 0
+    finally:
         await store.close()
 
 
