@@ -11,13 +11,12 @@ residual chlorine 0.2 to 1.0 mg/L in piped water).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from smartcity.fields import (
     Aggregation,
     AlertRuleTemplate,
     Comparison,
     ConditionKind,
+    Derivation,
     DeviceProfileTemplate,
     Direction,
     FieldInfo,
@@ -25,8 +24,6 @@ from smartcity.fields import (
     Metric,
     MetricKind,
     Pillar,
-    Quality,
-    Reading,
     Severity,
     ValueType,
     hookimpl,
@@ -246,37 +243,29 @@ def alert_rules() -> list[AlertRuleTemplate]:
 # -- derived values ----------------------------------------------------------------------
 
 
-@hookimpl
-def derive_inputs() -> tuple[str, ...]:
-    return ("residual_chlorine",)
+def chlorine_within_limits(residual: float) -> bool:
+    """Whether free residual chlorine lies within 0.2 to 1.0 mg/L, limits included."""
+    return CHLORINE_MIN <= residual <= CHLORINE_MAX
 
 
 @hookimpl
-def derive(readings: Sequence[Reading]) -> list[Reading]:
-    """``chlorine_compliant`` for every residual-chlorine reading of the batch.
+def derivations() -> list[Derivation]:
+    """``chlorine_compliant`` for every residual-chlorine reading.
 
     The ``chlorine_compliance`` KPI looks at the lower limit only; the flag carries both,
     so that a share of compliant time and an alert on over-chlorination can be had from
-    one series. It
-    has its input's timestamp and quality (an uncertain reading gives an uncertain flag,
-    with the same reason); a bad reading gives no flag, since it has no value to judge
-    and is itself stored with its reason.
+    one series. As every derivation, it has its source reading's timestamp and quality (an
+    uncertain reading gives an uncertain flag, with the same reason), and a bad reading
+    gives no flag, since it has no value to judge and is itself stored with its reason.
     """
-    derived = []
-    for reading in readings:
-        if reading.metric != "residual_chlorine" or reading.quality is Quality.BAD:
-            continue
-        derived.append(
-            Reading(
-                "chlorine_compliant",
-                CHLORINE_MIN <= reading.value <= CHLORINE_MAX,
-                "1",
-                reading.timestamp,
-                reading.quality,
-                reading.reason,
-            )
+    return [
+        Derivation(
+            "chlorine_compliant",
+            "residual_chlorine",
+            chlorine_within_limits,
+            f"{LIMIT_TABLE}, no. 2: free residual chlorine within 0.2 to 1.0 mg/L",
         )
-    return derived
+    ]
 
 
 # -- device profiles ---------------------------------------------------------------------

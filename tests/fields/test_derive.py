@@ -297,8 +297,12 @@ def test_declared_inputs_are_what_derive_is_handed() -> None:
     from smartcity.fields import load_fields
 
     host = load_fields()
-    assert host["water_supply"].derive_inputs == frozenset({"residual_chlorine"})
     assert "voltage_an" in host["electricity"].derive_inputs
+    assert host["electricity"].derive_reads_batches is True
     assert host["environment"].derive_inputs is None
     assert host["environment"].derive_reads_batches is False
-    assert host["water_supply"].derive_reads_batches is True
+    # Water supply's one derived value depends on one reading: a derivation, no hook.
+    assert host["water_supply"].derive_caller is None
+    assert host["water_supply"].derive_reads_batches is False
+    (chlorine,) = host["water_supply"].derivations["residual_chlorine"]
+    assert chlorine.metric == "chlorine_compliant"

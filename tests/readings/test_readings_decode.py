@@ -125,8 +125,8 @@ def test_each_reading_gets_its_verdict(
 
 def test_derived_readings_keep_their_inputs_time_and_follow_the_batch() -> None:
     """The water plugin flags every residual-chlorine reading: each flag has its reading's
-    time to the microsecond (before 1970 as well), the batch's last sequence, and comes
-    after the batch's own readings."""
+    time to the microsecond (before 1970 as well) and its sequence, and comes after the
+    batch's own readings."""
     times = [(int(NOW) - 2, 250_000_999), (int(NOW) - 1, 0), (-86_401, 750_000_000)]
     payload = telemetry_pb2.TelemetryBatch(
         field="water_supply", site="cau-do", device="station-1", batch_id="cau-do/station-1/1"
@@ -142,10 +142,58 @@ def test_derived_readings_keep_their_inputs_time_and_follow_the_batch() -> None:
     own, flags = readings[:4], readings[4:]
     assert [r.derived for r in own] == [False] * 4
     assert [(r.metric, r.time, r.sequence, r.derived) for r in flags] == [
-        ("chlorine_compliant", seconds * MICROS + nanos // 1000, 9, True)
-        for seconds, nanos in times
+        ("chlorine_compliant", seconds * MICROS + nanos // 1000, number, True)
+        for number, (seconds, nanos) in enumerate(times, start=1)
     ]
     assert [r.value for r in flags] == [0.0, 1.0, 1.0]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chlorine=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+            st.integers(min_value=0, max_value=7),
+            st.text(max_size=5),
+        ),
+        max_size=6,
+    )
+)
+def test_the_decoder_derives_what_the_field_derives(chlorine) -> None:
+    """One rule, two callers: the decoder applies a field's derivations to stored readings
+    directly, and what it stores is what ``Field.derive`` gives for the same readings
+    (value, quality, reason), judged by the derived metric."""
+    from datetime import UTC, datetime
+
+    from smartcity.fields import Quality as FieldQuality
+    from smartcity.fields import Reading
+
+    readings = [
+        {"metric": "residual_chlorine", "unit": "mg/L", "quality": quality,
+         "quality_reason": reason, "time": NOW - 1, **({} if value is None else {"value": value})}
+        for value, quality, reason in chlorine
+    ]  # fmt: skip
+    decoded = DECODER.decode(message(readings)).readings
+    own = [r for r in decoded if not r.derived]
+    as_fields = {
+        Quality.GOOD: FieldQuality.GOOD,
+        Quality.BAD: FieldQuality.BAD,
+        Quality.UNCERTAIN: FieldQuality.UNCERTAIN,
+        Quality.STALE: FieldQuality.UNCERTAIN,
+    }
+    moment = datetime.fromtimestamp(NOW - 1, UTC)
+    inputs = [
+        Reading(r.metric, math.nan if r.value is None else r.value, r.unit, moment,
+                as_fields[r.quality], r.reason)
+        for r in own
+        if r.value is not None
+    ]  # fmt: skip
+    expected = load_fields()["water_supply"].derive("cau-do", "station-1", inputs)
+    assert [
+        (r.metric, None if r.value is None else bool(r.value), r.quality.name, r.reason)
+        for r in decoded
+        if r.derived
+    ] == [(r.metric, r.value, r.quality.name, r.reason) for r in expected]
 
 
 @pytest.mark.parametrize(

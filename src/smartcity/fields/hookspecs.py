@@ -11,8 +11,9 @@ frozen into the registry, so they must be pure and cheap: no I/O, no network, th
 answer every time. A plugin implements ``field_info`` and whichever of the others it has
 something to say in; an unimplemented catalogue hook means "none".
 
-``derive`` is different: it runs on the ingest path, once per telemetry batch, through
-:meth:`smartcity.fields.Field.derive`.
+``derivations`` is a catalogue hook too, but what it declares runs on the ingest path, once
+per reading of each derivation's source metric. ``derive`` runs on the ingest path, once per
+telemetry batch, through :meth:`smartcity.fields.Field.derive`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Collection, Sequence
 from smartcity.fields.markers import hookspec
 from smartcity.fields.model import (
     AlertRuleTemplate,
+    Derivation,
     DeviceProfileTemplate,
     FieldInfo,
     HourlyHistory,
@@ -92,6 +94,19 @@ def device_profiles() -> list[DeviceProfileTemplate]:
     site and endpoint. Every point is a metric of this field, in the metric's unit.
 
     Called once per plugin by the host at load time; used by the CLI and the operator.
+    """
+
+
+@hookspec
+def derivations() -> list[Derivation]:
+    """Declare metrics that are a function of one reading of another metric (optional).
+
+    For each :class:`Derivation`, the host computes ``metric`` from every reading of
+    ``source`` that has a value, with the source's timestamp, quality and reason, and
+    judges it against ``metric``'s catalogue entry; a bad source reading gives nothing.
+    Both metrics must be in this field's catalogue. Prefer this to ``derive`` for any
+    value that depends on one reading: the host applies it without building a
+    :class:`Reading` on either side, an order of magnitude cheaper per reading.
     """
 
 

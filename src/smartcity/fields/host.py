@@ -2,10 +2,10 @@
 serves them to a process.
 
 :class:`Field` is one checked plugin: its catalogue, where it came from
-(:class:`PluginOrigin`) and its ``derive`` hook, called on the ingest path through a pluggy
-hook caller restricted to that plugin, so that a result stays tied to the field that
-produced it. :class:`FieldHost` holds them all by id, ordered by pillar. Both are built by
-:func:`smartcity.fields.manager.load_fields`.
+(:class:`PluginOrigin`), its derivations and its ``derive`` hook, called on the ingest path
+through a pluggy hook caller restricted to that plugin, so that a result stays tied to the
+field that produced it. :class:`FieldHost` holds them all by id, ordered by pillar. Both are
+built by :func:`smartcity.fields.manager.load_fields`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from smartcity.fields.errors import DeriveError, PluginError
 from smartcity.fields.markers import ENTRY_POINT_GROUP
 from smartcity.fields.model import (
     AlertRuleTemplate,
+    Derivation,
     DeviceProfileTemplate,
     FieldInfo,
     HourlyHistory,
@@ -74,6 +75,10 @@ class Field:
     derive_caller: pluggy.HookCaller | None = field(default=None, repr=False)
     derive_inputs: frozenset[str] | None = None
     """The metrics ``derive`` reads (its ``derive_inputs`` hook); ``None`` means all."""
+    derivations: Mapping[str, tuple[Derivation, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """The ``derivations`` hook's declarations, by source metric."""
 
     @property
     def id(self) -> str:
@@ -106,24 +111,38 @@ class Field:
         readings: Sequence[Reading],
         hourly: HourlyHistory | None = None,
     ) -> list[Reading]:
-        """The plugin's derived readings for one batch; ``[]`` when it derives nothing.
+        """The field's derived readings for one batch: its derivations applied to each
+        reading of their sources, then what its ``derive`` hook returns; ``[]`` when it
+        derives nothing.
 
         ``hourly`` goes with the first batch of the device after an hour boundary (see the
         ``derive`` hook specification). Raises :class:`DeriveError` naming the plugin when
         the hook fails or returns anything but readings of metrics in this field's
         catalogue, and ``TypeError`` when ``hourly`` is not an :class:`HourlyHistory`.
         """
+        derived = self._each(readings) if self.derivations else []
+        return derived + self.derive_hook(site, device, readings, hourly)
+
+    def derive_hook(
+        self,
+        site: str,
+        device: str,
+        readings: Sequence[Reading],
+        hourly: HourlyHistory | None = None,
+    ) -> list[Reading]:
+        """What the ``derive`` hook alone returns, checked (see :meth:`derive`): for a
+        caller that applies the derivations itself, as the ingest decoder does."""
         if hourly is not None and not isinstance(hourly, HourlyHistory):
             raise TypeError(f"hourly must be an HourlyHistory or None, not {type(hourly).__name__}")
+        derived: list[Reading] = []
         if self.derive_caller is None:
-            return []
+            return derived
         try:
             results = self.derive_caller(site=site, device=device, readings=readings, hourly=hourly)
         except Exception as exc:
             raise DeriveError(
                 f"field {self.id!r}: derive() raised {type(exc).__name__}: {exc}"
             ) from exc
-        derived: list[Reading] = []
         for result in results:
             if not isinstance(result, list | tuple):
                 raise DeriveError(
@@ -144,6 +163,26 @@ class Field:
                 derived.append(reading)
         return derived
 
+    def _each(self, readings: Sequence[Reading]) -> list[Reading]:
+        """The derivations applied to ``readings`` (see :meth:`Derivation.apply`)."""
+        derived = []
+        for reading in readings:
+            for derivation in self.derivations.get(reading.metric, ()):
+                applied = derivation.apply(reading.value, reading.quality, reading.reason)
+                if applied is not None:
+                    value, quality, reason = applied
+                    derived.append(
+                        Reading(
+                            derivation.metric,
+                            float("nan") if value is None else value,
+                            self.metrics[derivation.metric].unit,
+                            reading.timestamp,
+                            quality,
+                            reason,
+                        )
+                    )
+        return derived
+
     def as_dict(self) -> dict[str, Any]:
         """Everything about the field as JSON-compatible data."""
         return {
@@ -155,6 +194,11 @@ class Field:
             "alert_rules": to_jsonable(self.alert_rules),
             "record_types": to_jsonable(self.record_types),
             "device_profiles": to_jsonable(self.device_profiles),
+            "derivations": [
+                {"metric": item.metric, "source": item.source, "description": item.description}
+                for items in self.derivations.values()
+                for item in items
+            ],
         }
 
 

@@ -26,6 +26,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
+from types import MappingProxyType
 
 import pluggy
 
@@ -33,6 +34,7 @@ from smartcity.fields import hookspecs
 from smartcity.fields.errors import FieldHostError, FieldLoadError, PluginError
 from smartcity.fields.host import Field, FieldHost, PluginOrigin
 from smartcity.fields.markers import ENTRY_POINT_GROUP, PROJECT
+from smartcity.fields.model import Derivation
 from smartcity.fields.tracing import enable_hook_tracing
 from smartcity.fields.validation import Catalogue, check_across, check_catalogue, collect
 from smartcity.runtime.config import PluginSettings
@@ -253,6 +255,7 @@ class _Loader:
             plugin=plugin,
             derive_caller=callers["derive"] if "derive" in hooks else None,
             derive_inputs=self._derive_inputs(name, callers) if "derive_inputs" in hooks else None,
+            derivations=_by_source(catalogue.derivations),
         )
 
     def _derive_inputs(self, name: str, callers: Mapping[str, pluggy.HookCaller]) -> frozenset[str]:
@@ -262,6 +265,13 @@ class _Loader:
                 name, self.origins[name].describe(), ["derive_inputs() must return metric names"]
             )
         return frozenset(declared)
+
+
+def _by_source(derivations: Iterable[Derivation]) -> Mapping[str, tuple[Derivation, ...]]:
+    grouped: dict[str, list[Derivation]] = defaultdict(list)
+    for derivation in derivations:
+        grouped[derivation.source].append(derivation)
+    return MappingProxyType({source: tuple(items) for source, items in grouped.items()})
 
 
 def _call(callers: Mapping[str, pluggy.HookCaller], hook: str) -> list[object]:

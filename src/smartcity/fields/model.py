@@ -19,6 +19,8 @@ Each kind of type lives in its own module, and every name is importable from her
   ``derive`` is handed;
 * :mod:`~smartcity.fields.catalogue`: :class:`FieldInfo`, :class:`AlertRuleTemplate`,
   :class:`DeviceProfileTemplate`, :class:`Kpi`;
+* :mod:`~smartcity.fields.derivation`: :class:`Derivation`, a metric computed from one
+  reading of another;
 * :mod:`~smartcity.fields.records`: :class:`RecordType`, its :class:`RecordWorkflow` and
   :data:`GEO_POINT_SCHEMA`.
 
@@ -40,6 +42,7 @@ from smartcity.fields.checks import (
     PROFILE_NAME_PATTERN,
     check_name,
 )
+from smartcity.fields.derivation import Derivation
 from smartcity.fields.enums import (
     Aggregation,
     Comparison,
@@ -65,6 +68,7 @@ __all__ = [
     "AlertRuleTemplate",
     "Comparison",
     "ConditionKind",
+    "Derivation",
     "DeviceProfileTemplate",
     "Direction",
     "FieldInfo",

@@ -19,6 +19,7 @@ from smartcity.fields.model import (
     Aggregation,
     AlertRuleTemplate,
     ConditionKind,
+    Derivation,
     DeviceProfileTemplate,
     FieldInfo,
     Kpi,
@@ -34,6 +35,7 @@ CATALOGUE_HOOKS = (
     "alert_rules",
     "record_types",
     "device_profiles",
+    "derivations",
 )
 """The hooks called once per plugin at load time, in this order."""
 
@@ -50,6 +52,7 @@ class Catalogue:
     alert_rules: tuple[AlertRuleTemplate, ...]
     record_types: tuple[RecordType, ...]
     device_profiles: tuple[DeviceProfileTemplate, ...]
+    derivations: tuple[Derivation, ...] = ()
 
 
 def collect(
@@ -81,6 +84,7 @@ def collect(
     profiles = _items(
         "device_profiles", results["device_profiles"], DeviceProfileTemplate, problems
     )
+    derivations = _items("derivations", results["derivations"], Derivation, problems)
 
     by_name: dict[str, Metric] = {}
     for metric in metrics:
@@ -97,6 +101,7 @@ def collect(
         alert_rules=tuple(rules),
         record_types=tuple(records),
         device_profiles=tuple(profiles),
+        derivations=tuple(derivations),
     )
     return catalogue, problems
 
@@ -149,6 +154,7 @@ def check_catalogue(entry_point: str, catalogue: Catalogue) -> list[str]:
     problems += _check_rules(catalogue.alert_rules, catalogue.metrics)
     problems += _duplicates("record type", (record.name for record in catalogue.record_types))
     problems += _check_profiles(info.id, catalogue.device_profiles, catalogue.metrics)
+    problems += _check_derivations(catalogue.derivations, catalogue.metrics)
     return problems
 
 
@@ -223,6 +229,23 @@ def _check_profiles(
                 problems.append(
                     f"{what}: point {name!r} is in {unit!r}, the metric in {metric.unit!r}"
                 )
+    return problems
+
+
+def _check_derivations(
+    derivations: Iterable[Derivation], metrics: Mapping[str, Metric]
+) -> list[str]:
+    derivations = list(derivations)
+    problems = _duplicates("derived metric", (derivation.metric for derivation in derivations))
+    derived = {derivation.metric for derivation in derivations}
+    for derivation in derivations:
+        what = f"derivation {derivation.metric!r}"
+        for role, name in (("metric", derivation.metric), ("source", derivation.source)):
+            if name not in metrics:
+                problems.append(f"{what}: {role} {name!r} is not a metric of the field")
+        if derivation.source in derived:
+            # One pass over a batch's readings: a derived value is not itself a source.
+            problems.append(f"{what}: source {derivation.source!r} is itself derived")
     return problems
 
 

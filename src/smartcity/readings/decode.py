@@ -38,7 +38,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.msg import Msg
 
-from smartcity.fields import FieldHost, Metric
+from smartcity.fields import Derivation, FieldHost, Metric
 from smartcity.fields import Quality as FieldQuality
 from smartcity.fields import Reading as FieldReading
 from smartcity.fields.errors import DeriveError
@@ -104,6 +104,8 @@ class TelemetryDecoder:
         self._derives = {
             field.id for field in fields if field.derive_reads_batches and field.derive_caller
         }
+        # Plain dicts: asked once per reading, and a mapping proxy answers slower.
+        self._each = {field.id: dict(field.derivations) for field in fields if field.derivations}
 
     def decode(self, msg: Msg) -> IngestBatch:
         """The batch ``msg`` carries; :class:`Rejected` when it cannot be one."""
@@ -138,7 +140,7 @@ class TelemetryDecoder:
             readings=readings,
             received=received,
         )
-        if batch.field in self._derives:
+        if batch.field in self._derives or batch.field in self._each:
             return self._with_derived(decoded)
         return decoded
 
@@ -224,7 +226,46 @@ class TelemetryDecoder:
         return readings
 
     def _with_derived(self, batch: IngestBatch) -> IngestBatch:
-        """The batch plus what its field's plugin derives from it."""
+        """The batch plus what its field derives from it: its derivations, reading by
+        reading, then its ``derive`` hook."""
+        each = self._each.get(batch.field)
+        extra = self._apply_each(batch, each) if each else []
+        if batch.field in self._derives:
+            extra += self._from_hook(batch, max(map(_SEQUENCE, batch.readings), default=0))
+        if not extra:
+            return batch
+        return IngestBatch(
+            batch.batch_id,
+            batch.field,
+            batch.site,
+            batch.device,
+            batch.agent_id,
+            [*batch.readings, *extra],
+            batch.received,
+        )
+
+    def _apply_each(
+        self, batch: IngestBatch, each: Mapping[str, tuple[Derivation, ...]]
+    ) -> list[StoredReading]:
+        """The field's derivations applied to the readings of their sources, straight
+        from stored reading to stored reading (see :meth:`Derivation.apply`). A derived
+        reading has its source's sequence, as it stands for the same measurement."""
+        catalogue = self._metrics[batch.field]
+        derived = []
+        for reading in [r for r in batch.readings if r[0] in each]:
+            quality = _AS_FIELD_QUALITY[reading[3]]
+            for derivation in each[reading[0]]:
+                applied = derivation.apply(reading[2], quality, reading[4])
+                if applied is not None:
+                    value, verdict, reason = applied
+                    metric = catalogue[derivation.metric]
+                    derived.append(
+                        _judged(metric, metric.unit, value, verdict, reason, reading[5], reading[6])
+                    )
+        return derived
+
+    def _from_hook(self, batch: IngestBatch, sequence: int) -> list[StoredReading]:
+        """What the field's ``derive`` hook makes of the batch."""
         field = self.fields[batch.field]
         wanted = field.derive_inputs
         inputs = []
@@ -253,28 +294,16 @@ class TelemetryDecoder:
                 )
             )
         if not inputs:
-            return batch
+            return []
         try:
-            derived = field.derive(batch.site, batch.device, inputs)
+            derived = field.derive_hook(batch.site, batch.device, inputs)
         except DeriveError:
             _log.exception("derive failed", field=batch.field, site=batch.site, device=batch.device)
-            return batch
-        if not derived:
-            return batch
-        sequence = max(map(_SEQUENCE, batch.readings))
+            return []
         # By identity, as hashing a datetime is slow: these objects live until the end of
         # the call, and a plugin hands its input's timestamp on as it is.
         times = {id(moment): time for time, moment in moments.items()}
-        extra = derived_readings(field.metrics, derived, sequence, times)
-        return IngestBatch(
-            batch.batch_id,
-            batch.field,
-            batch.site,
-            batch.device,
-            batch.agent_id,
-            [*batch.readings, *extra],
-            batch.received,
-        )
+        return derived_readings(field.metrics, derived, sequence, times)
 
 
 def derived_readings(
@@ -293,22 +322,37 @@ def derived_readings(
         time = times.get(id(moment))
         if time is None:
             time = (moment - _EPOCH) // _MICROSECOND
-        value: float | None = float(reading.value)
-        quality = _FROM_FIELD_QUALITY[reading.quality]
-        reason = reading.reason
-        verdict = catalogue[reading.metric].check(value, reading.unit, reading.quality)
-        if verdict is not None:
-            quality, reason = _FROM_FIELD_QUALITY[verdict.quality], verdict.reason
-        if value is not None and not math.isfinite(value):
-            value = None
-            quality = Quality.BAD
         stored.append(
-            _new(
-                StoredReading,
-                (reading.metric, reading.unit, value, quality, reason, time, sequence, True),
+            _judged(
+                catalogue[reading.metric], reading.unit, reading.value, reading.quality,
+                reading.reason, time, sequence,
             )
-        )
+        )  # fmt: skip
     return stored
+
+
+def _judged(
+    metric: Metric,
+    unit: str,
+    value: float | None,
+    quality: FieldQuality,
+    reason: str,
+    time: int,
+    sequence: int,
+) -> StoredReading:
+    """A derived value as a stored reading, judged by its metric like any other reading."""
+    if value is not None:
+        value = float(value)
+    verdict = metric.check(value, unit, quality)
+    stored_quality = _FROM_FIELD_QUALITY[quality]
+    if verdict is not None:
+        stored_quality, reason = _FROM_FIELD_QUALITY[verdict.quality], verdict.reason
+    if value is not None and not math.isfinite(value):
+        value, stored_quality = None, Quality.BAD
+    return _new(
+        StoredReading,
+        (metric.name, unit, value, stored_quality, reason, time, sequence, True),
+    )
 
 
 def _late_verdict(
