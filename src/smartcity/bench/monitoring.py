@@ -13,7 +13,10 @@ Measured in one run, on this machine:
    acknowledgement), with one live stream that selects every reading and ten that select
    other devices attached throughout; the clock runs from the end of the warm-up (the first
    tenth of the batches) until the last batch is durable. Its ratio to (2) is the figure to
-   compare across machines;
+   compare across machines. (2) and (3) are measured one after the other in each of
+   ``rounds`` rounds, each ingest into an empty store, and the medians are reported with
+   the spread of the per-round ratios: on a small machine one run of either varies by a
+   fifth;
 4. query latency, per backend, over a store preloaded with ``query_points`` points (10
    million by default): p50 and p99 of "latest values of a device" and of range queries over
    a day (1 h steps, from the roll-up) and over an hour (raw, 1 min steps).
@@ -78,8 +81,13 @@ Progress = Callable[[str], None]
 class BackendFigures:
     name: str
     ingest_readings_per_second: float = 0.0
+    """The median over the rounds."""
     engine_readings_per_second: float = 0.0
-    """The storage engine alone writing the same ``points`` rows (see :mod:`.ceilings`)."""
+    """The storage engine alone writing the same ``points`` rows (see :mod:`.ceilings`);
+    the median over the rounds."""
+    ratios: list[float] = field(default_factory=list)
+    """Ingest over the engine, one per round (each round measures both, one after the
+    other, so that a machine busy with something else weighs on both sides alike)."""
     streamed: int = 0
     """Readings the matching live stream received during the ingest run."""
     latest_ms: tuple[float, float] = (0.0, 0.0)
@@ -354,6 +362,7 @@ async def run_monitoring_bench_async(
     query_points: int,
     postgres: str | None,
     progress: Progress,
+    rounds: int = 5,
 ) -> MonitoringBenchResult:
     payloads = make_payloads(devices, batches, per_batch)
     readings = len(payloads) * per_batch
@@ -376,20 +385,33 @@ async def run_monitoring_bench_async(
                 url = base
                 if name == "postgresql":
                     url = await scope.enter_async_context(temporary_schema(base))
-                progress(f"{name}: the engine alone, {len(rows):,} rows")
-                if name == "sqlite":
-                    figures.engine_readings_per_second = await sqlite_executemany_rate(
-                        workdir / "raw.db", rows, per_transaction
-                    )
-                else:
-                    async with temporary_schema(base) as raw_url:
-                        figures.engine_readings_per_second = await postgres_copy_rate(
-                            raw_url, rows, per_transaction
+                engine_rates, ingest_rates = [], []
+                for round_ in range(1, rounds + 1):
+                    of = f"round {round_} of {rounds}"
+                    progress(f"{name}, {of}: the engine alone, {len(rows):,} rows")
+                    if name == "sqlite":
+                        engine = await sqlite_executemany_rate(
+                            workdir / f"raw-{round_}.db", rows, per_transaction
                         )
-                progress(f"{name}: ingest of {readings:,} readings")
-                figures.ingest_readings_per_second, figures.streamed = await _ingest_rate(
-                    url, payloads, messages, per_batch, workdir
-                )
+                    else:
+                        async with temporary_schema(base) as raw_url:
+                            engine = await postgres_copy_rate(raw_url, rows, per_transaction)
+                    progress(f"{name}, {of}: ingest of {readings:,} readings")
+                    async with contextlib.AsyncExitStack() as fresh:
+                        # Every round ingests into an empty store, as the first does.
+                        ingest_url = (
+                            f"sqlite:///{workdir / f'ingest-{round_}.db'}"
+                            if name == "sqlite"
+                            else await fresh.enter_async_context(temporary_schema(base))
+                        )
+                        ingest, figures.streamed = await _ingest_rate(
+                            ingest_url, payloads, messages, per_batch, workdir
+                        )
+                    engine_rates.append(engine)
+                    ingest_rates.append(ingest)
+                    figures.ratios.append(ingest / engine)
+                figures.engine_readings_per_second = statistics.median(engine_rates)
+                figures.ingest_readings_per_second = statistics.median(ingest_rates)
                 query_url = f"sqlite:///{workdir / 'query.db'}" if name == "sqlite" else url
                 async with _opened(query_url) as store:
                     figures.preloaded, figures.preload_readings_per_second = await _preload(

@@ -33,9 +33,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
+from typing import Any
 
 from google.protobuf.message import DecodeError
-from google.protobuf.timestamp_pb2 import Timestamp
 from nats.aio.msg import Msg
 
 from smartcity.fields import Derivation, FieldHost, Metric
@@ -44,10 +44,10 @@ from smartcity.fields import Reading as FieldReading
 from smartcity.fields.errors import DeriveError
 from smartcity.fields.model import MAX_NAME_LENGTH, NAME_PATTERN
 from smartcity.readings.model import MICROS, IngestBatch, Quality, StoredReading
+from smartcity.readings.wire import TelemetryBatchView, TimestampCache
 from smartcity.runtime.consumer import Rejected
 from smartcity.runtime.logs import get_logger
 from smartcity.runtime.subjects import parse_telemetry_subject
-from smartcity.telemetry.v1 import telemetry_pb2
 
 __all__ = ["MAX_SEQUENCE", "TelemetryDecoder", "derived_readings"]
 
@@ -114,7 +114,7 @@ class TelemetryDecoder:
         except ValueError as exc:
             raise Rejected(f"not a telemetry subject: {exc}") from None
         try:
-            batch = telemetry_pb2.TelemetryBatch.FromString(msg.data)
+            batch = TelemetryBatchView.FromString(msg.data)
         except DecodeError as exc:
             raise Rejected(f"not a TelemetryBatch: {exc}") from None
         said = (batch.field, batch.site, batch.device)
@@ -130,7 +130,10 @@ class TelemetryDecoder:
         if _CONTROL.search(batch.batch_id) or _CONTROL.search(batch.agent_id):
             raise Rejected("batch_id and agent_id must not contain control characters")
         received = int(self.clock() * MICROS)
-        readings = self._readings(batch, received)
+        try:
+            readings = self._readings(batch, received)
+        except DecodeError as exc:  # a reading's timestamp, parsed only now (see .wire)
+            raise Rejected(f"not a TelemetryBatch: {exc}") from None
         decoded = IngestBatch(
             batch_id=batch.batch_id,
             field=batch.field,
@@ -144,7 +147,9 @@ class TelemetryDecoder:
             return self._with_derived(decoded)
         return decoded
 
-    def _readings(self, batch: telemetry_pb2.TelemetryBatch, received: int) -> list[StoredReading]:
+    def _readings(self, batch: Any, received: int) -> list[StoredReading]:
+        """The batch's readings, each with its verdict; ``batch`` is a
+        :data:`~smartcity.readings.wire.TelemetryBatchView`."""
         metrics = self._metrics.get(batch.field)
         if metrics is None:
             metrics = _NO_METRICS
@@ -152,6 +157,7 @@ class TelemetryDecoder:
         latest_allowed = received + self.max_future_skew
         readings: list[StoredReading] = []
         append = readings.append
+        instants = TimestampCache()
         # The loop runs once per reading on the city's hot path: protobuf field access is
         # the largest cost, so each field is read once, and presence is asked for only when
         # a default value leaves it open. Every reading adds one stored reading or rejects
@@ -163,11 +169,10 @@ class TelemetryDecoder:
             value: float | None = reading.value
             if not value and not reading.HasField("value"):
                 value = None
-            stamp = reading.source_time
-            if not stamp.seconds:  # no source time (or the epoch): the agent's read time
-                stamp = reading.read_time
-            nanos = stamp.nanos
-            when = stamp.seconds * MICROS + nanos // 1000 or received
+            seconds, nanos = instants[reading.source_time]
+            if not seconds:  # no source time (or the epoch): the agent's read time
+                seconds, nanos = instants[reading.read_time]
+            when = seconds * MICROS + nanos // 1000 or received
             wire = reading.quality
             metric = metrics.get(name)
             if (
@@ -217,8 +222,8 @@ class TelemetryDecoder:
                 value = None
                 if quality is not Quality.BAD:
                     quality, reason = Quality.BAD, f"not a finite value ({reading.value})"
-            if not (MIN_TIME <= when <= latest_allowed and 0 <= stamp.nanos < 1_000_000_000):
-                quality, reason = _late_verdict(quality, reason, stamp, when, received)
+            if not (MIN_TIME <= when <= latest_allowed and 0 <= nanos < 1_000_000_000):
+                quality, reason = _late_verdict(quality, reason, seconds, nanos, when, received)
                 when = received
             if not reason and quality is not _GOOD:
                 reason = f"reported {quality.name.lower()} without a reason"
@@ -356,10 +361,10 @@ def _judged(
 
 
 def _late_verdict(
-    quality: Quality, reason: str, stamp: Timestamp, when: int, received: int
+    quality: Quality, reason: str, seconds: int, nanos: int, when: int, received: int
 ) -> tuple[Quality, str]:
     """The verdict on a reading whose time cannot stand: it is kept at its arrival time."""
-    if MIN_TIME <= when <= MAX_TIME and 0 <= stamp.nanos < 1_000_000_000:
+    if MIN_TIME <= when <= MAX_TIME and 0 <= nanos < 1_000_000_000:
         claimed = datetime.fromtimestamp(when / MICROS, UTC).isoformat().replace("+00:00", "Z")
         ahead = (when - received) / MICROS
         problem = (
@@ -368,7 +373,7 @@ def _late_verdict(
         )
     else:
         problem = (
-            f"source time (seconds={stamp.seconds}, nanos={stamp.nanos}) is not a valid "
+            f"source time (seconds={seconds}, nanos={nanos}) is not a valid "
             "timestamp; "
             "stored at its arrival time"
         )
