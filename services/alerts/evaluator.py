@@ -41,7 +41,13 @@ from smartcity.services.alerts.lanes import DeviceKey, Lane, Lanes, Plan, Series
 from smartcity.services.alerts.model import MICROS, Alert, AlertState, Event, EventType
 from smartcity.services.alerts.notify import Grouping, escalation_notice, flush
 from smartcity.services.alerts.rules import NoData, Rule
-from smartcity.services.alerts.store import AlertFilter, AlertStore, Writes, partition_of
+from smartcity.services.alerts.store import (
+    PARTITIONS,
+    AlertFilter,
+    AlertStore,
+    Writes,
+    partition_of,
+)
 
 __all__ = ["Evaluator"]
 
@@ -260,16 +266,16 @@ class Evaluator:
         self, rule_id: str, reason: str, write: Callable[[Writes], Awaitable[None]]
     ) -> None:
         """Resolve the open alerts of a rule and forget its evaluations, in the transaction
-        that ``write`` changes the rule in, so that the rule starts afresh."""
-        wanted = AlertFilter(rule_id=rule_id)
-        found = await self.store.alerts(wanted, None, 100_000)
-        fingerprints = [a.fingerprint for a in found]
-        parts = [
-            partition_of(a.field, a.labels.get("site", ""), a.labels.get("device", ""))
-            for a in found
-        ]
+        that ``write`` changes the rule in, so that the rule starts afresh.
+
+        The transaction holds every partition, and the rule's alerts are listed only once
+        it does: every change to an alert holds its device's partition, so no replica can
+        open an alert of the old rule that this misses, and an evaluation that waited for
+        the locks reads the rules' new revision before it evaluates anything."""
         now = self.now()
-        async with self.store.transaction(parts) as w:
+        async with self.store.transaction(range(PARTITIONS)) as w:
+            found = await self.store.alerts(AlertFilter(rule_id=rule_id), None, 100_000)
+            fingerprints = [a.fingerprint for a in found]
             await write(w)
             work = _Work()
             for fp, alert in (await w.alerts(fingerprints)).items():

@@ -2,6 +2,7 @@
 
 from smartcity.runtime.storage.urls import backend_of
 from smartcity.services.alerts.store.base import (
+    PARTITIONS,
     AlertFilter,
     AlertStore,
     DeviceState,
@@ -14,6 +15,7 @@ from smartcity.services.alerts.store.base import (
 )
 
 __all__ = [
+    "PARTITIONS",
     "AlertFilter",
     "AlertStore",
     "DeviceState",

@@ -6,6 +6,7 @@ processes as ``smartcity serve alerts`` runs them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from pathlib import Path
@@ -153,3 +154,62 @@ async def test_two_service_processes_publish_each_event_once(
         assert events == expected
     finally:
         await agent.close()
+
+
+async def test_a_rule_deleted_while_another_replica_fires_it_leaves_no_alert_open(
+    postgres_url: str,
+) -> None:
+    """Replica B's evaluation opens an alert of a rule and has not committed when replica
+    A deletes the rule: A waits for B's partition, then resolves that alert too, rather
+    than leaving it firing for a rule that no longer exists."""
+    import asyncpg
+    from alerts_support import batch, reading
+
+    from smartcity.services.alerts.store import AlertFilter
+
+    reached, release = asyncio.Event(), asyncio.Event()
+    async with opened_store(postgres_url) as first, opened_store(postgres_url) as second:
+        await install(first, rule())
+        plain = second.transaction
+
+        @contextlib.asynccontextmanager
+        async def held(partitions=()):  # B's transactions stop before they commit
+            async with plain(partitions) as w:
+                yield w
+                reached.set()
+                await release.wait()
+
+        second.transaction = held  # type: ignore[method-assign]
+        a, b = Evaluator(first, settings()), Evaluator(second, settings())
+        now = int(time.time()) * SECOND
+        firing = asyncio.create_task(b.evaluate([batch([reading("turbidity", 3.0, now, 1)])]))
+        await asyncio.wait_for(reached.wait(), 10)
+
+        async def delete(w) -> None:
+            await w.delete_rule("turbidity_high")
+
+        deleting = asyncio.create_task(a.retire("turbidity_high", "the rule was deleted", delete))
+        watcher = await asyncpg.connect(postgres_url)
+        try:
+
+            async def waits_or_done() -> bool:
+                waiting = await watcher.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                )
+                return deleting.done() or waiting > 0
+
+            await eventually(waits_or_done, what="the deletion waits for B's partition")
+        finally:
+            await watcher.close()
+        release.set()
+        (event,) = await firing
+        assert event.type.value == "firing"
+        await asyncio.wait_for(deleting, 10)
+        left = await first.alerts(AlertFilter(rule_id="turbidity_high"), None, 10)
+        assert [a for a in left if a.state.value != "resolved"] == []
+        logged = [(e.alert.fingerprint, e.type.value) for e in await first.events_after(0, 100)]
+        assert logged == [
+            (event.alert.fingerprint, "firing"),
+            (event.alert.fingerprint, "resolved"),
+        ]
+        assert await first.rule("turbidity_high") is None
