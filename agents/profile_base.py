@@ -1,7 +1,8 @@
 """What every device profile has, whatever the protocol: names that are NATS subject tokens,
-durations written the way engineers write them (``1s``, ``250ms``, ``2m``), the fields of a
-point (unit, deadband, poll class, write limits) and of a device (endpoint, poll intervals,
-timeout). The Modbus and OPC-UA models build on these
+durations written the way engineers write them (``1s``, ``250ms``, ``2m``, read by the
+platform's one rule, :mod:`smartcity.runtime.durations`), the fields of a point (unit,
+deadband, poll class, write limits) and of a device (endpoint, poll intervals, timeout). The
+Modbus and OPC-UA models build on these
 (:mod:`~smartcity.agents.profile_modbus`, :mod:`~smartcity.agents.profile_opcua`); reading a
 file is :mod:`~smartcity.agents.profile`'s.
 """
@@ -14,24 +15,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from smartcity.runtime.durations import parse_seconds
+
 TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 POINT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h)?\s*$")
-
 
 def _seconds(value: Any) -> Any:
-    """Accept ``1s``, ``250ms``, ``2m``, ``1h`` or a plain number of seconds."""
+    """Accept ``1s``, ``250ms``, ``2m``, ``1h30m`` or a plain number of seconds."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or text like 1s, 250ms, 2m")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration (examples: 1s, 250ms, 2m, 1h)")
-        return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        return parse_seconds(value)
     return value
 
 

@@ -1,7 +1,9 @@
 """The alerts gRPC API: protobuf in and out, and the permission of each RPC.
 
 Everything the service decides lives in :mod:`.service`; conversions live in
-:mod:`.messages`. Who may ask (enforced by the runtime's ``AuthInterceptor``):
+:mod:`.messages`, and what a handler reads from its request (pages, ids, matchers) in
+:mod:`.requests`. Who may ask (enforced by the runtime's ``AuthInterceptor``, and by the
+checks of :mod:`.access` once a handler knows the field):
 
 * rule edits need ``engineer`` on the rule's field;
 * acknowledge, unacknowledge and assign need ``operator`` on the alert's field: the request
@@ -23,78 +25,28 @@ from typing import Any
 from smartcity.alerts.v1 import alerts_pb2 as pb
 from smartcity.alerts.v1 import alerts_pb2_grpc
 from smartcity.common.v1 import common_pb2
-from smartcity.runtime.auth import Requires, denial, permission, principal
-from smartcity.runtime.errors import InvalidArgument, PermissionDenied
+from smartcity.runtime.auth import Requires, permission, principal
+from smartcity.runtime.errors import InvalidArgument
 from smartcity.runtime.grpc_server import Registration
-from smartcity.runtime.tokens import WILDCARD_FIELD, Claims, Role
+from smartcity.runtime.tokens import WILDCARD_FIELD, Role
 from smartcity.services.alerts import messages as m
-from smartcity.services.alerts.model import Alert, MatchType, Page, PageRequest, matches_all
+from smartcity.services.alerts.access import require, rule_field, silence_field, user, viewable
+from smartcity.services.alerts.model import Alert, MatchType, matches_all
+from smartcity.services.alerts.requests import (
+    MAX_ID,
+    alert_filter,
+    checked_matchers,
+    page_offset,
+    page_request,
+    page_response,
+    request_id,
+)
 from smartcity.services.alerts.service import AlertsService
-from smartcity.services.alerts.store import AlertFilter
 
-__all__ = ["DEFAULT_PORT", "SERVICE_NAME", "AlertsServicer", "servicer"]
+__all__ = ["DEFAULT_PORT", "MAX_ID", "SERVICE_NAME", "AlertsServicer", "servicer"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AlertsService"].full_name
 DEFAULT_PORT = 50054
-MAX_ID = 200
-
-
-def _rule_field(request: Any) -> str:
-    return str(request.rule.field)
-
-
-def _silence_field(request: Any) -> str:
-    """The field a silence's equality matcher on ``field`` names; every field otherwise."""
-    for item in request.silence.matchers:
-        if item.name == "field" and item.type == pb.Matcher.TYPE_EQUAL and item.value:
-            return str(item.value)
-    return WILDCARD_FIELD
-
-
-def _user() -> str | None:
-    claims = principal()
-    return None if claims is None else claims.sub
-
-
-def _viewable(claims: Claims | None, fields: Any) -> frozenset[str] | None:
-    if claims is None or claims.allows(Role.VIEWER, WILDCARD_FIELD):
-        return None
-    return frozenset(f.id for f in fields if claims.allows(Role.VIEWER, f.id))
-
-
-def _require(role: str, field: str) -> None:
-    claims = principal()
-    if claims is not None and not claims.allows(role, field):
-        raise PermissionDenied(denial(claims, role, field))
-
-
-def _page(message: common_pb2.PageRequest) -> PageRequest:
-    return PageRequest(message.page_size, message.page_token)
-
-
-def _offset(page: PageRequest) -> int:
-    """Where a page of a listing paged by position (groups, silences) starts."""
-    if page.token and not (page.token.isdigit() and len(page.token) < 10):
-        raise InvalidArgument(f"invalid page token {page.token[:40]!r}: not one this API issued")
-    return int(page.token or 0)
-
-
-def _page_response(page: Page[Any]) -> common_pb2.PageResponse:
-    return common_pb2.PageResponse(next_page_token=page.next_token)
-
-
-def _request_id(value: str) -> str:
-    if len(value) > MAX_ID or any(ord(c) < 32 for c in value):
-        raise InvalidArgument(f"request_id: at most {MAX_ID} printable characters")
-    return value
-
-
-def _matchers(items: Any) -> list[Any]:
-    matchers = [m.matcher(item) for item in items]
-    problems = [p for i, x in enumerate(matchers) for p in x.problems(f"matchers[{i}]")]
-    if problems:
-        raise InvalidArgument("; ".join(problems))
-    return matchers
 
 
 class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
@@ -106,34 +58,34 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
     @permission(Requires(Role.VIEWER, field=lambda r: r.field))
     async def ListRules(self, request: pb.ListRulesRequest, context: Any) -> pb.ListRulesResponse:  # noqa: N802
         page = await self.service.rules.list(
-            request.field, request.include_disabled, _page(request.page)
+            request.field, request.include_disabled, page_request(request.page)
         )
-        allowed = _viewable(principal(), self.service.fields)
+        allowed = viewable(principal(), self.service.fields)
         rules = [r for r in page.items if allowed is None or r.field in allowed]
         return pb.ListRulesResponse(
-            rules=[m.rule_message(r) for r in rules], page=_page_response(page)
+            rules=[m.rule_message(r) for r in rules], page=page_response(page)
         )
 
     @permission(Requires(Role.VIEWER))
     async def GetRule(self, request: pb.GetRuleRequest, context: Any) -> pb.GetRuleResponse:  # noqa: N802
         rule = await self.service.rules.get(request.id)
-        _require(Role.VIEWER, rule.field)
+        require(Role.VIEWER, rule.field)
         return pb.GetRuleResponse(rule=m.rule_message(rule))
 
-    @permission(Requires(Role.ENGINEER, field=_rule_field))
+    @permission(Requires(Role.ENGINEER, field=rule_field))
     async def CreateRule(  # noqa: N802
         self, request: pb.CreateRuleRequest, context: Any
     ) -> pb.CreateRuleResponse:
         rule = m.rule_from_message(request.rule)
-        created = await self.service.rules.create(rule, _request_id(request.request_id))
+        created = await self.service.rules.create(rule, request_id(request.request_id))
         return pb.CreateRuleResponse(rule=m.rule_message(created))
 
-    @permission(Requires(Role.ENGINEER, field=_rule_field))
+    @permission(Requires(Role.ENGINEER, field=rule_field))
     async def UpdateRule(  # noqa: N802
         self, request: pb.UpdateRuleRequest, context: Any
     ) -> pb.UpdateRuleResponse:
         current = await self.service.rules.get(request.rule.id)
-        _require(Role.ENGINEER, current.field)
+        require(Role.ENGINEER, current.field)
         message = pb.Rule()
         message.CopyFrom(request.rule)
         message.field = current.field  # immutable; the mask cannot name it
@@ -146,7 +98,7 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
         self, request: pb.DeleteRuleRequest, context: Any
     ) -> pb.DeleteRuleResponse:
         rule = await self.service.rules.get(request.id)
-        _require(Role.ENGINEER, rule.field)
+        require(Role.ENGINEER, rule.field)
         await self.service.rules.delete(rule.id)
         return pb.DeleteRuleResponse()
 
@@ -156,37 +108,25 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
     async def ListAlerts(  # noqa: N802
         self, request: pb.ListAlertsRequest, context: Any
     ) -> pb.ListAlertsResponse:
-        states = []
-        for number in request.states:
-            if number not in m.STATE_OF:
-                raise InvalidArgument(f"states: {number} is not an alert state")
-            states.append(m.STATE_OF[number])
-        span = request.active_time_range
-        wanted = AlertFilter(
-            field=request.field,
-            states=tuple(states) or AlertFilter().states,
-            min_severity=m.severity_of(request.min_severity),
-            active_from=span.start_time.ToMicroseconds() if span.HasField("start_time") else None,
-            active_to=span.end_time.ToMicroseconds() if span.HasField("end_time") else None,
-        )
+        wanted = alert_filter(request)
         page, revision = await self.service.list_alerts(
             wanted,
-            _matchers(request.matchers),
+            checked_matchers(request.matchers),
             include_silenced=request.include_silenced,
             include_inhibited=request.include_inhibited,
-            fields=_viewable(principal(), self.service.fields),
-            page=_page(request.page),
+            fields=viewable(principal(), self.service.fields),
+            page=page_request(request.page),
         )
         return pb.ListAlertsResponse(
             alerts=[m.alert_message(a) for a in page.items],
-            page=_page_response(page),
+            page=page_response(page),
             revision=revision,
         )
 
     @permission(Requires(Role.VIEWER))
     async def GetAlert(self, request: pb.GetAlertRequest, context: Any) -> pb.GetAlertResponse:  # noqa: N802
         alert = await self.service.get_alert(request.fingerprint)
-        _require(Role.VIEWER, alert.field)
+        require(Role.VIEWER, alert.field)
         return pb.GetAlertResponse(alert=m.alert_message(alert))
 
     @permission(Requires(Role.VIEWER))
@@ -194,15 +134,15 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
         self, request: pb.GetAlertHistoryRequest, context: Any
     ) -> pb.GetAlertHistoryResponse:
         alert = await self.service.get_alert(request.fingerprint)
-        _require(Role.VIEWER, alert.field)
-        page = await self.service.history(alert.fingerprint, _page(request.page))
+        require(Role.VIEWER, alert.field)
+        page = await self.service.history(alert.fingerprint, page_request(request.page))
         return pb.GetAlertHistoryResponse(
-            events=[m.event_message(e) for e in page.items], page=_page_response(page)
+            events=[m.event_message(e) for e in page.items], page=page_response(page)
         )
 
     async def _operate(self, fingerprint: str) -> Alert:
         alert = await self.service.get_alert(fingerprint)
-        _require(Role.OPERATOR, alert.field)
+        require(Role.OPERATOR, alert.field)
         return alert
 
     @permission(Requires(Role.OPERATOR))
@@ -210,7 +150,7 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
         self, request: pb.AcknowledgeAlertRequest, context: Any
     ) -> pb.AcknowledgeAlertResponse:
         alert = await self._operate(request.fingerprint)
-        alert = await self.service.acknowledge(alert.fingerprint, _user(), request.comment)
+        alert = await self.service.acknowledge(alert.fingerprint, user(), request.comment)
         return pb.AcknowledgeAlertResponse(alert=m.alert_message(alert))
 
     @permission(Requires(Role.OPERATOR))
@@ -218,7 +158,7 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
         self, request: pb.UnacknowledgeAlertRequest, context: Any
     ) -> pb.UnacknowledgeAlertResponse:
         alert = await self._operate(request.fingerprint)
-        alert = await self.service.unacknowledge(alert.fingerprint, _user(), request.comment)
+        alert = await self.service.unacknowledge(alert.fingerprint, user(), request.comment)
         return pb.UnacknowledgeAlertResponse(alert=m.alert_message(alert))
 
     @permission(Requires(Role.OPERATOR))
@@ -226,10 +166,10 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
         self, request: pb.AssignAlertRequest, context: Any
     ) -> pb.AssignAlertResponse:
         alert = await self._operate(request.fingerprint)
-        assignee: str | None = _request_id(request.assignee) or _user() or "anonymous"
+        assignee: str | None = request_id(request.assignee) or user() or "anonymous"
         if request.assignee == "-":
             assignee = None
-        alert = await self.service.assign(alert.fingerprint, assignee, _user(), request.comment)
+        alert = await self.service.assign(alert.fingerprint, assignee, user(), request.comment)
         return pb.AssignAlertResponse(alert=m.alert_message(alert))
 
     @permission(Requires(Role.VIEWER, field=lambda r: r.field))
@@ -237,13 +177,13 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
         self, request: pb.ListAlertGroupsRequest, context: Any
     ) -> pb.ListAlertGroupsResponse:
         groups = await self.service.groups(
-            list(request.group_by), request.field, _matchers(request.matchers)
+            list(request.group_by), request.field, checked_matchers(request.matchers)
         )
-        allowed = _viewable(principal(), self.service.fields)
+        allowed = viewable(principal(), self.service.fields)
         if allowed is not None:
             groups = [g for g in groups if all(a.field in allowed for a in g.alerts)]
-        page = _page(request.page)
-        start = _offset(page)
+        page = page_request(request.page)
+        start = page_offset(page)
         chosen = groups[start : start + page.limit]
         more = start + page.limit < len(groups)
         return pb.ListAlertGroupsResponse(
@@ -261,14 +201,12 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
 
     # -- silences ---------------------------------------------------------------------------
 
-    @permission(Requires(Role.OPERATOR, field=_silence_field))
+    @permission(Requires(Role.OPERATOR, field=silence_field))
     async def CreateSilence(  # noqa: N802
         self, request: pb.CreateSilenceRequest, context: Any
     ) -> pb.CreateSilenceResponse:
         silence = m.silence_from_message(request.silence)
-        created = await self.service.create_silence(
-            silence, _user(), _request_id(request.request_id)
-        )
+        created = await self.service.create_silence(silence, user(), request_id(request.request_id))
         return pb.CreateSilenceResponse(
             silence=m.silence_message(created, self.service.evaluator.now())
         )
@@ -282,8 +220,8 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
             raise InvalidArgument("states: not a silence state")
         now = self.service.evaluator.now()
         silences = await self.service.list_silences(states)
-        page = _page(request.page)
-        start = _offset(page)
+        page = page_request(request.page)
+        start = page_offset(page)
         chosen = silences[start : start + page.limit]
         more = start + page.limit < len(silences)
         return pb.ListSilencesResponse(
@@ -305,7 +243,7 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
                     ),
                     WILDCARD_FIELD,
                 )
-                _require(Role.OPERATOR, field)
+                require(Role.OPERATOR, field)
         expired = await self.service.expire_silence(request.id)
         return pb.ExpireSilenceResponse(
             silence=m.silence_message(expired, self.service.evaluator.now())
@@ -317,9 +255,9 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):
     async def WatchAlerts(  # noqa: N802
         self, request: pb.WatchAlertsRequest, context: Any
     ) -> AsyncIterator[pb.WatchAlertsResponse]:
-        matchers = _matchers(request.matchers)
+        matchers = checked_matchers(request.matchers)
         floor = m.severity_of(request.min_severity)
-        allowed = _viewable(principal(), self.service.fields)
+        allowed = viewable(principal(), self.service.fields)
         async for event in self.service.watch(request.since_revision):
             alert = event.alert
             if (

@@ -12,6 +12,7 @@ from smartcity.agents.profile import (
     OpcuaDevice,
     ProfileError,
     load_profile,
+    parse_duration,
     parse_modbus_endpoint,
 )
 
@@ -70,6 +71,23 @@ def test_design_example_loads(tmp_path: Path) -> None:
     assert profile.poll_interval == 1.0
     assert profile.connection.host == "10.20.0.5"
     assert profile.connection.port == 502
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [("1s", 1.0), ("250ms", 0.25), ("2m", 120.0), ("2min", 120.0), ("1m30s", 90.0), ("5", 5.0)],
+)
+def test_durations_as_engineers_write_them(tmp_path: Path, written: str, seconds: float) -> None:
+    text = DESIGN_EXAMPLE.replace("poll_interval: 1s", f"poll_interval: {written}")
+    assert load_profile(write(tmp_path, text)).poll_interval == seconds
+    assert parse_duration(written) == seconds
+
+
+def test_a_duration_that_is_not_positive_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="'0s' is not a positive duration"):
+        parse_duration("0s")
+    with pytest.raises(ValueError, match="'soon' is not a duration"):
+        parse_duration("soon")
 
 
 def test_opcua_profile_resolves_certificates_next_to_it(tmp_path: Path) -> None:

@@ -265,7 +265,9 @@ def test_durations_and_times() -> None:
     assert parse_duration("1h30m").total_seconds() == 5400
     assert parse_duration("500ms").total_seconds() == 0.5
     assert parse_duration("0").total_seconds() == 0
-    for bad in ("", "5", "1y", "h", "1h 2m"):
+    assert parse_duration("5").total_seconds() == 5  # seconds, as in a device profile
+    assert parse_duration("2min").total_seconds() == 120
+    for bad in ("", "5x", "1y", "h", "1h 2m"):
         with pytest.raises(ValueError, match="is not a duration"):
             parse_duration(bad)
     assert parse_time("2026-11-22T08:00:00Z").utcoffset() is not None

@@ -6,13 +6,12 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smartcity.fields import AlertRuleTemplate, Comparison, FieldHost, Reading, load_fields
+from smartcity.fields import AlertRuleTemplate, Comparison, FieldHost, Quality, load_fields
 from smartcity.plugins import vn_aqi, water_supply
 from smartcity.plugins.electricity import voltage_band_rules
 
@@ -93,12 +92,16 @@ def test_rules_watch_their_own_metrics_and_cite_their_source(
 def test_the_chlorine_rules_and_the_derived_flag_agree() -> None:
     rules = [rule for rule in water_supply.alert_rules() if rule.metric == "residual_chlorine"]
 
+    [derivation] = water_supply.derivations()
+    assert (derivation.metric, derivation.source) == ("chlorine_compliant", "residual_chlorine")
+
     @given(st.floats(0, 10, allow_nan=False))
     def check(value: float) -> None:
-        reading = Reading("residual_chlorine", value, "mg/L", datetime(2026, 1, 1, tzinfo=UTC))
-        [flag] = water_supply.derive([reading])
+        applied = derivation.apply(value, Quality.GOOD, "")
+        assert applied is not None
+        flag, _, _ = applied
         fires = any(COMPARE[rule.comparison](value, rule.threshold) for rule in rules)
-        assert fires is not bool(flag.value)
+        assert fires is not bool(flag)
 
     check()
 

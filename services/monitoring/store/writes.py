@@ -2,10 +2,10 @@
 
 - :func:`point_rows`: the ``points`` rows of a write's batches, in series order (one series'
   points then go into one b-tree page after another);
-- :func:`summarize`: what the rows actually stored change besides ``points``: the latest
-  value of each series and the 1-minute and 1-hour roll-up increments, one row per key,
-  which the backend upserts in one statement per table, so neither database re-reads
-  points on the write path;
+- :func:`~.summary.summarize` (in :mod:`.summary`, re-exported here): what the rows actually
+  stored change besides ``points``: the latest value of each series and the 1-minute and
+  1-hour roll-up increments, one row per key, which the backend upserts in one statement per
+  table, so neither database re-reads points on the write path;
 - the device registry rows, and what keeps a batch, or a point, from being stored twice.
 
 Both run on the ingest hot path over every reading, in the thread that also decodes the next
@@ -18,16 +18,18 @@ reading; both give the same rows.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import islice
-from operator import itemgetter, lt
+from operator import itemgetter
 from typing import Any
 
-from smartcity.services.monitoring.model import HOUR, MINUTE, IngestBatch, Quality
+from smartcity.services.monitoring.model import IngestBatch, Quality
 from smartcity.services.monitoring.store.base import StoreError
 from smartcity.services.monitoring.store.common import GOOD, BatchKey
+from smartcity.services.monitoring.store.summary import Accumulator as Accumulator
+from smartcity.services.monitoring.store.summary import RollupRow as RollupRow
+from smartcity.services.monitoring.store.summary import Summary as Summary
+from smartcity.services.monitoring.store.summary import summarize as summarize
 
 PointRow = tuple[int, int, int, float | None, int, str | None]
 """``(series_id, time, sequence, value, quality, reason)``, the column order of ``points``."""
@@ -35,14 +37,8 @@ PointRow = tuple[int, int, int, float | None, int, str | None]
 PlainRow = tuple[int, int, int, float]
 """``(series_id, time, sequence, value)`` of a GOOD reading without a reason."""
 
-RollupRow = tuple[int, int, int, float, float, float, int, int, float]
-"""``(series_id, bucket, count, sum, min, max, last_time, last_sequence, last_value)``."""
-
 DeviceRow = tuple[str, str, str, str, int, int]
 """``(field, site, device, agent_id, received, last_sequence)``, one per device batch."""
-
-Accumulator = list[Any]
-"""``[count, sum, min, max, last_time, last_sequence, last_value]`` of one roll-up bucket."""
 
 # Fields of a StoredReading, and the series id of a point row.
 _METRIC, _VALUE, _QUALITY, _REASON, _TIME, _SEQUENCE = map(itemgetter, (0, 2, 3, 4, 5, 6))
@@ -64,15 +60,6 @@ class Points:
     def full(self) -> list[PointRow]:
         """Every row with all six columns."""
         return [(*row, GOOD, None) for row in self.plain] + self.other
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """What the stored points change besides ``points``, one row per key."""
-
-    latest: list[PointRow]
-    minute: list[RollupRow]
-    hour: list[RollupRow]
 
 
 def point_rows(
@@ -138,126 +125,6 @@ def _sort_out(
         else:
             other.append((series_id, reading.time, reading.sequence, value, int(quality),
                           reason or None))  # fmt: skip
-
-
-def summarize(points: Points) -> Summary:
-    """Latest value per series and roll-up increments per series and bucket, of the point
-    rows that were actually stored (``points.plain`` in series order, as
-    :func:`point_rows` leaves it). Rows come out sorted by key: writers that take row locks
-    in one order cannot deadlock each other."""
-    latest: dict[int, tuple[Any, ...]] = {}
-    minute: dict[tuple[int, int], Accumulator] = {}
-    good: list[PlainRow] = []
-    for row in points.other:
-        series_id, time, sequence, value, quality, _ = row
-        _offer_latest(latest, row)
-        if quality == GOOD and value is not None:
-            good.append((series_id, time, sequence, value))
-    _fold_plain(points.plain, latest, minute)
-    _fold_rows(good, latest, minute)
-    hour: dict[tuple[int, int], Accumulator] = {}
-    for (series_id, bucket), acc in minute.items():
-        key = (series_id, bucket - bucket % HOUR)
-        total = hour.get(key)
-        if total is None:
-            hour[key] = acc.copy()
-        else:
-            _merge(total, acc)
-    return Summary(
-        # A plain row is GOOD without a reason; a GOOD row of ``other`` that ties with its
-        # own plain copy keeps its reason, as the tie does not replace it.
-        latest=[_full(latest[key]) for key in sorted(latest)],
-        minute=[(*key, *minute[key]) for key in sorted(minute)],
-        hour=[(*key, *hour[key]) for key in sorted(hour)],
-    )
-
-
-def _fold_plain(
-    rows: list[PlainRow],
-    latest: dict[int, tuple[Any, ...]],
-    minute: dict[tuple[int, int], Accumulator],
-) -> None:
-    """Fold plain rows in series order: each series' run at once when its times increase
-    (as a device's readings do), its minutes found by bisection and summed in C."""
-    if not rows:
-        return
-    ids, times, sequences, values = zip(*rows, strict=True)
-    start, count = 0, len(ids)
-    while start < count:
-        series_id = ids[start]
-        end = bisect_right(ids, series_id, start)
-        run: Sequence[Any] = times[start:end]
-        if not all(map(lt, run, islice(run, 1, None))):  # a tie in time, or out of order
-            run = list(zip(run, sequences[start:end], strict=True))
-            if not all(map(lt, run, islice(run, 1, None))):
-                _fold_rows(rows[start:end], latest, minute)
-                start = end
-                continue
-        last = end - 1
-        _offer_latest(latest, (series_id, times[last], sequences[last], values[last]))
-        first = start
-        while first < end:
-            time = times[first]
-            bucket = time - time % MINUTE
-            stop = bisect_left(times, bucket + MINUTE, first, end)
-            chunk = values[first:stop]
-            last = stop - 1
-            acc = [stop - first, sum(chunk, -0.0), min(chunk), max(chunk), times[last],
-                   sequences[last], values[last]]  # fmt: skip
-            # A series' rows are one run, so the bucket is new to ``minute``.
-            minute[(series_id, bucket)] = acc
-            first = stop
-        start = end
-
-
-def _fold_rows(
-    rows: Iterable[PlainRow],
-    latest: dict[int, tuple[Any, ...]],
-    minute: dict[tuple[int, int], Accumulator],
-) -> None:
-    """Fold GOOD rows with a value into the latest values and the minute roll-ups, one by
-    one, in any order."""
-    latest_get = latest.get
-    minute_get = minute.get
-    for row in rows:
-        series_id, time, sequence, value = row
-        newest = latest_get(series_id)
-        if newest is None or time > newest[1] or (time == newest[1] and sequence > newest[2]):
-            latest[series_id] = row
-        key = (series_id, time - time % MINUTE)
-        acc = minute_get(key)
-        if acc is None:
-            minute[key] = [1, value, value, value, time, sequence, value]
-            continue
-        acc[0] += 1
-        acc[1] += value
-        if value < acc[2]:
-            acc[2] = value
-        elif value > acc[3]:
-            acc[3] = value
-        if time > acc[4] or (time == acc[4] and sequence > acc[5]):
-            acc[4:] = (time, sequence, value)
-
-
-def _offer_latest(latest: dict[int, tuple[Any, ...]], row: tuple[Any, ...]) -> None:
-    newest = latest.get(row[0])
-    if newest is None or row[1] > newest[1] or (row[1] == newest[1] and row[2] > newest[2]):
-        latest[row[0]] = row
-
-
-def _merge(acc: Accumulator, part: Sequence[Any]) -> None:
-    acc[0] += part[0]
-    acc[1] += part[1]
-    if part[2] < acc[2]:
-        acc[2] = part[2]
-    if part[3] > acc[3]:
-        acc[3] = part[3]
-    if part[4] > acc[4] or (part[4] == acc[4] and part[5] > acc[5]):
-        acc[4:] = part[4:]
-
-
-def _full(row: tuple[Any, ...]) -> PointRow:
-    return row if len(row) == 6 else (*row, GOOD, None)  # type: ignore[return-value]
 
 
 class NewSeries(Exception):  # noqa: N818 - control flow inside a backend's write

@@ -7,18 +7,15 @@ JSON with the API's field names, times in the machine's time zone, severities by
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import grpc
-import grpc.aio
 import typer
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from smartcity.cli.errors import fail
+from smartcity.cli.errors import run_rpc
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -60,18 +57,7 @@ def call(target: str, token: str | None, method: str, request: Any) -> Any:
             stub = alerts_pb2_grpc.AlertsServiceStub(connection)
             return await getattr(stub, method)(request, timeout=10)
 
-    try:
-        return asyncio.run(run())
-    except grpc.aio.AioRpcError as exc:
-        _failed(target, exc)
-
-
-def _failed(target: str, exc: grpc.aio.AioRpcError) -> NoReturn:
-    code = exc.code()
-    if code == grpc.StatusCode.UNAVAILABLE:
-        fail(f"cannot reach the alerts service at {target}: {exc.details()}")
-    usage = code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
-    fail(f"{code.name.lower().replace('_', ' ')}: {exc.details()}", 2 if usage else 1)
+    return run_rpc("alerts", target, run)
 
 
 def as_json(message: Any) -> Any:

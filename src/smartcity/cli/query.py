@@ -12,22 +12,19 @@ print are :mod:`.query_output`, durations and times as typed :mod:`.times`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import grpc
-import grpc.aio
 import typer
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 
-from smartcity.cli.errors import fail
+from smartcity.cli.errors import fail, run_rpc
 from smartcity.cli.query_output import (
     latest_table,
     reading_json,
@@ -258,20 +255,7 @@ def _call(target: str, token: str | None, timeout: float, ask: Callable[[Any], A
         async with channel(target, token=token) as connection:
             return await ask(monitoring_pb2_grpc.MonitoringServiceStub(connection))
 
-    try:
-        return asyncio.run(run())
-    except grpc.aio.AioRpcError as exc:
-        _rpc_failed(target, exc)
-
-
-def _rpc_failed(target: str, exc: grpc.aio.AioRpcError) -> NoReturn:
-    code = exc.code()
-    if code == grpc.StatusCode.UNAVAILABLE:
-        fail(f"cannot reach the monitoring service at {target}: {exc.details()}")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        fail(f"the monitoring service at {target} did not answer in time")
-    usage = code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
-    fail(f"{code.name.lower().replace('_', ' ')}: {exc.details()}", 2 if usage else 1)
+    return run_rpc("monitoring", target, run)
 
 
 def _time_range(

@@ -21,37 +21,41 @@ What this module adds to ``Metric.check`` is what only the wire can get wrong:
   with the claimed time in the reason, so that a device with a wrong clock can never pin a
   series' latest value to a date that has not come;
 * a value that is not finite is kept without its value (BAD, by ``Metric.check``).
+
+The plugins' derived readings are added by :mod:`.derived`; the interpreter settings for a
+process that decodes telemetry are in :mod:`.tuning`. Both are importable from here too.
 """
 
 from __future__ import annotations
 
-import gc
 import math
 import re
-import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from operator import itemgetter
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 
-from smartcity.fields import Derivation, FieldHost, Metric
-from smartcity.fields import Quality as FieldQuality
-from smartcity.fields import Reading as FieldReading
-from smartcity.fields.errors import DeriveError
+from smartcity.fields import FieldHost, Metric
 from smartcity.fields.model import MAX_NAME_LENGTH, NAME_PATTERN
+from smartcity.readings.derived import BatchDeriver, derived_readings
+from smartcity.readings.field_quality import AS_FIELD_QUALITY, FROM_FIELD_QUALITY
 from smartcity.readings.model import MICROS, IngestBatch, Quality, StoredReading
+from smartcity.readings.tuning import INGEST_GC_THRESHOLDS, INGEST_SWITCH_INTERVAL, tune_for_ingest
 from smartcity.readings.wire import TelemetryBatchView, TimestampCache
 from smartcity.runtime.consumer import Rejected
-from smartcity.runtime.logs import get_logger
 from smartcity.runtime.subjects import parse_telemetry_subject
 
-__all__ = ["MAX_SEQUENCE", "TelemetryDecoder", "derived_readings"]
-
-_log = get_logger(__name__)
+__all__ = [
+    "INGEST_GC_THRESHOLDS",
+    "INGEST_SWITCH_INTERVAL",
+    "MAX_SEQUENCE",
+    "TelemetryDecoder",
+    "derived_readings",
+    "tune_for_ingest",
+]
 
 MAX_SEQUENCE = 2**63 - 1
 """Sequences are keys in both databases, which keep signed 64-bit integers."""
@@ -68,22 +72,8 @@ MAX_TIME = 253_402_300_800 * MICROS - 1
 
 _GOOD = Quality.GOOD
 _KNOWN = {int(member): member for member in Quality if member is not Quality.UNSPECIFIED}
-_AS_FIELD_QUALITY = {
-    Quality.GOOD: FieldQuality.GOOD,
-    Quality.BAD: FieldQuality.BAD,
-    Quality.UNCERTAIN: FieldQuality.UNCERTAIN,
-    Quality.STALE: FieldQuality.UNCERTAIN,  # the plugins know three classes
-}
-_FROM_FIELD_QUALITY = {
-    FieldQuality.GOOD: Quality.GOOD,
-    FieldQuality.BAD: Quality.BAD,
-    FieldQuality.UNCERTAIN: Quality.UNCERTAIN,
-}
 _NO_METRICS: dict[str, Metric] = {}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _new = tuple.__new__
-_SEQUENCE = itemgetter(6)  # StoredReading.sequence
 
 
 class TelemetryDecoder:
@@ -101,11 +91,8 @@ class TelemetryDecoder:
         self.max_future_skew = int(max_future_skew_seconds * MICROS)
         self.clock = clock
         self._metrics = {field.id: dict(field.metrics) for field in fields}
-        self._derives = {
-            field.id for field in fields if field.derive_reads_batches and field.derive_caller
-        }
-        # Plain dicts: asked once per reading, and a mapping proxy answers slower.
-        self._each = {field.id: dict(field.derivations) for field in fields if field.derivations}
+        self._deriver = BatchDeriver(fields, self._metrics)
+        self._deriving = self._deriver.deriving
 
     def decode(self, msg: Msg) -> IngestBatch:
         """The batch ``msg`` carries; :class:`Rejected` when it cannot be one."""
@@ -143,8 +130,8 @@ class TelemetryDecoder:
             readings=readings,
             received=received,
         )
-        if batch.field in self._derives or batch.field in self._each:
-            return self._with_derived(decoded)
+        if batch.field in self._deriving:
+            return self._deriver.with_derived(decoded)
         return decoded
 
     def _readings(self, batch: Any, received: int) -> list[StoredReading]:
@@ -215,9 +202,9 @@ class TelemetryDecoder:
                 if quality is None:
                     quality = Quality.UNCERTAIN
                     reason = "no quality given" if wire == 0 else f"unknown quality number {wire}"
-                verdict = metric.check(value, unit, _AS_FIELD_QUALITY[quality])
+                verdict = metric.check(value, unit, AS_FIELD_QUALITY[quality])
                 if verdict is not None:
-                    quality, reason = _FROM_FIELD_QUALITY[verdict.quality], verdict.reason
+                    quality, reason = FROM_FIELD_QUALITY[verdict.quality], verdict.reason
             if value is not None and not math.isfinite(value):
                 value = None
                 if quality is not Quality.BAD:
@@ -229,135 +216,6 @@ class TelemetryDecoder:
                 reason = f"reported {quality.name.lower()} without a reason"
             append(StoredReading(name, unit, value, quality, reason, when, sequence))
         return readings
-
-    def _with_derived(self, batch: IngestBatch) -> IngestBatch:
-        """The batch plus what its field derives from it: its derivations, reading by
-        reading, then its ``derive`` hook."""
-        each = self._each.get(batch.field)
-        extra = self._apply_each(batch, each) if each else []
-        if batch.field in self._derives:
-            extra += self._from_hook(batch, max(map(_SEQUENCE, batch.readings), default=0))
-        if not extra:
-            return batch
-        return IngestBatch(
-            batch.batch_id,
-            batch.field,
-            batch.site,
-            batch.device,
-            batch.agent_id,
-            [*batch.readings, *extra],
-            batch.received,
-        )
-
-    def _apply_each(
-        self, batch: IngestBatch, each: Mapping[str, tuple[Derivation, ...]]
-    ) -> list[StoredReading]:
-        """The field's derivations applied to the readings of their sources, straight
-        from stored reading to stored reading (see :meth:`Derivation.apply`). A derived
-        reading has its source's sequence, as it stands for the same measurement."""
-        catalogue = self._metrics[batch.field]
-        derived = []
-        for reading in [r for r in batch.readings if r[0] in each]:
-            quality = _AS_FIELD_QUALITY[reading[3]]
-            for derivation in each[reading[0]]:
-                applied = derivation.apply(reading[2], quality, reading[4])
-                if applied is not None:
-                    value, verdict, reason = applied
-                    metric = catalogue[derivation.metric]
-                    derived.append(
-                        _judged(metric, metric.unit, value, verdict, reason, reading[5], reading[6])
-                    )
-        return derived
-
-    def _from_hook(self, batch: IngestBatch, sequence: int) -> list[StoredReading]:
-        """What the field's ``derive`` hook makes of the batch."""
-        field = self.fields[batch.field]
-        wanted = field.derive_inputs
-        inputs = []
-        moments: dict[int, datetime] = {}
-        readings = (
-            batch.readings if wanted is None else [r for r in batch.readings if r.metric in wanted]
-        )
-        build = FieldReading.checked_elsewhere
-        for r in readings:
-            if r.value is None:
-                continue
-            moment = moments.get(r.time)
-            if moment is None:
-                # Whole seconds apart: a timedelta of microseconds alone is normalised
-                # through slow arithmetic on large numbers.
-                seconds, micros = divmod(r.time, MICROS)
-                moment = moments[r.time] = _EPOCH + timedelta(0, seconds, micros)
-            inputs.append(
-                build(
-                    r.metric,
-                    r.value,
-                    r.unit,
-                    moment,
-                    _AS_FIELD_QUALITY.get(r.quality, FieldQuality.BAD),
-                    r.reason,
-                )
-            )
-        if not inputs:
-            return []
-        try:
-            derived = field.derive_hook(batch.site, batch.device, inputs)
-        except DeriveError:
-            _log.exception("derive failed", field=batch.field, site=batch.site, device=batch.device)
-            return []
-        # By identity, as hashing a datetime is slow: these objects live until the end of
-        # the call, and a plugin hands its input's timestamp on as it is.
-        times = {id(moment): time for time, moment in moments.items()}
-        return derived_readings(field.metrics, derived, sequence, times)
-
-
-def derived_readings(
-    catalogue: Mapping[str, Metric],
-    derived: Sequence[FieldReading],
-    sequence: int,
-    times: Mapping[int, int] | None = None,
-) -> list[StoredReading]:
-    """A plugin's derived readings as stored readings, judged like any other reading.
-    ``times`` maps the ``id()`` of each datetime handed to the plugin (alive while this
-    runs) back to its microseconds."""
-    stored = []
-    times = times or {}
-    for reading in derived:
-        moment = reading.timestamp
-        time = times.get(id(moment))
-        if time is None:
-            time = (moment - _EPOCH) // _MICROSECOND
-        stored.append(
-            _judged(
-                catalogue[reading.metric], reading.unit, reading.value, reading.quality,
-                reading.reason, time, sequence,
-            )
-        )  # fmt: skip
-    return stored
-
-
-def _judged(
-    metric: Metric,
-    unit: str,
-    value: float | None,
-    quality: FieldQuality,
-    reason: str,
-    time: int,
-    sequence: int,
-) -> StoredReading:
-    """A derived value as a stored reading, judged by its metric like any other reading."""
-    if value is not None:
-        value = float(value)
-    verdict = metric.check(value, unit, quality)
-    stored_quality = _FROM_FIELD_QUALITY[quality]
-    if verdict is not None:
-        stored_quality, reason = _FROM_FIELD_QUALITY[verdict.quality], verdict.reason
-    if value is not None and not math.isfinite(value):
-        value, stored_quality = None, Quality.BAD
-    return _new(
-        StoredReading,
-        (metric.name, unit, value, stored_quality, reason, time, sequence, True),
-    )
 
 
 def _late_verdict(
@@ -387,27 +245,3 @@ def _span(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.1f} s"
-
-
-INGEST_SWITCH_INTERVAL = 0.00025
-"""Seconds between the interpreter's thread switches in a process that decodes telemetry
-(monitoring, alerts). Storage writes run in their own thread while the event loop decodes
-the next fetch, and every statement that thread runs must take the interpreter back when
-the database returns: up to one interval of waiting each, while the loop is busy. At
-Python's default 5 ms that thread waits for the busy loop most of the time; at 1 ms a
-write of one fetch still spent as long waiting as working, enough to hold the loop up
-once decoding got faster. Switches happen only when a thread asks, a few dozen times per
-write, so a shorter interval costs nothing else."""
-
-INGEST_GC_THRESHOLDS = (50_000, 20, 20)
-"""Ingest allocates a few tuples per reading, hundreds of thousands a second, nearly all of
-them gone within one fetch and none of them in reference cycles. With Python's default
-(700 allocations) the cyclic collector runs thousands of times a second for nothing; it
-measured as a fifth of ingest's time."""
-
-
-def tune_for_ingest() -> None:
-    """Interpreter settings for a process whose hot path is decoding telemetry and writing it
-    (see the constants)."""
-    sys.setswitchinterval(INGEST_SWITCH_INTERVAL)
-    gc.set_threshold(*INGEST_GC_THRESHOLDS)

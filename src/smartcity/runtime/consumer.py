@@ -39,6 +39,11 @@ for ingest, alert evaluation and whatever comes next:
 
 Counting contract, tested by counting: every message fetched ends handled (acknowledged
 after a commit), dead-lettered (and acknowledged), or handed back for a later delivery.
+
+Its parts live beside this module, and every name is importable from here too: what a
+service gives the consumer in :mod:`.consumer_handler`; committing, retrying and
+dead-lettering in :mod:`.consumer_verdicts`; its figures, JetStream state and metrics in
+:mod:`.consumer_progress`. This module is the loop: binding, fetching and decoding.
 """
 
 from __future__ import annotations
@@ -47,21 +52,33 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import metrics, trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 
 from smartcity.runtime import subjects
 from smartcity.runtime.bus import Bus, extract_context
 from smartcity.runtime.cancellation import raise_if_cancelled
 from smartcity.runtime.config import ConsumerSettings
+from smartcity.runtime.consumer_handler import Handler, Rejected
+from smartcity.runtime.consumer_progress import INFO_INTERVAL_SECONDS, ConsumerStats
+from smartcity.runtime.consumer_verdicts import (
+    DEADLETTER_CONSUMER_HEADER,
+    DEADLETTER_DELIVERIES_HEADER,
+    DEADLETTER_REASON_HEADER,
+    DEADLETTER_SEQUENCE_HEADER,
+    DEADLETTER_SUBJECT_HEADER,
+    MAX_REASON_LENGTH,
+    VERDICT_ATTRIBUTE,
+    MessageVerdicts,
+    nak,
+)
 from smartcity.runtime.logs import get_logger
 
 __all__ = [
@@ -70,6 +87,9 @@ __all__ = [
     "DEADLETTER_REASON_HEADER",
     "DEADLETTER_SEQUENCE_HEADER",
     "DEADLETTER_SUBJECT_HEADER",
+    "INFO_INTERVAL_SECONDS",
+    "MAX_REASON_LENGTH",
+    "VERDICT_ATTRIBUTE",
     "ConsumerStats",
     "Handler",
     "JetStreamConsumer",
@@ -78,67 +98,14 @@ __all__ = [
 
 T = TypeVar("T")
 
-DEADLETTER_REASON_HEADER = "Smartcity-Deadletter-Reason"
-DEADLETTER_SUBJECT_HEADER = "Smartcity-Original-Subject"
-DEADLETTER_SEQUENCE_HEADER = "Smartcity-Original-Sequence"
-DEADLETTER_CONSUMER_HEADER = "Smartcity-Consumer"
-DEADLETTER_DELIVERIES_HEADER = "Smartcity-Deliveries"
-MAX_REASON_LENGTH = 1000
-"""Characters of a reason kept in the dead-letter header (a header is one line)."""
-INFO_INTERVAL_SECONDS = 5.0
-"""How often the consumer's JetStream state (lag, ack floor) is refreshed."""
 DECODE_SLICE_SECONDS = 0.002
 """How long decoding a fetch holds the event loop before it lets other tasks run."""
 
 _log = get_logger(__name__)
 _TRACER_NAME = "smartcity.runtime.consumer"
-VERDICT_ATTRIBUTE = "smartcity.consumer.verdict"
 
 
-class Rejected(Exception):  # noqa: N818 - a verdict on a message, not a failure of ours
-    """The message can never be handled; the text says why (it goes with the dead letter)."""
-
-
-class Handler(Protocol[T]):
-    """What a service gives the consumer."""
-
-    def decode(self, msg: Msg) -> T:
-        """The item ``msg`` carries; :class:`Rejected` when it can never be one. The
-        message's span is the current one while this runs."""
-        ...
-
-    async def commit(self, items: Sequence[T]) -> None:
-        """Make ``items`` durable together (all or nothing); the messages are acknowledged
-        once this returns. Called again with the same items after a failure, so it must be
-        idempotent; and called for the next fetch before this call returned (up to
-        ``commits_in_flight`` at once), so a store must keep concurrent commits apart."""
-        ...
-
-    def is_transient(self, error: Exception) -> bool:
-        """Whether ``error`` from :meth:`commit` means "the store cannot now" (wait and
-        retry everything) rather than "the store refuses these items"."""
-        ...
-
-
-@dataclass
-class ConsumerStats:
-    """What the consumer did since it started; the figures behind its metrics."""
-
-    fetched: int = 0
-    """Messages received, redeliveries included."""
-    redelivered: int = 0
-    """Messages that arrived for at least the second time."""
-    handled: int = 0
-    """Messages committed and acknowledged."""
-    deadlettered: int = 0
-    retried: int = 0
-    """Messages handed back to JetStream after a failed commit."""
-    commit_failures: int = 0
-    deadletter_failures: int = 0
-    """Dead letters that could not be published (their messages come back later)."""
-
-
-class JetStreamConsumer(Generic[T]):
+class JetStreamConsumer(MessageVerdicts[T]):
     """One replica's end of a durable pull consumer (see the module docstring)."""
 
     def __init__(
@@ -169,10 +136,6 @@ class JetStreamConsumer(Generic[T]):
         self._resume_at = 0.0
         self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=bus.tracer_provider)
         self._register_metrics(meter or metrics.get_meter(_TRACER_NAME))
-
-    @property
-    def name(self) -> str:
-        return self.settings.durable
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -271,7 +234,7 @@ class JetStreamConsumer(Generic[T]):
                     # Stopped between two messages: the fetch goes back at once, for any
                     # replica to take (a dead letter's acknowledgement stands).
                     for msg in messages:
-                        await _nak(msg, 0.0)
+                        await nak(msg, 0.0)
                     raise
                 while len(committing) >= self.settings.commits_in_flight:
                     await committing.popleft()
@@ -305,7 +268,7 @@ class JetStreamConsumer(Generic[T]):
         except Exception:  # nothing came (a timeout), or NATS failed: nothing to give back
             return
         for msg in messages:
-            await _nak(msg, delay)
+            await nak(msg, delay)
 
     async def _decode(self, messages: Sequence[Msg]) -> list[tuple[Msg, T, Span]]:
         decoded: list[tuple[Msg, T, Span]] = []
@@ -359,224 +322,3 @@ class JetStreamConsumer(Generic[T]):
                 "messaging.nats.delivered": metadata.num_delivered,
             },
         )
-
-    async def _commit(self, items: list[tuple[Msg, T, Span]]) -> None:
-        """Commit and acknowledge; on failure, wait out the store or isolate the message
-        that fails. Never raises (but for cancellation)."""
-        try:
-            with self._tracer.start_as_current_span(
-                f"commit {self.name}",
-                links=[Link(span.get_span_context()) for _, _, span in items],
-                attributes={
-                    "messaging.consumer.group.name": self.name,
-                    "messaging.batch.message_count": len(items),
-                },
-            ):
-                await self.handler.commit([item for _, item, _ in items])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.stats.commit_failures += 1
-            if self._is_transient(exc):
-                await self._store_unavailable(items, exc)
-            elif len(items) > 1:
-                middle = len(items) // 2
-                await self._commit(items[:middle])
-                await self._commit(items[middle:])
-            else:
-                await self._refused(*items[0], exc)
-            return
-        if self._backoff:
-            _log.info("consumer resumed", consumer=self.name)
-            self._backoff = 0.0
-            self.problem = None
-        for msg, _, span in items:
-            await _ack(msg)
-            _end(span, "handled")
-        self.stats.handled += len(items)
-
-    def _is_transient(self, exc: Exception) -> bool:
-        try:
-            return bool(self.handler.is_transient(exc))
-        except Exception:
-            return False
-
-    async def _store_unavailable(self, items: list[tuple[Msg, T, Span]], exc: Exception) -> None:
-        settings = self.settings
-        self._backoff = min(
-            settings.retry_max_seconds, max(settings.retry_initial_seconds, self._backoff * 2)
-        )
-        self._resume_at = time.monotonic() + self._backoff
-        problem = f"storage unavailable: {exc}"
-        if self.problem != problem:
-            _log.warning(
-                "commit failed, storage unavailable; messages come back later",
-                consumer=self.name,
-                error=str(exc),
-                retry_in_seconds=self._backoff,
-            )
-        self.problem = problem
-        await self._hand_back(items, self._backoff)
-
-    async def _hand_back(self, items: list[tuple[Msg, T, Span]], delay: float) -> None:
-        for msg, _, span in items:
-            await _nak(msg, delay)
-            _end(span, "handed_back", self.problem)
-        self.stats.retried += len(items)
-
-    async def _refused(self, msg: Msg, item: T, span: Span, exc: Exception) -> None:
-        deliveries = msg.metadata.num_delivered
-        reason = f"{type(exc).__name__}: {exc}"
-        if deliveries >= self.settings.max_deliveries:
-            await self._deadletter(
-                msg,
-                f"commit refused {deliveries} time(s), giving up: {reason}",
-                deliveries,
-                span=span,
-            )
-            return
-        delay = self._delay(deliveries)
-        _log.warning(
-            "commit refused one message; it comes back",
-            consumer=self.name,
-            subject=msg.subject,
-            delivery=deliveries,
-            retry_in_seconds=delay,
-            error=reason,
-        )
-        await _nak(msg, delay)
-        _end(span, "retried", f"commit refused: {reason}")
-        self.stats.retried += 1
-
-    async def _deadletter(
-        self, msg: Msg, reason: str, deliveries: int | None = None, *, span: Span
-    ) -> None:
-        """Publish ``msg`` with ``reason`` to the dead-letter stream, then acknowledge it;
-        the dead letter continues the message's trace."""
-        metadata = msg.metadata
-        reason = " ".join(reason.split())[:MAX_REASON_LENGTH] or "no reason given"
-        headers = {
-            DEADLETTER_REASON_HEADER: reason,
-            DEADLETTER_SUBJECT_HEADER: msg.subject,
-            DEADLETTER_SEQUENCE_HEADER: str(metadata.sequence.stream),
-            DEADLETTER_CONSUMER_HEADER: self.name,
-            DEADLETTER_DELIVERIES_HEADER: str(deliveries or metadata.num_delivered),
-        }
-        try:
-            with trace.use_span(span, end_on_exit=False):
-                await self.bus.jetstream_publish(
-                    self.deadletter_subject,
-                    msg.data,
-                    headers=headers,
-                    # A dead letter published twice (a crash before the acknowledgement) is
-                    # stored once.
-                    msg_id=f"{self.stream}/{metadata.sequence.stream}",
-                )
-        except Exception as exc:
-            self.stats.deadletter_failures += 1
-            _log.error(
-                "dead letter not published; the message comes back later",
-                consumer=self.name,
-                subject=msg.subject,
-                reason=reason,
-                error=repr(exc),
-            )
-            await _nak(msg, self._delay(2))
-            _end(span, "handed_back", f"dead letter not published: {exc!r}")
-            return
-        self.stats.deadlettered += 1
-        _log.warning(
-            "message dead-lettered", consumer=self.name, subject=msg.subject, reason=reason
-        )
-        await _ack(msg)
-        _end(span, "deadlettered", reason)
-
-    async def _wait_out_backoff(self) -> None:
-        remaining = self._resume_at - time.monotonic()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
-
-    def _delay(self, attempt: int) -> float:
-        settings = self.settings
-        return min(settings.retry_max_seconds, settings.retry_initial_seconds * 2 ** (attempt - 1))
-
-    # -- state -----------------------------------------------------------------------------
-
-    async def refresh_info(self) -> ConsumerInfo | None:
-        """The consumer's JetStream state now (``None`` when NATS does not answer)."""
-        try:
-            self.info = await self.bus.js.consumer_info(self.stream, self.name)
-        except (TimeoutError, nats.errors.Error) as exc:
-            _log.debug("consumer info unavailable", consumer=self.name, error=repr(exc))
-            return None
-        return self.info
-
-    async def acked_through(self) -> int:
-        """The stream sequence up to which every message of the consumer (on any replica)
-        has been acknowledged; 0 when unknown."""
-        info = await self.refresh_info()
-        if info is None or info.ack_floor is None:
-            return 0
-        return info.ack_floor.stream_seq or 0
-
-    @property
-    def lag(self) -> int | None:
-        """Messages not yet acknowledged (waiting plus in flight), as last refreshed."""
-        info = self.info
-        if info is None:
-            return None
-        return (info.num_pending or 0) + (info.num_ack_pending or 0)
-
-    async def _refresh_info_forever(self) -> None:
-        while True:
-            await self.refresh_info()
-            await asyncio.sleep(INFO_INTERVAL_SECONDS)
-
-    def _register_metrics(self, meter: metrics.Meter) -> None:
-        attributes = {"consumer": self.name, "stream": self.stream}
-
-        def counter(field: str) -> metrics.CallbackT:
-            def observe(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-                yield metrics.Observation(getattr(self.stats, field), attributes)
-
-            return observe
-
-        for field, unit, description in (
-            ("fetched", "{message}", "Messages received, redeliveries included"),
-            ("handled", "{message}", "Messages committed and acknowledged"),
-            ("deadlettered", "{message}", "Messages dead-lettered with a reason"),
-            ("redelivered", "{message}", "Messages received again after a failure"),
-            ("retried", "{message}", "Messages handed back after a failed commit"),
-        ):
-            meter.create_observable_counter(
-                f"smartcity.consumer.{field}", [counter(field)], unit=unit, description=description
-            )
-
-        def lag(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
-            if self.lag is not None:
-                yield metrics.Observation(self.lag, attributes)
-
-        meter.create_observable_gauge(
-            "smartcity.consumer.lag",
-            [lag],
-            unit="{message}",
-            description="Messages of the stream not yet acknowledged by the consumer",
-        )
-
-
-def _end(span: Span, verdict: str, problem: str | None = None) -> None:
-    span.set_attribute(VERDICT_ATTRIBUTE, verdict)
-    if problem:
-        span.set_status(Status(StatusCode.ERROR, problem))
-    span.end()
-
-
-async def _ack(msg: Msg) -> None:
-    # A lost acknowledgement only means a redelivery, which the commit's idempotence absorbs.
-    with contextlib.suppress(Exception):
-        await msg.ack()
-
-
-async def _nak(msg: Msg, delay: float) -> None:
-    with contextlib.suppress(Exception):
-        await msg.nak(delay=delay)
