@@ -8,14 +8,13 @@ users`` it talks to the service over gRPC, as any client does. The password come
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Annotated, Any
 
 import typer
 
-from smartcity.cli.errors import fail
+from smartcity.cli.errors import run_rpc
 
 __all__ = ["PASSWORD_ENV", "TARGET_ENV", "login_command", "read_password"]
 
@@ -44,9 +43,6 @@ def login_command(
     """Log in to a running identity service and print the access token (for scripts:
     `export SMARTCITY_TOKEN=$(smartcity login ioc.admin)`). The password comes from
     SMARTCITY_PASSWORD or a hidden prompt; a TOTP code is asked for when needed."""
-    import grpc
-    import grpc.aio
-
     from smartcity.identity.v1 import identity_pb2, identity_pb2_grpc
     from smartcity.runtime.grpc_client import channel
 
@@ -70,11 +66,7 @@ def login_command(
             )
             return verified.tokens
 
-    try:
-        tokens = asyncio.run(run())
-    except grpc.aio.AioRpcError as error:
-        code = 2 if error.code() == grpc.StatusCode.INVALID_ARGUMENT else 1
-        fail(f"{error.code().name.lower()}: {error.details()}", code)
+    tokens = run_rpc("identity", target, run)
     if json_output:
         typer.echo(
             json.dumps(

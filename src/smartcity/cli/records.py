@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from smartcity.cli.errors import fail
+from smartcity.cli.errors import fail, rpc_failed
 
 __all__ = ["bench_records", "records_app"]
 
@@ -203,7 +203,7 @@ async def _call(target: str, token: str | None, method: str, request: Any) -> An
         try:
             return await getattr(stub, method)(request, timeout=30)
         except grpc.aio.AioRpcError as exc:
-            fail(f"{exc.code().name}: {exc.details()}")
+            rpc_failed("records", target, exc)
 
 
 def _print(message: Any) -> None:

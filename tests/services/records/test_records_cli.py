@@ -72,7 +72,7 @@ async def test_get_and_history_speak_the_api(tmp_path: Path, tokens: Tokens) -> 
     assert json.loads(got.stdout)["data"]["status"] == "assigned"
     assert [json.loads(line)["version"] for line in history.stdout.splitlines()] == ["2", "1"]
     assert other.exit_code == 1
-    assert "PERMISSION_DENIED" in other.output
+    assert "permission denied:" in other.output
 
 
 @pytest.mark.postgres
