@@ -27,10 +27,9 @@ from smartcity.services.monitoring.store import (
     TimeSeriesStore,
     open_store,
     postgres,
-    postgres_writes,
     sqlite,
 )
-from smartcity.services.monitoring.store.postgres import PostgresStore
+from smartcity.services.monitoring.store.postgres import PostgresStore, statements
 from smartcity.services.monitoring.store.sqlite import SqliteStore, sqlite_path
 
 # -- the classifications --------------------------------------------------------------------
@@ -225,7 +224,7 @@ async def test_a_connection_without_its_staging_table_makes_it_again(postgres_ur
     try:
         await store.write(batches[:2])
         async with store._connection() as conn:  # the pool's one connection, used in turn
-            await conn.execute(f"DROP TABLE {postgres_writes.STAGE}")
+            await conn.execute(f"DROP TABLE {statements.STAGE}")
         assert (await store.write(batches[2:4])).batches_written == 2
         assert len((await store.latest(Selector())).items) > 0
     finally:
