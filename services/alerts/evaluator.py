@@ -16,7 +16,7 @@ spine's verdict) and, in one transaction holding the partitions of their devices
    rest writes nothing of its own. The consumer acknowledges the messages only after this
    commit.
 
-:meth:`Evaluator.tick` does what the clock does: no-data timeouts, ``for`` and
+:meth:`Evaluator.tick` (:mod:`.clock`) does what the clock does: no-data timeouts, ``for`` and
 ``keep_firing_for`` timers, silences and inhibitions, escalation; then :mod:`.notify` flushes
 the notification groups. Timers are columns (``deadline``, ``due``), so any replica ticks
 any partition and a restart resumes them.
@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 from smartcity.readings.model import IngestBatch
 from smartcity.runtime.config import AlertsSettings
 from smartcity.runtime.errors import NotFound
 from smartcity.services.alerts import lifecycle
-from smartcity.services.alerts.engine import Evaluation, RuleIndex, fingerprint, silence_check
+from smartcity.services.alerts.clock import ClockDuties
+from smartcity.services.alerts.engine import Evaluation, RuleIndex, fingerprint
 from smartcity.services.alerts.lanes import DeviceKey, Lane, Lanes, Plan, SeriesKey, apply
-from smartcity.services.alerts.model import MICROS, Alert, AlertState, Event, EventType
-from smartcity.services.alerts.notify import Grouping, escalation_notice, flush
+from smartcity.services.alerts.model import MICROS, Alert, Event
+from smartcity.services.alerts.notify import Grouping
 from smartcity.services.alerts.rules import NoData, Rule
 from smartcity.services.alerts.store import (
     PARTITIONS,
@@ -48,30 +48,9 @@ from smartcity.services.alerts.store import (
     Writes,
     partition_of,
 )
+from smartcity.services.alerts.work import NOTIFIED, Work, gone
 
 __all__ = ["Evaluator"]
-
-
-_NOTIFIED = frozenset(
-    {
-        EventType.FIRING,
-        EventType.RESOLVED,
-        EventType.SILENCE_CHANGED,
-        EventType.INHIBITION_CHANGED,
-    }
-)
-"""Events that change what a group's next notification says (an escalation notifies its
-step's receiver at once instead)."""
-
-
-@dataclass
-class _Work:
-    """What one transaction changes, written at its end."""
-
-    evaluations: dict[str, tuple[Rule, Evaluation]] = field(default_factory=dict)
-    alerts: dict[str, tuple[Rule, Alert]] = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
 
 
 PLANS_KEPT = 50_000
@@ -79,7 +58,7 @@ PLANS_KEPT = 50_000
 one out again costs a few microseconds)."""
 
 
-class Evaluator:
+class Evaluator(ClockDuties):
     def __init__(
         self,
         store: AlertStore,
@@ -137,7 +116,7 @@ class Evaluator:
                 if state.rules_revision == self._rules_revision:
                     break
                 await self._load_rules(state.rules_revision)
-            work = _Work()
+            work = Work()
             lanes = Lanes(plans, state)
             alerts = state.alerts
 
@@ -179,7 +158,7 @@ class Evaluator:
         return plan
 
     def _advance(
-        self, rule: Rule, alerts: dict[str, Alert], evaluation: Evaluation, now: int, work: _Work
+        self, rule: Rule, alerts: dict[str, Alert], evaluation: Evaluation, now: int, work: Work
     ) -> bool:
         """Move the evaluation's alert along; whether it is open afterwards."""
         alert, events = lifecycle.advance(rule, alerts.get(evaluation.fingerprint), evaluation, now)
@@ -192,7 +171,7 @@ class Evaluator:
             work.events += events
         return alert.is_open
 
-    async def _write(self, w: Writes, work: _Work) -> None:
+    async def _write(self, w: Writes, work: Work) -> None:
         now = self.now()
         await w.save_evaluations(
             (evaluation, evaluation.deadline(rule))
@@ -203,7 +182,7 @@ class Evaluator:
             for rule, alert in work.alerts.values()
         )
         await w.append_events(work.events)
-        groups = dict(self.grouping.key(e.alert.labels) for e in work.events if e.type in _NOTIFIED)
+        groups = dict(self.grouping.key(e.alert.labels) for e in work.events if e.type in NOTIFIED)
         if groups:
             await w.mark_groups(groups, now)
         for body in work.notices:
@@ -252,10 +231,10 @@ class Evaluator:
         now = self.now()
         async with self.store.transaction([part]) as w:
             alert = (await w.alerts([fingerprint]))[fingerprint]
-            work = _Work(events=action(alert, now))
+            work = Work(events=action(alert, now))
             if work.events:
                 work.alerts[fingerprint] = (
-                    self.index.rules.get(alert.rule_id) or _gone(alert),
+                    self.index.rules.get(alert.rule_id) or gone(alert),
                     alert,
                 )
                 await self._write(w, work)
@@ -277,114 +256,12 @@ class Evaluator:
             found = await self.store.alerts(AlertFilter(rule_id=rule_id), None, 100_000)
             fingerprints = [a.fingerprint for a in found]
             await write(w)
-            work = _Work()
+            work = Work()
             for fp, alert in (await w.alerts(fingerprints)).items():
                 events = lifecycle.resolve(alert, now, reason)
                 if events:
-                    work.alerts[fp] = (_gone(alert), alert)
+                    work.alerts[fp] = (gone(alert), alert)
                     work.events += events
             await w.forget_rule(rule_id)
             await self._write(w, work)
         self._emit(work.events)
-
-    # -- the clock --------------------------------------------------------------------------
-
-    async def tick(self, now: int | None = None) -> list[Event]:
-        """Everything the clock changes by ``now``, then the notification flush."""
-        now = self.now() if now is None else now
-        await self.refresh_rules()
-        events = await self._timers(now)
-        rules = self.index.rules
-        if any(
-            e.type in (EventType.FIRING, EventType.RESOLVED)
-            and e.alert.rule_id in rules
-            and rules[e.alert.rule_id].inhibitions
-            for e in events
-        ):
-            # An inhibiting alert changed: apply it before anything is notified.
-            events += await self._timers(now)
-        await flush(self.store, self.grouping, now)
-        self.ticks += 1
-        return events
-
-    async def _timers(self, now: int) -> list[Event]:
-        rules = self.index.rules
-        silences = await self.store.silences()
-        open_alerts = await self.store.open_alerts()
-        sources = [
-            (alert, rules[alert.rule_id])
-            for alert, _ in open_alerts
-            if alert.state is AlertState.FIRING
-            and alert.rule_id in rules
-            and rules[alert.rule_id].inhibitions
-        ]
-        work_by_part: dict[int, set[str]] = {}
-        for alert, part in open_alerts:
-            if (
-                lifecycle.silencers(silences, alert.labels, now) != alert.silenced_by
-                or lifecycle.inhibitors(alert, sources) != alert.inhibited_by
-                or alert.rule_id not in rules
-                or not rules[alert.rule_id].enabled
-            ):
-                work_by_part.setdefault(part, set()).add(alert.fingerprint)
-        for fp, part, _ in await self.store.due(now):
-            work_by_part.setdefault(part, set()).add(fp)
-        events: list[Event] = []
-        for part, fingerprints in sorted(work_by_part.items()):
-            async with self.store.transaction([part]) as w:
-                work = await self._tick_partition(w, sorted(fingerprints), now, silences, sources)
-                await self._write(w, work)
-            self._emit(work.events)
-            events += work.events
-        return events
-
-    async def _tick_partition(
-        self,
-        w: Writes,
-        fingerprints: list[str],
-        now: int,
-        silences: Sequence[object],
-        sources: Sequence[tuple[Alert, Rule]],
-    ) -> _Work:
-        rules = self.index.rules
-        evaluations = await w.evaluations(fingerprints)
-        alerts = await w.alerts(fingerprints)
-        work = _Work()
-        for fp in fingerprints:
-            evaluation, alert = evaluations.get(fp), alerts.get(fp)
-            rule_id = evaluation.rule_id if evaluation else alert.rule_id if alert else ""
-            rule = rules.get(rule_id)
-            if rule is None or not rule.enabled:
-                if alert is not None and alert.is_open and rule_id:
-                    events = lifecycle.resolve(alert, now, "the rule was deleted or disabled")
-                    work.events += events
-                    work.alerts[fp] = (rule or _gone(alert), alert)
-                continue
-            if evaluation is not None:
-                silence_check(rule, evaluation, now)
-                work.evaluations[fp] = (rule, evaluation)
-                self._advance(rule, alerts, evaluation, now, work)
-                alert = alerts.get(fp)
-            if alert is None or not alert.is_open:
-                continue
-            changes = lifecycle.suppress(
-                alert,
-                lifecycle.silencers(silences, alert.labels, now),  # type: ignore[arg-type]
-                lifecycle.inhibitors(alert, sources),
-                now,
-            )
-            escalated, steps = lifecycle.escalate(rule, alert, now)
-            changes += escalated
-            work.notices += [
-                escalation_notice(step.notify, alert, self.grouping)
-                for step in steps
-                if step.notify
-            ]
-            work.alerts[fp] = (rule, alert)
-            work.events += changes
-        return work
-
-
-def _gone(alert: Alert) -> Rule:
-    """A stand-in for the rule of an alert whose rule no longer exists (nothing is due)."""
-    return Rule(alert.rule_id, alert.rule_id, alert.field, NoData(1), alert.rule_severity)
