@@ -1,10 +1,11 @@
 """How an agent treats a device that misbehaves: retry, back off, and stop hammering it.
 
 A substation RTU that has lost power will not answer for minutes; polling it every second
-with a 2 s timeout wastes the agent's time and the serial line's. Each device has its own
-:class:`Backoff` (exponential with full jitter, so a hundred agents that lost the same
-network segment do not come back in lock-step) and its own :class:`CircuitBreaker` (after
-``threshold`` consecutive failures the device is only probed once per back-off delay). One
+with a 2 s timeout wastes the agent's time and the serial line's. The agent's device loop
+(:mod:`~smartcity.agents.device_loop`) gives each device its own :class:`Backoff`
+(exponential with full jitter, so a hundred agents that lost the same network segment do not
+come back in lock-step) and its own :class:`CircuitBreaker` (after ``threshold`` consecutive
+failures the device is only probed once per back-off delay), whatever its protocol. One
 device's trouble never delays another's poll: each device runs in its own task.
 """
 

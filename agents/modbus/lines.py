@@ -97,7 +97,7 @@ def detach(line: Line, owner: object) -> None:
 
 
 def _client(endpoint: ModbusEndpoint, *, timeout: float, name: str) -> Client:
-    # pymodbus' own retries and reconnect loop are off: the drivers own that policy
+    # pymodbus' own retries and reconnect loop are off: the transport retries, the agent paces
     client: Client
     if endpoint.scheme == "tcp":
         client = AsyncModbusTcpClient(

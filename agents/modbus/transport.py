@@ -5,8 +5,10 @@ write sent once, and a failure put in an engineer's words (``timeout after 2.0 s
 ``modbus exception 2: illegal data address``).
 
 pymodbus' own retry and reconnect loops are switched off (``retries=0``,
-``reconnect_delay=0``): the driver owns the policy. After a failed request on a TCP
-connection that no other device uses, the connection is opened afresh on the next request.
+``reconnect_delay=0``): the profile's ``retries`` are sent here, and the pacing of a device
+that stays silent (circuit breaker, back-off) is the agent's device loop's. After a failed
+request on a TCP connection that no other device uses, the connection is opened afresh on the
+next request.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from smartcity.agents.modbus.lines import Client, Line, LineConflictError, attac
 from smartcity.agents.profile import Function, ModbusDevice, ModbusPoint
 from smartcity.agents.reading import Value
 
-# pymodbus logs every timeout at ERROR with a dump of recent frames; the driver already turns
+# pymodbus logs every timeout at ERROR with a dump of recent frames; the agent already turns
 # each failure into BAD readings with the reason and logs state changes once, so the
 # library's own messages are kept for real failures of the library.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -112,6 +114,11 @@ class Transport:
                 reason = exception_reason(response.exception_code)
             self.stats.record_error(reason)
         raise NoAnswerError(reason)
+
+    async def open(self) -> None:
+        """Connect now, unless the line is connected; :class:`NoAnswerError` if it cannot."""
+        async with self._guard():
+            await self._connect()
 
     def _send(self, block: Block) -> Awaitable[ModbusPDU]:
         client = self.require_client()

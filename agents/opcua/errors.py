@@ -10,11 +10,12 @@ from urllib.parse import urlsplit
 
 from asyncua import ua
 
+from smartcity.agents.driver import DeviceUnreachableError
 from smartcity.agents.opcua.status import status_name
 from smartcity.agents.profile import OpcuaDevice
 
 
-class OpcuaConnectError(ConnectionError):
+class OpcuaConnectError(DeviceUnreachableError):
     """No session could be opened; the message says why in an engineer's words."""
 
 

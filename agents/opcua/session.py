@@ -5,7 +5,7 @@ endpoint takes and that never crosses the network in clear text, and the server'
 limits, to which every later request is sized (:func:`batched`).
 
 A :class:`Session` also records why it was lost when the transport drops, for the driver to
-rebuild it (:mod:`~smartcity.agents.opcua.driver`).
+drop it and open a new one (:mod:`~smartcity.agents.opcua.driver`).
 """
 
 from __future__ import annotations

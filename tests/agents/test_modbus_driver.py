@@ -11,7 +11,7 @@ import struct
 import time
 
 import pytest
-from loop_fixtures import serving
+from loop_fixtures import reading, serving
 from modbus_fixtures import (
     expected_value,
     fast_breaker,
@@ -203,10 +203,13 @@ async def test_silent_device_is_bad_then_recovers_without_slowing_its_neighbour(
         Substation(port=0, period=0.05) as sim,
         Substation(port=0, period=0.05) as neighbour,
     ):
-        faulty = ModbusDriver(quick(sim.profile_for(1), poll_interval=0.1), breaker=fast_breaker())
+        faulty = ModbusDriver(quick(sim.profile_for(1), poll_interval=0.1))
         healthy = ModbusDriver(quick(neighbour.profile_for(1), poll_interval=0.1))
         faulty_sink, healthy_sink = Collector(), Collector()
-        async with running(faulty, faulty_sink) as faulty_task, running(healthy, healthy_sink):
+        async with (
+            reading(faulty, faulty_sink, breaker=fast_breaker()) as faulty_task,
+            running(healthy, healthy_sink),
+        ):
             await faulty_sink.wait_for(lambda: len(faulty_sink.batches) >= 2, what="first polls")
             outage = 1.5
             sim.inject(Fault.NO_ANSWER, outage, unit=1)
@@ -249,9 +252,9 @@ async def test_open_breaker_sends_nothing_until_the_probe() -> None:
         sim.inject(Fault.NO_ANSWER, 60, unit=1)
         # the probe is 30 s away: the jitter draws the ceiling
         breaker = CircuitBreaker(threshold=2, backoff=Backoff(initial=30.0, rng=Ceiling()))
-        driver = ModbusDriver(quick(sim.profile_for(1)), breaker=breaker)
+        driver = ModbusDriver(quick(sim.profile_for(1)))
         sink = Collector()
-        async with running(driver, sink):
+        async with reading(driver, sink, breaker=breaker):
             await sink.wait_for(lambda: breaker.state == "open", what="the breaker to open")
             sent = driver.stats.requests
             polls = driver.stats.polls

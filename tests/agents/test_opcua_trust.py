@@ -18,8 +18,9 @@ import pytest
 import pytest_asyncio
 import yaml
 from cryptography import x509
+from loop_fixtures import reading
 from opcua_fixtures import USERS, Pki, make_pki, profile_for, station_for, trust
-from support import Collector, eventually, running
+from support import Collector, eventually
 
 from smartcity.agents.opcua.certificates import certificate_der
 from smartcity.agents.opcua.driver import OpcuaConnectError, OpcuaDriver
@@ -223,11 +224,11 @@ async def test_a_server_refusing_subscriptions_gets_paced_sessions(pki):
         breaker = CircuitBreaker(
             threshold=3, backoff=Backoff(initial=0.2, maximum=1.0, rng=Ceiling())
         )
-        driver = OpcuaDriver(profile_for(station, pki, mode="subscribe"), breaker=breaker)
+        driver = OpcuaDriver(profile_for(station, pki, mode="subscribe"))
         sink = Collector()
         before = station.sessions
         started = time.monotonic()
-        async with running(driver, sink):
+        async with reading(driver, sink, breaker=breaker):
             # four back-off delays: 0.2 + 0.4 + 0.8 + 1.0 s after three quick failures
             await eventually(lambda: breaker.backoff.attempt >= 4, within=15, what="back-off")
             elapsed = time.monotonic() - started
