@@ -203,8 +203,9 @@ async def test_a_subscription_is_rebuilt_at_the_pace_of_the_breaker() -> None:
             lambda: any(r.startswith("device unreachable") for r in reasons(sink)),
             "the unreachable readings",
         )
-        await asyncio.sleep(1.0)
-        # one probe per 0.3 s back-off, not one per poll interval
+        # Three probes; had they come once per 50 ms poll interval instead of once per
+        # 0.3 s back-off, they would come too soon for the bound below.
+        await eventually(lambda: driver.subscriptions - tries >= 3, what="three probes")
         elapsed = asyncio.get_running_loop().time() - opened
         assert driver.subscriptions - tries <= elapsed / 0.3 + 1
         assert {"connection lost: transport closed", "not connected: connection refused"} <= (
@@ -227,6 +228,8 @@ async def test_a_flat_subscribed_value_is_read_at_its_keepalive_only_while_deliv
         driver.down = True
         driver.lost.set()
         await eventually(lambda: driver.subscriptions >= 2, what="a failed rebuild")
-        quiet = len(driver.reads)
-        await asyncio.sleep(0.7)  # two keep-alives: no reads of a device that is down
+        quiet, rebuilds = len(driver.reads), driver.subscriptions
+        # Three more failed rebuilds at the 0.2 s back-off span two 0.3 s keep-alives: no
+        # keep-alive read goes to a device that is down.
+        await eventually(lambda: driver.subscriptions >= rebuilds + 3, what="three rebuilds")
         assert len(driver.reads) == quiet
